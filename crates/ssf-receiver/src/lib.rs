@@ -1,0 +1,1 @@
+//! An in-process SSF receiver (work in progress).
