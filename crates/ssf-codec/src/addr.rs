@@ -303,10 +303,7 @@ impl FromStr for Address {
                     _ => Err(err(ErrorKind::MissingPath)),
                 };
             }
-            let authority = rest
-                .split(['/', '?', '#'])
-                .next()
-                .unwrap_or_default();
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
             let (host, port) = split_host_port(authority).map_err(err)?;
             return Ok(Address {
                 scheme,
@@ -420,8 +417,12 @@ impl fmt::Display for AddrError {
         let a = &self.address;
         match &self.kind {
             ErrorKind::Empty => f.write_str("empty address"),
-            ErrorKind::Whitespace => write!(f, "address {a:?} contains whitespace or control characters"),
-            ErrorKind::UnknownScheme(s) => write!(f, "unknown address family {s:?} on address {a:?}"),
+            ErrorKind::Whitespace => {
+                write!(f, "address {a:?} contains whitespace or control characters")
+            }
+            ErrorKind::UnknownScheme(s) => {
+                write!(f, "unknown address family {s:?} on address {a:?}")
+            }
             ErrorKind::MissingPort => write!(f, "address {a:?} has no port"),
             ErrorKind::InvalidPort => write!(f, "address {a:?} has an invalid port (0 to 65535)"),
             ErrorKind::InvalidHost => write!(f, "address {a:?} has an invalid host"),
@@ -473,7 +474,10 @@ mod tests {
         assert_eq!(ok("127.0.0.1:8200").to_string(), "udp://127.0.0.1:8200");
         assert_eq!(ok("localhost:8128").to_string(), "udp://localhost:8128");
         assert_eq!(ok("[::1]:9").to_string(), "udp://[::1]:9");
-        assert_eq!(ok("tcp://127.0.0.1:8200").to_string(), "tcp://127.0.0.1:8200");
+        assert_eq!(
+            ok("tcp://127.0.0.1:8200").to_string(),
+            "tcp://127.0.0.1:8200"
+        );
         assert_eq!(Address::default().to_string(), DEFAULT_ADDRESS);
         assert_eq!(ok(DEFAULT_ADDRESS), Address::default());
     }
@@ -487,8 +491,14 @@ mod tests {
     fn errors_are_precise() {
         let e = |s: &str| s.parse::<Address>().unwrap_err().to_string();
         assert_eq!(e(""), "empty address");
-        assert_eq!(e("foo://x:1"), r#"unknown address family "foo" on address "foo://x:1""#);
-        assert_eq!(e("http://x:80"), r#"unknown address family "http" on address "http://x:80""#);
+        assert_eq!(
+            e("foo://x:1"),
+            r#"unknown address family "foo" on address "foo://x:1""#
+        );
+        assert_eq!(
+            e("http://x:80"),
+            r#"unknown address family "http" on address "http://x:80""#
+        );
         assert!(e("udp://127.0.0.1").contains("no port"));
         assert!(e("udp://127.0.0.1:").contains("no port"));
         assert!(e("udp://127.0.0.1:99999").contains("invalid port"));
@@ -502,7 +512,12 @@ mod tests {
         assert!(e("unix://host.sock").contains("no socket path"));
         assert!(e("udp://h :5").contains("whitespace"));
         assert!(e("just-a-name").contains("no port"));
-        assert!("foo://x".parse::<Address>().unwrap_err().is_unknown_scheme());
+        assert!(
+            "foo://x"
+                .parse::<Address>()
+                .unwrap_err()
+                .is_unknown_scheme()
+        );
     }
 
     #[tokio::test]
@@ -513,6 +528,9 @@ mod tests {
         assert_eq!(any, vec!["127.0.0.1:5".parse().unwrap()]);
         assert!(ok("udp6://127.0.0.1:5").resolve().await.is_err());
         assert!(ok("unix:///x").resolve().await.is_err());
-        assert_eq!(ok("udp://:7").resolve().await.unwrap(), vec!["0.0.0.0:7".parse().unwrap()]);
+        assert_eq!(
+            ok("udp://:7").resolve().await.unwrap(),
+            vec!["0.0.0.0:7".parse().unwrap()]
+        );
     }
 }

@@ -145,7 +145,9 @@ impl Decoder for SsfCodec {
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Error> {
-        Ok(self.decode_frame(src)?.map(|body| wire::decode(body.freeze())))
+        Ok(self
+            .decode_frame(src)?
+            .map(|body| wire::decode(body.freeze())))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Error> {

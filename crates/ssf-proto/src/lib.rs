@@ -56,7 +56,12 @@
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
 #[path = "gen/ssf.rs"]
-#[allow(missing_docs, clippy::all, unreachable_pub, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    unreachable_pub,
+    missing_debug_implementations
+)]
 mod generated;
 
 #[cfg(feature = "json")]

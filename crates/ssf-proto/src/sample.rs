@@ -438,7 +438,10 @@ mod tests {
     fn timing_keeps_fraction_unless_truncated() {
         let d = Duration::from_micros(1500);
         assert_eq!(timing("t", d, Duration::from_millis(1)).value, 1.5);
-        assert_eq!(timing_truncated("t", d, Duration::from_millis(1)).value, 1.0);
+        assert_eq!(
+            timing_truncated("t", d, Duration::from_millis(1)).value,
+            1.0
+        );
         // Other resolutions set no unit; zero resolution counts nanoseconds.
         assert_eq!(timing("t", d, Duration::from_millis(2)).unit, "");
         assert_eq!(timing("t", d, Duration::ZERO).value, 1_500_000.0);
@@ -477,7 +480,10 @@ mod tests {
     #[test]
     fn set_and_status_fields() {
         let s = set("users", "alice");
-        assert_eq!((s.metric(), s.message.as_str(), s.value), (Metric::Set, "alice", 0.0));
+        assert_eq!(
+            (s.metric(), s.message.as_str(), s.value),
+            (Metric::Set, "alice", 0.0)
+        );
         let s = status("check", Status::Warning);
         assert_eq!((s.metric(), s.status()), (Metric::Status, Status::Warning));
     }
@@ -507,6 +513,12 @@ mod tests {
         assert_eq!(absent[0].sample_rate, 1.0);
         let mut zero = count("z", 1.0);
         zero.sample_rate = 0.0;
-        assert_eq!(random_sample(0.5, vec![zero; 50]).iter().map(|s| s.sample_rate).sum::<f32>(), 0.0);
+        assert_eq!(
+            random_sample(0.5, vec![zero; 50])
+                .iter()
+                .map(|s| s.sample_rate)
+                .sum::<f32>(),
+            0.0
+        );
     }
 }

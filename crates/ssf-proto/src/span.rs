@@ -69,7 +69,11 @@ impl InvalidTrace {
 
 impl fmt::Display for InvalidTrace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not a valid trace span: {} unset", self.missing.join(", "))
+        write!(
+            f,
+            "not a valid trace span: {} unset",
+            self.missing.join(", ")
+        )
     }
 }
 

@@ -103,7 +103,15 @@ mod tests {
 
     #[test]
     fn round_trips_extremes() {
-        for n in [i64::MIN, i64::MIN + 1, -1, 0, 1, 1_700_000_000_000_000_000, i64::MAX] {
+        for n in [
+            i64::MIN,
+            i64::MIN + 1,
+            -1,
+            0,
+            1,
+            1_700_000_000_000_000_000,
+            i64::MAX,
+        ] {
             assert_eq!(to_nanos(from_nanos(n)), Ok(n), "{n}");
         }
     }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use ssf_proto::{SsfSpan, json, normalize, wire};
 
 fn golden(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/veneur-golden").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/veneur-golden")
+        .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

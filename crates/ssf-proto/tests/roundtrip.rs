@@ -16,28 +16,53 @@ fn sample() -> impl Strategy<Value = SsfSample> {
         (-2i32..7, ".{0,10}", any::<f32>(), any::<i64>(), ".{0,6}"),
         (-1i32..5, any::<f32>(), tags(), ".{0,4}", -1i32..4),
     )
-        .prop_map(|((metric, name, value, timestamp, message), (status, sample_rate, tags, unit, scope))| SsfSample {
-            metric,
-            name,
-            value: if value.is_nan() { 0.5 } else { value },
-            timestamp,
-            message,
-            status,
-            sample_rate: if sample_rate.is_nan() { 1.0 } else { sample_rate },
-            tags,
-            unit,
-            scope,
-        })
+        .prop_map(
+            |(
+                (metric, name, value, timestamp, message),
+                (status, sample_rate, tags, unit, scope),
+            )| SsfSample {
+                metric,
+                name,
+                value: if value.is_nan() { 0.5 } else { value },
+                timestamp,
+                message,
+                status,
+                sample_rate: if sample_rate.is_nan() {
+                    1.0
+                } else {
+                    sample_rate
+                },
+                tags,
+                unit,
+                scope,
+            },
+        )
 }
 
 fn span() -> impl Strategy<Value = SsfSpan> {
     (
-        (any::<i32>(), any::<i64>(), any::<i64>(), any::<i64>(), any::<i64>(), any::<i64>()),
-        (any::<bool>(), ".{0,12}", prop::collection::vec(sample(), 0..4), tags()),
+        (
+            any::<i32>(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<i64>(),
+        ),
+        (
+            any::<bool>(),
+            ".{0,12}",
+            prop::collection::vec(sample(), 0..4),
+            tags(),
+        ),
         (any::<bool>(), ".{0,12}", any::<i64>()),
     )
         .prop_map(
-            |((version, trace_id, id, parent_id, start, end), (error, service, metrics, tags), (indicator, name, root))| SsfSpan {
+            |(
+                (version, trace_id, id, parent_id, start, end),
+                (error, service, metrics, tags),
+                (indicator, name, root),
+            )| SsfSpan {
                 version,
                 trace_id,
                 id,

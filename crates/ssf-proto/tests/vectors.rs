@@ -59,9 +59,7 @@ fn full_span_with_samples_and_negative_id() {
 
 #[test]
 fn bare_gauge_sample() {
-    let g = sample::gauge("g", 2.5)
-        .with_unit("u")
-        .with_sample_rate(0.5);
+    let g = sample::gauge("g", 2.5).with_unit("u").with_sample_rate(0.5);
     let mut bytes = Vec::new();
     wire::encode_sample(&g, &mut bytes);
     assert_eq!(bytes, hex("08011201671d000020403d0000003f4a0175"));
@@ -118,7 +116,13 @@ fn reserved_and_unknown_fields_are_skipped() {
     // Field 9 (reserved, varint 5), then id 2, then unknown field 99 (length-delimited).
     let bytes = hex("48051802 9a0602 6869".replace(' ', "").as_str());
     let span = wire::decode(&bytes[..]).unwrap();
-    assert_eq!(span, SsfSpan { id: 2, ..Default::default() });
+    assert_eq!(
+        span,
+        SsfSpan {
+            id: 2,
+            ..Default::default()
+        }
+    );
 }
 
 #[test]
