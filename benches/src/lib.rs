@@ -1,0 +1,1 @@
+//! Criterion benchmarks for the ssf-rs workspace; see `benches/`.
