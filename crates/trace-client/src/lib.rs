@@ -8,4 +8,19 @@
 
 // --- trace API pure parts (issue 5): modules and re-exports below this line ---
 
+pub mod context;
+pub mod id;
+mod macros;
+pub mod propagation;
+mod span;
+
+pub use context::{InSpan, SpanContext, WithSpan};
+pub use id::new_id;
+pub use span::{Span, service_name, set_service_name};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::macros::function_name_of;
+}
+
 // --- end of trace API ---

@@ -1,0 +1,238 @@
+//! Carrying span contexts between processes.
+//!
+//! A [`SpanContext`](crate::SpanContext) is *injected* into a carrier by the caller and *extracted* from it by
+//! the callee, which then starts its spans with [`Span::child_of`](crate::Span::child_of).
+//! Three carriers are supported, compatible with veneur's Go client:
+//!
+//! | carrier | inject | extract |
+//! |---|---|---|
+//! | [text map](text_map) (any string map) | decimal `traceid`, `parentid`, `spanid`, `resource` | veneur's four ID key groups, first complete one wins |
+//! | [HTTP headers](http) ([`http::HeaderMap`]) | one [`HeaderFormat`]; default Envoy hex `ot-tracer-*` | a list of formats, default [`DEFAULT_EXTRACT_FORMATS`] |
+//! | [binary](binary) (protobuf `SSFSpan` bytes) | `trace_id`, `id`, `parent_id`, `resource` tag, service | `trace_id`, `id`, `resource` tag |
+//!
+//! W3C Trace Context `traceparent` headers ([`w3c`]) are available as an opt-in
+//! [`HeaderFormat::W3c`].
+//!
+//! # Differences from veneur
+//!
+//! Extraction is stricter than veneur's, so that a garbled header never produces a
+//! half-valid context:
+//!
+//! * a key group counts only when *both* its trace ID and its span ID are present, parse
+//!   and are non-zero; otherwise the next group is tried. veneur accepted a lone `Traceid`
+//!   (span ID 0) but rejected a lone `Trace-Id`;
+//! * a number outside the 64-bit range is rejected instead of being clamped to `i64::MAX`
+//!   or `i64::MIN`;
+//! * hexadecimal IDs are read and written as the 64 bits of the ID, so the Envoy header
+//!   `ffffffffffffffff` is the ID −1 and round trips (veneur clamped it to `i64::MAX` and
+//!   wrote −1 as `-1`, which it still accepts);
+//! * binary extraction rejects zero IDs; binary injection leaves the timestamps 0 instead of
+//!   veneur's overflowed "zero time".
+//!
+//! Nothing here panics or allocates more than a copy of the matched values, whatever the
+//! carrier holds.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use trace_client::SpanContext;
+//! use trace_client::propagation::{self, HeaderFormat};
+//!
+//! let ctx = SpanContext::new(12345, 67890).with_resource("checkout");
+//!
+//! let mut map = HashMap::new();
+//! propagation::inject_text_map(&ctx, &mut map);
+//! assert_eq!(propagation::extract_text_map(&map)?, ctx);
+//!
+//! let mut headers = http::HeaderMap::new();
+//! propagation::inject_headers(&ctx, &mut headers, HeaderFormat::Envoy);
+//! assert_eq!(headers["ot-tracer-traceid"], "3039");
+//! let remote = propagation::extract_headers(&headers, propagation::DEFAULT_EXTRACT_FORMATS)?;
+//! assert_eq!((remote.trace_id, remote.span_id), (12345, 67890));
+//! # Ok::<(), propagation::ExtractError>(())
+//! ```
+
+use std::error::Error;
+use std::fmt;
+
+pub mod binary;
+pub mod http;
+pub mod text_map;
+pub mod w3c;
+
+pub use self::binary::{extract_binary, inject_binary, to_binary};
+pub use self::http::{
+    DEFAULT_EXTRACT_FORMATS, DEFAULT_INJECT_FORMAT, HeaderFormat, extract_headers, inject_headers,
+};
+pub use self::text_map::{
+    TextMapReader, TextMapWriter, extract_text_map, extract_text_map_from, inject_text_map,
+};
+
+/// The carrier key (and binary-carrier tag) holding the trace's resource.
+pub const RESOURCE_KEY: &str = "resource";
+
+/// Why no span context could be extracted from a carrier.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ExtractError {
+    /// No key group held a complete pair of valid, non-zero trace and span IDs.
+    MissingIds,
+    /// The binary carrier's bytes are not a protobuf `SSFSpan`.
+    Decode(ssf_proto::wire::DecodeError),
+}
+
+impl fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExtractError::MissingIds => f.write_str(
+                "error parsing fields from text map: no complete pair of non-zero trace and span ids",
+            ),
+            ExtractError::Decode(_) => f.write_str("error decoding span from binary carrier"),
+        }
+    }
+}
+
+impl Error for ExtractError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            ExtractError::MissingIds => None,
+            ExtractError::Decode(e) => Some(e),
+        }
+    }
+}
+
+/// Splits an optional leading `+` or `-` from `s`; `true` means negative.
+fn split_sign(s: &str) -> (bool, &str) {
+    match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    }
+}
+
+/// Parses a base-10 ID: optional sign, ASCII digits, within `i64`. No whitespace.
+pub(crate) fn parse_decimal(s: &str) -> Option<i64> {
+    let (negative, digits) = split_sign(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // The std parser rejects overflow without allocating, however long the input.
+    let magnitude: u64 = digits.parse().ok()?;
+    apply_sign(negative, magnitude)
+}
+
+/// Parses a base-16 ID: optional sign, hex digits of either case, no `0x`, no whitespace.
+///
+/// Without a sign, up to 64 bits are read as the two's complement bits of the ID
+/// (`ffffffffffffffff` is −1); with a `-`, the magnitude must fit `i64` (veneur writes
+/// negative IDs that way).
+pub(crate) fn parse_hex(s: &str) -> Option<i64> {
+    let (negative, digits) = split_sign(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let magnitude = u64::from_str_radix(digits, 16).ok()?;
+    if negative || s.starts_with('+') {
+        apply_sign(negative, magnitude)
+    } else {
+        Some(magnitude as i64)
+    }
+}
+
+fn apply_sign(negative: bool, magnitude: u64) -> Option<i64> {
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+}
+
+/// Formats the 64 bits of an ID as lowercase hex without leading zeros (−1 is
+/// `ffffffffffffffff`), the form Envoy uses.
+pub(crate) fn format_hex(id: i64) -> String {
+    format!("{:x}", id as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal() {
+        assert_eq!(parse_decimal("12345"), Some(12345));
+        assert_eq!(parse_decimal("+7"), Some(7));
+        assert_eq!(parse_decimal("-7"), Some(-7));
+        assert_eq!(parse_decimal("0"), Some(0));
+        assert_eq!(parse_decimal("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_decimal("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_decimal("000000000000000000000000000042"), Some(42));
+        for bad in [
+            "",
+            "-",
+            "+",
+            "+-1",
+            "--1",
+            " 1",
+            "1 ",
+            "0x10",
+            "1e3",
+            "١٢",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hex() {
+        assert_eq!(parse_hex("3039"), Some(12345));
+        assert_eq!(parse_hex("10932"), Some(67890));
+        assert_eq!(parse_hex("FF"), Some(255));
+        assert_eq!(parse_hex("-ff"), Some(-255));
+        assert_eq!(parse_hex("+ff"), Some(255));
+        assert_eq!(parse_hex("ffffffffffffffff"), Some(-1));
+        assert_eq!(parse_hex("8000000000000000"), Some(i64::MIN));
+        assert_eq!(parse_hex("-8000000000000000"), Some(i64::MIN));
+        assert_eq!(parse_hex("7fffffffffffffff"), Some(i64::MAX));
+        for bad in [
+            "",
+            "-",
+            "0x1",
+            "++1",
+            "+-1",
+            "g",
+            " a",
+            "10000000000000000",
+            "-8000000000000001",
+            "+8000000000000000",
+        ] {
+            assert_eq!(parse_hex(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hex_round_trips_every_bit_pattern() {
+        for id in [1, -1, i64::MIN, i64::MAX, 255, -255, 0x1234_5678_9abc_def0] {
+            assert_eq!(parse_hex(&format_hex(id)), Some(id), "{id}");
+        }
+        assert_eq!(format_hex(-1), "ffffffffffffffff");
+        assert_eq!(format_hex(12345), "3039");
+    }
+
+    #[test]
+    fn error_messages_are_lowercase_and_sourced() {
+        let e = ExtractError::MissingIds;
+        assert!(
+            e.to_string()
+                .starts_with("error parsing fields from text map")
+        );
+        assert!(e.source().is_none());
+        let decode = ssf_proto::wire::decode(&[0xff_u8][..]).unwrap_err();
+        let e = ExtractError::Decode(decode);
+        assert_eq!(e.to_string(), "error decoding span from binary carrier");
+        assert!(e.source().is_some());
+    }
+}

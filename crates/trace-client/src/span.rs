@@ -1,0 +1,665 @@
+//! Spans: timed, named operations of a trace.
+
+use std::any::type_name;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ssf_proto::{SsfSample, SsfSpan};
+
+use crate::context::{self, SpanContext};
+use crate::id::new_id;
+
+static SERVICE: OnceLock<String> = OnceLock::new();
+
+/// Sets the process-wide service name, once.
+///
+/// Every span converted to SSF without a service of its own ([`Span::set_service`]) carries
+/// this name; it is read at conversion time, so set it at start-up, before the first span
+/// is finished. Returns `false`, changing nothing, if the name was already set: like a
+/// [`OnceLock`], it can be set only once per process.
+///
+/// # Examples
+///
+/// ```
+/// assert!(trace_client::set_service_name("checkout"));
+/// assert!(!trace_client::set_service_name("other"));
+/// assert_eq!(trace_client::service_name(), "checkout");
+/// ```
+pub fn set_service_name(name: &str) -> bool {
+    SERVICE.set(name.to_owned()).is_ok()
+}
+
+/// The process-wide service name set by [`set_service_name`]; empty until then.
+pub fn service_name() -> &'static str {
+    SERVICE.get().map_or("", String::as_str)
+}
+
+/// Nanoseconds since the epoch, saturating at the ends of the SSF range (years 1677 and
+/// 2262) instead of wrapping.
+fn nanos(time: SystemTime) -> i64 {
+    ssf_proto::time::to_nanos(time).unwrap_or(if time > UNIX_EPOCH {
+        i64::MAX
+    } else {
+        i64::MIN
+    })
+}
+
+/// The last path segment of a type name, without generic arguments: `my::Error<T>` →
+/// `Error`. Trait objects, tuples, slices and other unnamed types give `error`, as veneur
+/// does for types without a name.
+fn short_type_name(full: &str) -> &str {
+    let mut name = full;
+    loop {
+        let trimmed = name.trim_start_matches('&').trim_start_matches("mut ");
+        if trimmed.len() == name.len() {
+            break;
+        }
+        name = trimmed;
+    }
+    if name.starts_with("dyn ") || name.starts_with(['(', '[', '*', '<']) || name.is_empty() {
+        return "error";
+    }
+    let path = name.split('<').next().unwrap_or(name);
+    path.rsplit("::").next().unwrap_or(path)
+}
+
+/// One timed operation of a trace, sent to veneur as an SSF span when finished.
+///
+/// A span has a trace ID (shared by every span of the trace and equal to the root span's
+/// own ID), a span ID, its parent's span ID (0 for a root), a name, start and end times,
+/// tags, an error flag, an indicator flag and samples (metrics) to send along. Its
+/// *resource* names the trace's entry point (an endpoint, a job); children inherit it and
+/// the carriers propagate it, but it is not part of the SSF span.
+///
+/// Create one with [`Span::root`], [`Span::start_trace`], [`Span::child`],
+/// [`Span::child_of`], [`Span::child_of_current`] or the [`span!`](crate::span!) macro.
+/// Its start time is the creation time (change it with [`Span::set_start`]).
+///
+/// # Examples
+///
+/// ```
+/// use trace_client::Span;
+///
+/// let mut root = Span::root("checkout");
+/// assert_eq!(root.trace_id(), root.span_id());
+/// assert_eq!((root.parent_id(), root.resource(), root.name()), (0, "checkout", "checkout"));
+///
+/// let mut child = root.child("charge");
+/// child.set_tag("currency", "eur");
+/// assert_eq!(child.trace_id(), root.trace_id());
+/// assert_eq!(child.parent_id(), root.span_id());
+/// assert_eq!(child.resource(), "checkout");
+///
+/// let ssf = child.to_ssf();
+/// assert_eq!((ssf.name.as_str(), ssf.parent_id), ("charge", root.span_id()));
+/// # child.set_finish_on_drop(false);
+/// # root.set_finish_on_drop(false);
+/// ```
+#[derive(Debug)]
+pub struct Span {
+    trace_id: i64,
+    span_id: i64,
+    parent_id: i64,
+    resource: String,
+    name: String,
+    service: Option<String>,
+    start: SystemTime,
+    end: Option<SystemTime>,
+    tags: BTreeMap<String, String>,
+    error: bool,
+    samples: Vec<SsfSample>,
+    indicator: bool,
+    pub(crate) finish_on_drop: bool,
+    pub(crate) sent: bool,
+}
+
+impl Span {
+    fn new(trace_id: i64, span_id: i64, parent_id: i64, resource: String, name: String) -> Self {
+        Span {
+            trace_id,
+            span_id,
+            parent_id,
+            resource,
+            name,
+            service: None,
+            start: SystemTime::now(),
+            end: None,
+            tags: BTreeMap::new(),
+            error: false,
+            samples: Vec::new(),
+            indicator: false,
+            finish_on_drop: true,
+            sent: false,
+        }
+    }
+
+    /// A new trace: a root span named `name` whose resource is also `name`.
+    ///
+    /// Its trace ID and span ID are the same fresh ID and its parent ID is 0. Use
+    /// [`Span::start_trace`] for a root whose resource and name differ.
+    pub fn root(name: impl Into<String>) -> Self {
+        let name = name.into();
+        let id = new_id();
+        Span::new(id, id, 0, name.clone(), name)
+    }
+
+    /// A new trace for `resource`, with an empty name, as veneur's `StartTrace`.
+    ///
+    /// Give it a name with [`Span::set_name`] before it is finished: veneur drops spans
+    /// without one.
+    pub fn start_trace(resource: impl Into<String>) -> Self {
+        let id = new_id();
+        Span::new(id, id, 0, resource.into(), String::new())
+    }
+
+    /// A child of this span named `name`: same trace ID and resource, parent ID = this
+    /// span's ID, a fresh span ID.
+    pub fn child(&self, name: impl Into<String>) -> Self {
+        Span::new(
+            self.trace_id,
+            new_id(),
+            self.span_id,
+            self.resource.clone(),
+            name.into(),
+        )
+    }
+
+    /// A child of the span described by `parent` (typically extracted from a carrier): trace
+    /// ID and resource from `parent`, parent ID = `parent.span_id`, a fresh span ID.
+    pub fn child_of(parent: &SpanContext, name: impl Into<String>) -> Self {
+        Span::new(
+            parent.trace_id,
+            new_id(),
+            parent.span_id,
+            parent.resource.clone(),
+            name.into(),
+        )
+    }
+
+    /// A child of the task's [current span context](crate::context::current), or a new
+    /// [root](Span::root) when there is none.
+    pub fn child_of_current(name: impl Into<String>) -> Self {
+        let name = name.into();
+        context::with_current(|parent| match parent {
+            Some(parent) => Span::child_of(parent, name),
+            None => Span::root(name),
+        })
+    }
+
+    /// The trace ID.
+    pub fn trace_id(&self) -> i64 {
+        self.trace_id
+    }
+
+    /// This span's ID.
+    pub fn span_id(&self) -> i64 {
+        self.span_id
+    }
+
+    /// The parent span's ID; 0 for a root span.
+    pub fn parent_id(&self) -> i64 {
+        self.parent_id
+    }
+
+    /// The trace's resource (not sent in the SSF span).
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The span's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The span's own service name, if set; see [`Span::set_service`].
+    pub fn service(&self) -> Option<&str> {
+        self.service.as_deref()
+    }
+
+    /// When the span started.
+    pub fn start(&self) -> SystemTime {
+        self.start
+    }
+
+    /// When the span ended, if it was set or the span finished.
+    pub fn end(&self) -> Option<SystemTime> {
+        self.end
+    }
+
+    /// The span's tags.
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.tags
+    }
+
+    /// Whether [`Span::error`] marked the span as an error.
+    pub fn is_error(&self) -> bool {
+        self.error
+    }
+
+    /// The samples to send with the span.
+    pub fn samples(&self) -> &[SsfSample] {
+        &self.samples
+    }
+
+    /// Whether the span is a service level indicator span.
+    pub fn indicator(&self) -> bool {
+        self.indicator
+    }
+
+    /// End minus start once the span has an end time; zero if the clock went backwards.
+    pub fn duration(&self) -> Option<Duration> {
+        let end = self.end?;
+        Some(end.duration_since(self.start).unwrap_or(Duration::ZERO))
+    }
+
+    /// This span's context, to create children elsewhere or to inject into a carrier.
+    pub fn context(&self) -> SpanContext {
+        SpanContext {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_id: self.parent_id,
+            resource: self.resource.clone(),
+        }
+    }
+
+    /// Sets tag `key` to `value`, replacing an earlier value. The SDK never adds tags of its
+    /// own except the three of [`Span::error`].
+    pub fn set_tag(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the span's name.
+    pub fn set_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the trace's resource as seen by this span and the children created from it
+    /// afterwards.
+    pub fn set_resource(&mut self, resource: impl Into<String>) -> &mut Self {
+        self.resource = resource.into();
+        self
+    }
+
+    /// Sets this span's service name, overriding the process-wide
+    /// [`service_name`](crate::service_name).
+    pub fn set_service(&mut self, service: impl Into<String>) -> &mut Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// Marks (or unmarks) the span as a service level indicator span.
+    pub fn set_indicator(&mut self, indicator: bool) -> &mut Self {
+        self.indicator = indicator;
+        self
+    }
+
+    /// Adds a sample to send with the span.
+    pub fn add_sample(&mut self, sample: SsfSample) -> &mut Self {
+        self.samples.push(sample);
+        self
+    }
+
+    /// Adds samples to send with the span.
+    pub fn add_samples(&mut self, samples: impl IntoIterator<Item = SsfSample>) -> &mut Self {
+        self.samples.extend(samples);
+        self
+    }
+
+    /// Sets the start time.
+    pub fn set_start(&mut self, start: SystemTime) -> &mut Self {
+        self.start = start;
+        self
+    }
+
+    /// Sets the end time; finishing keeps it instead of using the finishing time.
+    pub fn set_end(&mut self, end: SystemTime) -> &mut Self {
+        self.end = Some(end);
+        self
+    }
+
+    /// Marks the span as an error caused by `err`.
+    ///
+    /// Sets the error flag (the SSF `error` field) and three tags, named for Datadog as
+    /// veneur names them:
+    ///
+    /// | tag | value |
+    /// |---|---|
+    /// | `error.msg` | `err.to_string()` |
+    /// | `error.type` | the last path segment of `E`'s type name, without generic arguments (`std::io::Error` → `Error`); `error` when `E` is a trait object such as `dyn Error` |
+    /// | `error.stack` | `err.to_string()` again: Rust errors carry no stack trace to send |
+    ///
+    /// A later call replaces the tags.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trace_client::Span;
+    ///
+    /// let mut span = Span::root("read");
+    /// let err = std::io::Error::other("disk on fire");
+    /// span.error(&err);
+    /// assert!(span.is_error());
+    /// assert_eq!(span.tags()["error.msg"], "disk on fire");
+    /// assert_eq!(span.tags()["error.type"], "Error");
+    /// assert_eq!(span.tags()["error.stack"], "disk on fire");
+    ///
+    /// let boxed: Box<dyn std::error::Error> = "no".into();
+    /// span.error(&*boxed);
+    /// assert_eq!(span.tags()["error.type"], "error");
+    /// # span.set_finish_on_drop(false);
+    /// ```
+    pub fn error<E: std::error::Error + ?Sized>(&mut self, err: &E) -> &mut Self {
+        let message = err.to_string();
+        self.error = true;
+        self.tags.insert(
+            "error.type".to_owned(),
+            short_type_name(type_name::<E>()).to_owned(),
+        );
+        self.tags.insert("error.stack".to_owned(), message.clone());
+        self.tags.insert("error.msg".to_owned(), message);
+        self
+    }
+
+    /// Chooses whether dropping the span unfinished records it (the default) or discards it.
+    pub fn set_finish_on_drop(&mut self, finish_on_drop: bool) -> &mut Self {
+        self.finish_on_drop = finish_on_drop;
+        self
+    }
+
+    /// The SSF form of the span, as it would be sent now.
+    ///
+    /// `service` is the span's own service or else the process-wide
+    /// [`service_name`](crate::service_name). Times are nanoseconds since the Unix epoch,
+    /// saturated to the SSF range; an unset end time is 0 (finishing sets it). The resource
+    /// is not part of SSF and is left out, as are `version` and `root_start_timestamp`.
+    pub fn to_ssf(&self) -> SsfSpan {
+        SsfSpan {
+            trace_id: self.trace_id,
+            id: self.span_id,
+            parent_id: self.parent_id,
+            start_timestamp: nanos(self.start),
+            end_timestamp: self.end.map_or(0, nanos),
+            error: self.error,
+            service: self.service_or_default().to_owned(),
+            metrics: self.samples.clone(),
+            tags: self.tags.clone(),
+            indicator: self.indicator,
+            name: self.name.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn service_or_default(&self) -> &str {
+        match &self.service {
+            Some(own) => own,
+            None => service_name(),
+        }
+    }
+
+    /// Finishes the span (end time now unless set) and moves its SSF form out, marking it
+    /// sent so that dropping it does nothing more.
+    pub(crate) fn take_ssf(&mut self) -> SsfSpan {
+        let end = *self.end.get_or_insert_with(SystemTime::now);
+        self.sent = true;
+        let service = match self.service.take() {
+            Some(own) => own,
+            None => service_name().to_owned(),
+        };
+        SsfSpan {
+            trace_id: self.trace_id,
+            id: self.span_id,
+            parent_id: self.parent_id,
+            start_timestamp: nanos(self.start),
+            end_timestamp: nanos(end),
+            error: self.error,
+            service,
+            metrics: std::mem::take(&mut self.samples),
+            tags: std::mem::take(&mut self.tags),
+            indicator: self.indicator,
+            name: std::mem::take(&mut self.name),
+            ..Default::default()
+        }
+    }
+
+    /// Finishes the span without recording it and returns its SSF form, for sending it
+    /// some other way (for example `Client::record(span).await`). The end time is now
+    /// unless it was set.
+    pub fn into_ssf(mut self) -> SsfSpan {
+        self.take_ssf()
+    }
+}
+
+impl From<&Span> for SpanContext {
+    fn from(span: &Span) -> Self {
+        span.context()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct LocalError;
+
+    impl fmt::Display for LocalError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("this is an error")
+        }
+    }
+
+    impl std::error::Error for LocalError {}
+
+    #[derive(Debug)]
+    struct Generic<T>(T);
+
+    impl<T: fmt::Debug> fmt::Display for Generic<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "generic {:?}", self.0)
+        }
+    }
+
+    impl<T: fmt::Debug> std::error::Error for Generic<T> {}
+
+    fn quiet(mut span: Span) -> Span {
+        span.set_finish_on_drop(false);
+        span
+    }
+
+    #[test]
+    fn root_links() {
+        let before = SystemTime::now();
+        let root = quiet(Span::root("op"));
+        let after = SystemTime::now();
+        assert_eq!(root.trace_id(), root.span_id());
+        assert!(root.span_id() > 0);
+        assert_eq!(root.parent_id(), 0);
+        assert_eq!(root.resource(), "op");
+        assert_eq!(root.name(), "op");
+        assert!(before <= root.start() && root.start() <= after);
+        assert_eq!(root.end(), None);
+        assert_eq!(root.duration(), None);
+        assert!(root.tags().is_empty());
+    }
+
+    #[test]
+    fn start_trace_keeps_the_resource_and_no_name() {
+        let root = quiet(Span::start_trace("GET /"));
+        assert_eq!(root.trace_id(), root.span_id());
+        assert_eq!(root.parent_id(), 0);
+        assert_eq!(root.resource(), "GET /");
+        assert_eq!(root.name(), "");
+    }
+
+    #[test]
+    fn children_and_grandchildren_link_and_inherit() {
+        let root = quiet(Span::start_trace("res"));
+        let child = quiet(root.child("c"));
+        let grandchild = quiet(child.child("g"));
+        assert_eq!(child.trace_id(), root.trace_id());
+        assert_eq!(child.parent_id(), root.span_id());
+        assert_ne!(child.span_id(), root.span_id());
+        assert_eq!(grandchild.trace_id(), root.trace_id());
+        assert_eq!(grandchild.parent_id(), child.span_id());
+        assert_eq!(child.resource(), "res");
+        assert_eq!(grandchild.resource(), "res");
+        assert_eq!(grandchild.name(), "g");
+    }
+
+    #[test]
+    fn child_of_a_remote_context() {
+        let remote = SpanContext::new(-5, 6).with_parent_id(7).with_resource("r");
+        let span = quiet(Span::child_of(&remote, "local"));
+        assert_eq!(span.trace_id(), -5);
+        assert_eq!(span.parent_id(), 6);
+        assert_ne!(span.span_id(), 6);
+        assert_eq!(span.resource(), "r");
+    }
+
+    #[test]
+    fn context_is_the_span_itself() {
+        let root = quiet(Span::start_trace("res"));
+        let child = quiet(root.child("c"));
+        let ctx = child.context();
+        assert_eq!(
+            ctx,
+            SpanContext {
+                trace_id: root.trace_id(),
+                span_id: child.span_id(),
+                parent_id: root.span_id(),
+                resource: "res".into(),
+            }
+        );
+        assert_eq!(SpanContext::from(&child), ctx);
+    }
+
+    #[tokio::test]
+    async fn child_of_current() {
+        let root = quiet(Span::child_of_current("r"));
+        assert_eq!(root.parent_id(), 0);
+        assert_eq!(root.trace_id(), root.span_id());
+        let child = root
+            .context()
+            .scope(async { quiet(Span::child_of_current("c")) })
+            .await;
+        assert_eq!(child.parent_id(), root.span_id());
+        assert_eq!(child.trace_id(), root.trace_id());
+    }
+
+    #[test]
+    fn error_sets_exactly_three_tags() {
+        let mut span = quiet(Span::root("op"));
+        span.error(&LocalError);
+        assert!(span.is_error());
+        let expected: BTreeMap<String, String> = [
+            ("error.msg", "this is an error"),
+            ("error.type", "LocalError"),
+            ("error.stack", "this is an error"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(span.tags(), &expected);
+        assert!(span.to_ssf().error);
+    }
+
+    #[test]
+    fn error_type_names() {
+        let mut span = quiet(Span::root("op"));
+        span.error(&Generic(vec![1u8]));
+        assert_eq!(span.tags()["error.type"], "Generic");
+        assert_eq!(span.tags()["error.msg"], "generic [1]");
+        let err = LocalError;
+        let by_ref: &LocalError = &err;
+        span.error(&by_ref);
+        assert_eq!(span.tags()["error.type"], "LocalError");
+        let dynamic: &(dyn std::error::Error + Send + Sync) = &err;
+        span.error(dynamic);
+        assert_eq!(span.tags()["error.type"], "error");
+        assert_eq!(span.tags().len(), 3);
+        assert_eq!(short_type_name("std::io::error::Error"), "Error");
+        assert_eq!(short_type_name("Plain"), "Plain");
+        assert_eq!(short_type_name("&mut a::B<c::D<e::F>>"), "B");
+        assert_eq!(short_type_name("(u8, u8)"), "error");
+        assert_eq!(short_type_name("<a::B as c::D>::E"), "error");
+        assert_eq!(short_type_name(""), "error");
+    }
+
+    #[test]
+    fn setters() {
+        let mut span = quiet(Span::root("op"));
+        let start = UNIX_EPOCH + Duration::from_secs(1_136_239_445);
+        span.set_tag("foo", "bar")
+            .set_tag("foo", "baz")
+            .set_name("renamed")
+            .set_resource("res")
+            .set_service("svc")
+            .set_indicator(true)
+            .add_sample(ssf_proto::sample::count("c", 1.0))
+            .add_samples([ssf_proto::sample::gauge("g", 2.0)])
+            .set_start(start)
+            .set_end(start + Duration::from_millis(5));
+        assert_eq!(span.tags()["foo"], "baz");
+        assert_eq!(span.name(), "renamed");
+        assert_eq!(span.resource(), "res");
+        assert_eq!(span.service(), Some("svc"));
+        assert!(span.indicator());
+        assert_eq!(span.samples().len(), 2);
+        assert_eq!(span.duration(), Some(Duration::from_millis(5)));
+
+        let ssf = span.to_ssf();
+        assert_eq!(ssf.start_timestamp, 1_136_239_445_000_000_000);
+        assert_eq!(ssf.end_timestamp, 1_136_239_445_005_000_000);
+        assert_eq!(ssf.service, "svc");
+        assert_eq!(ssf.name, "renamed");
+        assert!(ssf.indicator);
+        assert_eq!(ssf.metrics.len(), 2);
+        assert!(!ssf.tags.contains_key("resource"));
+        assert_eq!(ssf.version, 0);
+        assert_eq!(ssf.root_start_timestamp, 0);
+    }
+
+    #[test]
+    fn duration_saturates_when_the_clock_goes_back() {
+        let mut span = quiet(Span::root("op"));
+        let start = span.start();
+        span.set_end(start - Duration::from_secs(1));
+        assert_eq!(span.duration(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn timestamps_never_wrap() {
+        let mut span = quiet(Span::root("op"));
+        span.set_start(UNIX_EPOCH - Duration::from_secs(400 * 365 * 86_400));
+        span.set_end(UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400));
+        let ssf = span.to_ssf();
+        assert_eq!(ssf.start_timestamp, i64::MIN);
+        assert_eq!(ssf.end_timestamp, i64::MAX);
+        let unfinished = quiet(Span::root("op")).to_ssf();
+        assert_eq!(unfinished.end_timestamp, 0);
+        assert!(unfinished.start_timestamp > 0);
+    }
+
+    #[test]
+    fn into_ssf_finishes_and_keeps_a_preset_end() {
+        let before = nanos(SystemTime::now());
+        let mut span = Span::root("op");
+        span.set_tag("k", "v");
+        let ssf = span.into_ssf();
+        assert!(ssf.end_timestamp >= before);
+        assert!(ssf.end_timestamp >= ssf.start_timestamp);
+        assert_eq!(ssf.tags["k"], "v");
+        assert_eq!(ssf.name, "op");
+        assert_eq!(ssf.service, "");
+
+        let end = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let mut span = Span::root("op");
+        span.set_end(end);
+        assert_eq!(span.into_ssf().end_timestamp, 2_000_000_000_000_000_000);
+    }
+}
