@@ -1,0 +1,2 @@
+//! Benchmarks of the client (written next).
+fn main() {}

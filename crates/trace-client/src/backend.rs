@@ -1,0 +1,151 @@
+//! User-supplied backends.
+
+use std::future::Future;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use ssf_proto::SsfSpan;
+
+use crate::error::{DeliveryError, DropReason};
+use crate::message::Shared;
+use crate::transport::Transport;
+
+/// A destination for spans that you write yourself, for
+/// [`Client::with_backend`](crate::Client::with_backend).
+///
+/// The client runs one worker that owns the backend and calls it one span at a time, in
+/// queue order; it never calls two methods at once.
+///
+/// * [`send`](Backend::send): deliver one span. `Ok` counts the span as sent, `Err` as
+///   dropped ([`DropReason::WriteError`]); the client does not retry. A backend that wants
+///   retries does them inside `send` (the future may take as long as it likes; the queue
+///   fills up meanwhile).
+/// * [`flush`](Backend::flush): write out anything buffered; called by
+///   [`Client::flush`](crate::Client::flush) after every earlier span was passed to
+///   `send`, and once more at shutdown.
+/// * [`close`](Backend::close): release resources; called once, when the client shuts down
+///   (or its last handle is dropped), after the final flush.
+///
+/// At a shutdown deadline the pending future is dropped: futures must be cancel-safe in
+/// the sense that dropping them leaves the backend usable or at least harmless. A panic in
+/// any method is caught; the span is counted as dropped ([`DropReason::Panicked`]), the
+/// panic in [`ClientStats::panics`](crate::ClientStats::panics), and the backend stays in
+/// use.
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+/// use ssf_proto::SsfSpan;
+/// use trace_client::{Backend, Client};
+///
+/// struct Collect(Vec<SsfSpan>);
+///
+/// impl Backend for Collect {
+///     async fn send(&mut self, span: &SsfSpan) -> io::Result<()> {
+///         self.0.push(span.clone());
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Client::with_backend(Collect(Vec::new())).capacity(16).build()?;
+/// client.try_record(SsfSpan { id: 1, ..Default::default() })?;
+/// client.flush().await?;
+/// assert_eq!(client.stats().sent(), 1);
+/// # Ok(())
+/// # }
+/// ```
+pub trait Backend: Send + 'static {
+    /// Delivers one span.
+    fn send(&mut self, span: &SsfSpan) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Writes out anything buffered. The default does nothing.
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Releases resources at shutdown. The default does nothing.
+    fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Adapts a [`Backend`] to the worker: accounting and panic containment.
+pub(crate) struct UserTransport<B> {
+    backend: B,
+    shared: Arc<Shared>,
+}
+
+impl<B> UserTransport<B> {
+    pub(crate) fn new(backend: B, shared: Arc<Shared>) -> Self {
+        UserTransport { backend, shared }
+    }
+}
+
+fn panicked(what: &str) -> io::Error {
+    io::Error::other(format!("the backend panicked while {what}"))
+}
+
+/// Runs a user future, catching a panic both in the call that makes it and in its polls.
+async fn contain<F, Fut, T>(make: F) -> Result<T, ()>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
+    match std::panic::catch_unwind(AssertUnwindSafe(make)) {
+        Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await.map_err(|_| ()),
+        Err(_) => Err(()),
+    }
+}
+
+impl<B: Backend> Transport for UserTransport<B> {
+    async fn send(&mut self, span: &SsfSpan) -> Result<(), DeliveryError> {
+        let counters = &self.shared.counters;
+        match contain(|| self.backend.send(span)).await {
+            Ok(Ok(())) => {
+                counters.sent(1);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                counters.dropped(DropReason::WriteError, 1);
+                Err(DeliveryError::new(DropReason::WriteError, Some(e)))
+            }
+            Err(_) => {
+                counters.panicked();
+                counters.dropped(DropReason::Panicked, 1);
+                Err(DeliveryError::new(
+                    DropReason::Panicked,
+                    Some(panicked("sending")),
+                ))
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match contain(|| self.backend.flush()).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.shared.counters.panicked();
+                Err(panicked("flushing"))
+            }
+        }
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        match contain(|| self.backend.close()).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.shared.counters.panicked();
+                Err(panicked("closing"))
+            }
+        }
+    }
+
+    fn abort(&mut self) -> u64 {
+        0
+    }
+}

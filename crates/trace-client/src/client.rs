@@ -1,0 +1,392 @@
+//! The [`Client`] handle.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ssf_codec::addr::Address;
+use ssf_proto::{SsfSample, SsfSpan};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backend::Backend;
+use crate::builder::ClientBuilder;
+use crate::error::{FlushError, RecordError, TryRecordError};
+use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
+use crate::message::{FlushRound, Message, Shared};
+use crate::stats::{ClientStats, Counters};
+
+pub(crate) type Normalizer = Arc<dyn Fn(&mut SsfSample) + Send + Sync>;
+
+pub(crate) enum Kind {
+    /// The shared queue, drained by the workers.
+    Queue(mpsc::Sender<Message>),
+    /// The user's channel is the queue.
+    Channel(mpsc::Sender<SsfSpan>),
+    /// Refuses everything.
+    Neutralized,
+}
+
+struct Inner {
+    kind: Kind,
+    shared: Arc<Shared>,
+    normalizer: Option<Normalizer>,
+}
+
+/// A handle to an SSF client: a bounded queue of spans drained by backend tasks.
+///
+/// Cloning is cheap (an `Arc`); all clones share the queue, the backends and the
+/// statistics. See the [crate documentation](crate) for the semantics of recording,
+/// flushing, shutting down and dropping.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.inner.kind {
+            Kind::Queue(_) => "queue",
+            Kind::Channel(_) => "channel",
+            Kind::Neutralized => "neutralized",
+        };
+        f.debug_struct("Client")
+            .field("kind", &kind)
+            .field("backends", &self.inner.shared.workers())
+            .field("closed", &self.is_closed())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Client {
+    pub(crate) fn from_parts(kind: Kind, shared: Arc<Shared>, normalizer: Option<Normalizer>) -> Self {
+        Client {
+            inner: Arc::new(Inner {
+                kind,
+                shared,
+                normalizer,
+            }),
+        }
+    }
+
+    fn without_workers(kind: Kind) -> Self {
+        let (_, rx) = mpsc::channel(1);
+        Self::from_parts(kind, Arc::new(Shared::new(rx, Vec::new())), None)
+    }
+
+    /// A builder for a client sending to `addr`, an SSF address URL such as
+    /// `udp://127.0.0.1:8128`, `tcp://collector:8128` or `unix:///run/veneur/ssf.sock`
+    /// (see [`ssf_codec::addr`]). The address is parsed by
+    /// [`build`](ClientBuilder::build).
+    pub fn builder(addr: impl AsRef<str>) -> ClientBuilder {
+        ClientBuilder::for_text(addr.as_ref().to_owned())
+    }
+
+    /// A builder for a client sending to an already parsed address.
+    pub fn from_address(addr: Address) -> ClientBuilder {
+        ClientBuilder::for_address(addr)
+    }
+
+    /// A builder for a client handing spans to your own [`Backend`], with one worker and
+    /// a default capacity of 1. Network options make [`build`](ClientBuilder::build)
+    /// fail.
+    pub fn with_backend<B: Backend>(backend: B) -> ClientBuilder {
+        ClientBuilder::for_backend(backend)
+    }
+
+    /// A client whose queue is a channel you read: every recorded span is pushed into it
+    /// without waiting (`Full` when it is full, `Closed` once the receiver is dropped).
+    ///
+    /// There are no backends: a span counts as sent once it is in the channel, a receipt
+    /// resolves to `Ok` at once (before anybody read the span), and flushing always
+    /// succeeds. After [`shutdown`](Client::shutdown) or [`close`](Client::close) records
+    /// are refused; the channel itself closes when the last handle is dropped. A capacity
+    /// of 0 is raised to 1. Needs no runtime.
+    ///
+    /// ```
+    /// use ssf_proto::SsfSpan;
+    /// use trace_client::Client;
+    ///
+    /// let (client, mut rx) = Client::channel(8);
+    /// client.try_record(SsfSpan { id: 5, ..Default::default() })?;
+    /// assert_eq!(rx.try_recv().unwrap().id, 5);
+    /// # Ok::<(), trace_client::TryRecordError>(())
+    /// ```
+    pub fn channel(capacity: usize) -> (Client, mpsc::Receiver<SsfSpan>) {
+        let (tx, rx) = mpsc::channel(capacity.clamp(1, crate::builder::MAX_CAPACITY));
+        (Self::without_workers(Kind::Channel(tx)), rx)
+    }
+
+    /// A client that refuses every span (as closed, counted in the statistics) and whose
+    /// flushes succeed: for tests and for turning tracing off. Needs no runtime.
+    pub fn neutralized() -> Client {
+        let client = Self::without_workers(Kind::Neutralized);
+        client.inner.shared.close();
+        client
+    }
+
+    pub(crate) fn same_client(&self, other: &Client) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.shared.counters
+    }
+
+    fn normalize(&self, span: &mut SsfSpan) {
+        if let Some(f) = &self.inner.normalizer {
+            if span.metrics.is_empty() {
+                return;
+            }
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                for sample in &mut span.metrics {
+                    f(sample);
+                }
+            }));
+            if result.is_err() {
+                self.counters().panicked();
+            }
+        }
+    }
+
+    /// Queues a span without waiting. Never blocks, never allocates.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecordError::Full`] when the queue is full, [`TryRecordError::Closed`] once
+    /// the client is shut down; the span is handed back either way and the refusal is
+    /// counted ([`ClientStats::refused`]).
+    #[inline]
+    pub fn try_record(&self, span: SsfSpan) -> Result<(), TryRecordError> {
+        self.try_queue(span, None)
+    }
+
+    /// Queues a span and returns a [`Receipt`] that resolves once a backend wrote it (or
+    /// dropped it, with the reason). For buffered stream backends "written" means "in
+    /// the write buffer": call [`flush`](Client::flush) for delivery to the socket.
+    /// Dropping the receipt is fine; it never holds anything up.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_record`](Client::try_record).
+    pub fn record_with_receipt(&self, span: SsfSpan) -> Result<Receipt, TryRecordError> {
+        if let Kind::Queue(_) = self.inner.kind {
+            let (tx, rx) = oneshot::channel();
+            self.try_queue(span, Some(tx))?;
+            Ok(Receipt::waiting(rx))
+        } else {
+            self.try_queue(span, None)?;
+            Ok(Receipt::ready(Ok(())))
+        }
+    }
+
+    #[inline]
+    fn try_queue(
+        &self,
+        mut span: SsfSpan,
+        receipt: Option<crate::message::ReceiptSender>,
+    ) -> Result<(), TryRecordError> {
+        let inner = &*self.inner;
+        let counters = &inner.shared.counters;
+        if inner.shared.is_closing() {
+            counters.refused(false);
+            return Err(TryRecordError::Closed(span));
+        }
+        self.normalize(&mut span);
+        match &inner.kind {
+            Kind::Queue(tx) => {
+                counters.pre_accept();
+                match tx.try_send(Message::Span { span, receipt }) {
+                    Ok(()) => {
+                        counters.accepted();
+                        Ok(())
+                    }
+                    Err(TrySendError::Full(m)) => {
+                        counters.unaccept(true);
+                        Err(TryRecordError::Full(m.into_span()))
+                    }
+                    Err(TrySendError::Closed(m)) => {
+                        counters.unaccept(false);
+                        Err(TryRecordError::Closed(m.into_span()))
+                    }
+                }
+            }
+            Kind::Channel(tx) => {
+                counters.pre_accept();
+                match tx.try_send(span) {
+                    Ok(()) => {
+                        counters.accepted();
+                        counters.sent(1);
+                        Ok(())
+                    }
+                    Err(TrySendError::Full(s)) => {
+                        counters.unaccept(true);
+                        Err(TryRecordError::Full(s))
+                    }
+                    Err(TrySendError::Closed(s)) => {
+                        counters.unaccept(false);
+                        Err(TryRecordError::Closed(s))
+                    }
+                }
+            }
+            Kind::Neutralized => {
+                counters.refused(false);
+                Err(TryRecordError::Closed(span))
+            }
+        }
+    }
+
+    /// Queues a span, waiting for room in the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`RecordError::Closed`] (with the span) when the client is or gets shut down
+    /// while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes means the span was not queued (and is not
+    /// counted anywhere).
+    pub fn record(&self, span: SsfSpan) -> RecordFuture {
+        let client = self.clone();
+        RecordFuture::new(async move {
+            let inner = &*client.inner;
+            let counters = &inner.shared.counters;
+            let mut span = span;
+            if inner.shared.is_closing() {
+                counters.refused(false);
+                return Err(RecordError::Closed(span));
+            }
+            client.normalize(&mut span);
+            match &inner.kind {
+                Kind::Queue(tx) => match tx.reserve().await {
+                    Ok(permit) => {
+                        counters.pre_accept();
+                        permit.send(Message::Span {
+                            span,
+                            receipt: None,
+                        });
+                        counters.accepted();
+                        Ok(())
+                    }
+                    Err(_) => {
+                        counters.refused(false);
+                        Err(RecordError::Closed(span))
+                    }
+                },
+                Kind::Channel(tx) => match tx.reserve().await {
+                    Ok(permit) => {
+                        counters.pre_accept();
+                        permit.send(span);
+                        counters.accepted();
+                        counters.sent(1);
+                        Ok(())
+                    }
+                    Err(_) => {
+                        counters.refused(false);
+                        Err(RecordError::Closed(span))
+                    }
+                },
+                Kind::Neutralized => {
+                    counters.refused(false);
+                    Err(RecordError::Closed(span))
+                }
+            }
+        })
+    }
+
+    /// Waits until every span recorded before this call has been written by its backend
+    /// (busy backends are waited for), buffered backends have written their buffers,
+    /// and each backend reported.
+    ///
+    /// # Errors
+    ///
+    /// A [`FlushError`] listing each backend that failed (the spans it held are counted
+    /// as dropped), or saying the client is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not stop a flush that already reached the queue; its
+    /// outcome is still counted in the statistics.
+    pub fn flush(&self) -> FlushFuture {
+        let shared = self.inner.shared.clone();
+        let tx = match &self.inner.kind {
+            Kind::Queue(tx) => Some(tx.clone()),
+            Kind::Channel(_) | Kind::Neutralized => None,
+        };
+        FlushFuture::new(async move {
+            let Some(tx) = tx else {
+                shared.counters.flushed(true);
+                return Ok(());
+            };
+            if shared.is_closing() {
+                shared.counters.flushed(false);
+                return Err(FlushError::closed());
+            }
+            let (reply, result) = oneshot::channel();
+            let round = Arc::new(FlushRound::new(shared.workers(), Some(reply)));
+            if tx.send(Message::Flush(round)).await.is_err() {
+                shared.counters.flushed(false);
+                return Err(FlushError::closed());
+            }
+            drop(tx);
+            result.await.unwrap_or_else(|_| Err(FlushError::closed()))
+        })
+    }
+
+    /// Stops intake and starts a graceful shutdown in the background, without waiting:
+    /// later records are refused as closed, the backends send what is queued, write out
+    /// their buffers and close their connections. Use [`shutdown`](Client::shutdown) to
+    /// wait for that (with a deadline) and get a report.
+    pub fn close(&self) {
+        self.inner.shared.close();
+    }
+
+    /// Shuts the client down and reports what became of every span.
+    ///
+    /// Intake stops at once (later records are refused as closed, for every clone of the
+    /// handle). The backends then send everything queued, write out their buffers, close
+    /// their connections (stream peers see the end of the stream) and exit. If that takes
+    /// longer than `deadline`, they stop where they are: the spans not yet written are
+    /// counted as dropped ([`DropReason::Closed`](crate::DropReason::Closed)) and the
+    /// report says [`timed_out`](ShutdownReport::timed_out). The future resolves at the
+    /// deadline at the latest (plus the moment the backends need to notice it; they never
+    /// wait for I/O after it). The deadline starts at the first poll.
+    ///
+    /// Calling it again (or on a clone) waits for the same shutdown; backend errors are
+    /// reported to the first caller only.
+    pub fn shutdown(&self, deadline: Duration) -> ShutdownFuture {
+        let shared = self.inner.shared.clone();
+        ShutdownFuture::new(async move {
+            shared.close();
+            let timed_out =
+                match tokio::time::timeout(deadline, shared.wait_workers_done()).await {
+                    Ok(()) => false,
+                    Err(_) => {
+                        shared.aborting.set();
+                        shared.wait_workers_done().await;
+                        true
+                    }
+                };
+            ShutdownReport::new(shared.counters.snapshot(), timed_out, shared.take_final_errors())
+        })
+    }
+
+    /// A snapshot of the counters. See [`ClientStats`] for the invariant they keep.
+    pub fn stats(&self) -> ClientStats {
+        self.counters().snapshot()
+    }
+
+    /// Whether the client refuses spans as closed (shut down, closed, neutralised, or its
+    /// channel's receiver is gone).
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.is_closing()
+            || match &self.inner.kind {
+                Kind::Queue(tx) => tx.is_closed(),
+                Kind::Channel(tx) => tx.is_closed(),
+                Kind::Neutralized => true,
+            }
+    }
+}

@@ -1,0 +1,426 @@
+//! Error types of the client.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+
+use ssf_codec::addr::{AddrError, Scheme};
+use ssf_proto::SsfSpan;
+
+// ===== TryRecordError =====
+
+/// Why [`Client::try_record`](crate::Client::try_record) refused a span. The span is handed
+/// back, untouched except for the sample normaliser (if one is configured).
+///
+/// Refusals are counted in [`ClientStats::refused`](crate::ClientStats::refused) (except
+/// [`NoClient`](TryRecordError::NoClient), which has no client to count in).
+#[non_exhaustive]
+pub enum TryRecordError {
+    /// The queue is full: every slot holds a span waiting for a backend. veneur calls this
+    /// `ErrWouldBlock`.
+    Full(SsfSpan),
+    /// The client is shut down (or neutralised, or its channel's receiver is gone).
+    Closed(SsfSpan),
+    /// No default client is set ([`default::try_record`](crate::default::try_record)).
+    NoClient(SsfSpan),
+}
+
+impl TryRecordError {
+    /// The refused span.
+    pub fn into_span(self) -> SsfSpan {
+        match self {
+            TryRecordError::Full(s) | TryRecordError::Closed(s) | TryRecordError::NoClient(s) => {
+                s
+            }
+        }
+    }
+
+    /// A reference to the refused span.
+    pub fn span(&self) -> &SsfSpan {
+        match self {
+            TryRecordError::Full(s) | TryRecordError::Closed(s) | TryRecordError::NoClient(s) => {
+                s
+            }
+        }
+    }
+
+    /// Whether the queue was full (trying again later may succeed).
+    pub fn is_full(&self) -> bool {
+        matches!(self, TryRecordError::Full(_))
+    }
+
+    /// Whether the client is closed (trying again will never succeed).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryRecordError::Closed(_))
+    }
+
+    /// Whether there was no client to record with.
+    pub fn is_no_client(&self) -> bool {
+        matches!(self, TryRecordError::NoClient(_))
+    }
+}
+
+impl fmt::Debug for TryRecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecordError::Full(_) => f.write_str("Full(..)"),
+            TryRecordError::Closed(_) => f.write_str("Closed(..)"),
+            TryRecordError::NoClient(_) => f.write_str("NoClient(..)"),
+        }
+    }
+}
+
+impl fmt::Display for TryRecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TryRecordError::Full(_) => "sending span would block: the client's queue is full",
+            TryRecordError::Closed(_) => "the client is closed",
+            TryRecordError::NoClient(_) => "client is not initialized",
+        })
+    }
+}
+
+impl StdError for TryRecordError {}
+
+// ===== RecordError =====
+
+/// Why [`Client::record`](crate::Client::record) could not queue a span; the span is
+/// handed back.
+#[non_exhaustive]
+pub enum RecordError {
+    /// The client is shut down (or neutralised, or its channel's receiver is gone).
+    Closed(SsfSpan),
+}
+
+impl RecordError {
+    /// The span that was not queued.
+    pub fn into_span(self) -> SsfSpan {
+        match self {
+            RecordError::Closed(s) => s,
+        }
+    }
+
+    /// Whether the client is closed (always true today; the enum may grow).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecordError::Closed(_))
+    }
+}
+
+impl fmt::Debug for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::Closed(_) => f.write_str("the client is closed"),
+        }
+    }
+}
+
+impl StdError for RecordError {}
+
+// ===== DropReason / DeliveryError =====
+
+/// Why an accepted span was not sent. Each reason has a counter in
+/// [`DropCounts`](crate::DropCounts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The client shut down (or its shutdown deadline passed) before the span was written.
+    Closed,
+    /// Writing to the connection failed (the connection is reset; the next span reconnects).
+    WriteError,
+    /// No connection could be made within the connect timeout.
+    ConnectTimeout,
+    /// The span's encoding is larger than the datagram limit (UDP) or the 16 MiB frame
+    /// limit (streams). Spans are never truncated.
+    Oversize,
+    /// A user-supplied [`Backend`](crate::Backend) panicked while sending it.
+    Panicked,
+}
+
+impl DropReason {
+    /// A short lowercase name (`closed`, `write_error`, `connect_timeout`, `oversize`,
+    /// `panicked`), as used in the [`DropCounts`](crate::DropCounts) accessors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Closed => "closed",
+            DropReason::WriteError => "write_error",
+            DropReason::ConnectTimeout => "connect_timeout",
+            DropReason::Oversize => "oversize",
+            DropReason::Panicked => "panicked",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The reason a [`Receipt`](crate::Receipt) resolved to an error: the span was dropped.
+#[derive(Debug)]
+pub struct DeliveryError {
+    reason: DropReason,
+    source: Option<io::Error>,
+}
+
+impl DeliveryError {
+    pub(crate) fn new(reason: DropReason, source: Option<io::Error>) -> Self {
+        DeliveryError { reason, source }
+    }
+
+    pub(crate) fn closed() -> Self {
+        DeliveryError::new(DropReason::Closed, None)
+    }
+
+    /// Why the span was dropped.
+    pub fn reason(&self) -> DropReason {
+        self.reason
+    }
+
+    /// The I/O error behind the drop, if there was one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.reason {
+            DropReason::Closed => "span dropped: the client shut down before it was written",
+            DropReason::WriteError => "span dropped: writing it failed",
+            DropReason::ConnectTimeout => "span dropped: no connection within the connect timeout",
+            DropReason::Oversize => "span dropped: its encoding is over the size limit",
+            DropReason::Panicked => "span dropped: the backend panicked",
+        })
+    }
+}
+
+impl StdError for DeliveryError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+// ===== FlushError =====
+
+/// One backend's failure during a flush or a shutdown.
+#[derive(Debug)]
+pub struct BackendError {
+    index: usize,
+    error: io::Error,
+}
+
+impl BackendError {
+    pub(crate) fn new(index: usize, error: io::Error) -> Self {
+        BackendError { index, error }
+    }
+
+    /// The backend's index, from 0 to `parallel_backends - 1`.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// What went wrong.
+    pub fn error(&self) -> &io::Error {
+        &self.error
+    }
+
+    /// The I/O error, by value.
+    pub fn into_error(self) -> io::Error {
+        self.error
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "backend {}: {}", self.index, self.error)
+    }
+}
+
+impl StdError for BackendError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Why [`Client::flush`](crate::Client::flush) failed.
+///
+/// Either some backends failed to write what they held (each is listed, by index) or the
+/// client was closed before the flush could reach its backends.
+#[derive(Debug)]
+pub struct FlushError {
+    kind: FlushErrorKind,
+}
+
+#[derive(Debug)]
+enum FlushErrorKind {
+    Backends {
+        failures: Vec<BackendError>,
+        backends: usize,
+    },
+    Closed,
+}
+
+impl FlushError {
+    pub(crate) fn backends(failures: Vec<BackendError>, backends: usize) -> Self {
+        FlushError {
+            kind: FlushErrorKind::Backends { failures, backends },
+        }
+    }
+
+    pub(crate) fn closed() -> Self {
+        FlushError {
+            kind: FlushErrorKind::Closed,
+        }
+    }
+
+    /// The backends that failed, in index order (empty when the client was closed).
+    pub fn failures(&self) -> &[BackendError] {
+        match &self.kind {
+            FlushErrorKind::Backends { failures, .. } => failures,
+            FlushErrorKind::Closed => &[],
+        }
+    }
+
+    /// The failed backends, by value.
+    pub fn into_failures(self) -> Vec<BackendError> {
+        match self.kind {
+            FlushErrorKind::Backends { failures, .. } => failures,
+            FlushErrorKind::Closed => Vec::new(),
+        }
+    }
+
+    /// Whether the flush failed because the client is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.kind, FlushErrorKind::Closed)
+    }
+}
+
+impl fmt::Display for FlushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            FlushErrorKind::Closed => f.write_str("flush failed: the client is closed"),
+            FlushErrorKind::Backends { failures, backends } => {
+                write!(
+                    f,
+                    "flush failed on {} of {} backends: [",
+                    failures.len(),
+                    backends
+                )?;
+                for (i, e) in failures.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+impl StdError for FlushError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.failures().first().map(|e| e as _)
+    }
+}
+
+// ===== BuildError =====
+
+/// Why [`ClientBuilder::build`](crate::ClientBuilder::build) failed. Building never touches
+/// the network, so a server that is down is not an error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The address could not be parsed.
+    Address(AddrError),
+    /// The address's scheme is one the client does not send to (`unixgram`,
+    /// `unixpacket`: veneur does not listen for SSF on them).
+    UnsupportedScheme(Scheme),
+    /// `build` was called outside a tokio runtime.
+    NoRuntime,
+    /// An option has a value that cannot work; the message names it.
+    Invalid(&'static str),
+    /// A network-only option was set on a client with a user backend; the option is named.
+    NotNetworked(&'static str),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Address(_) => f.write_str("invalid client address"),
+            BuildError::UnsupportedScheme(s) => {
+                write!(f, "can not connect to {s} addresses")
+            }
+            BuildError::NoRuntime => {
+                f.write_str("the client must be built inside a tokio runtime")
+            }
+            BuildError::Invalid(what) => write!(f, "invalid client option: {what}"),
+            BuildError::NotNetworked(option) => write!(
+                f,
+                "client is not using a network backend (option `{option}` needs one)"
+            ),
+        }
+    }
+}
+
+impl StdError for BuildError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            BuildError::Address(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<AddrError> for BuildError {
+    fn from(e: AddrError) -> Self {
+        BuildError::Address(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_error_lists_each_backend() {
+        let e = FlushError::backends(
+            vec![
+                BackendError::new(0, io::Error::from(io::ErrorKind::BrokenPipe)),
+                BackendError::new(3, io::Error::other("boom")),
+            ],
+            8,
+        );
+        let text = e.to_string();
+        assert!(text.starts_with("flush failed on 2 of 8 backends: [backend 0: "));
+        assert!(text.ends_with("; backend 3: boom]"), "{text}");
+        assert!(e.source().is_some());
+        assert!(!e.is_closed());
+        assert!(FlushError::closed().is_closed());
+    }
+
+    #[test]
+    fn try_record_error_hands_the_span_back() {
+        let span = SsfSpan {
+            id: 7,
+            ..Default::default()
+        };
+        let e = TryRecordError::Full(span);
+        assert!(e.is_full() && !e.is_closed() && !e.is_no_client());
+        assert_eq!(format!("{e:?}"), "Full(..)");
+        assert_eq!(e.into_span().id, 7);
+        assert_eq!(
+            TryRecordError::NoClient(SsfSpan::default()).to_string(),
+            "client is not initialized"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Backends for tests, equivalent to veneur's `testbackend` package.
+//!
+//! * [`ChannelBackend`] delivers every span into a channel, waiting while it is full.
+//! * [`FlushingBackend`] collects spans and delivers them as one batch on each flush.
+//!
+//! Both can be told to fail chosen spans or flushes. Neither blocks while holding a lock,
+//! and both are cancel-safe (a shutdown deadline can interrupt them).
+//!
+//! ```
+//! use ssf_proto::SsfSpan;
+//! use tokio::sync::mpsc;
+//! use trace_client::Client;
+//! use trace_client::testing::ChannelBackend;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (tx, mut rx) = mpsc::channel(16);
+//! let client = Client::with_backend(ChannelBackend::new(tx)).build()?;
+//! client.record(SsfSpan { id: 3, ..Default::default() }).await?;
+//! assert_eq!(rx.recv().await.unwrap().id, 3);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ssf_proto::SsfSpan;
+use tokio::sync::mpsc;
+
+use crate::backend::Backend;
+
+type SendErrors = Arc<dyn Fn(&SsfSpan) -> Option<io::Error> + Send + Sync>;
+type FlushErrors = Arc<dyn Fn(&[SsfSpan]) -> Option<io::Error> + Send + Sync>;
+
+fn receiver_gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the test channel's receiver is gone")
+}
+
+/// A backend that sends each span into a channel (not flushable: flushing does nothing).
+///
+/// `send` waits while the channel is full, which makes it easy to hold a backend busy in
+/// a test: do not read the channel.
+#[derive(Clone)]
+pub struct ChannelBackend {
+    tx: mpsc::Sender<SsfSpan>,
+    send_errors: Option<SendErrors>,
+}
+
+impl fmt::Debug for ChannelBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelBackend")
+            .field("send_errors", &self.send_errors.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelBackend {
+    /// Delivers spans into `tx`.
+    pub fn new(tx: mpsc::Sender<SsfSpan>) -> Self {
+        ChannelBackend {
+            tx,
+            send_errors: None,
+        }
+    }
+
+    /// A backend and the receiving end of a new channel of `capacity` (at least 1).
+    pub fn pair(capacity: usize) -> (Self, mpsc::Receiver<SsfSpan>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self::new(tx), rx)
+    }
+
+    /// Fails the spans for which `f` returns an error, without delivering them.
+    pub fn send_errors(
+        mut self,
+        f: impl Fn(&SsfSpan) -> Option<io::Error> + Send + Sync + 'static,
+    ) -> Self {
+        self.send_errors = Some(Arc::new(f));
+        self
+    }
+}
+
+impl Backend for ChannelBackend {
+    async fn send(&mut self, span: &SsfSpan) -> io::Result<()> {
+        if let Some(e) = self.send_errors.as_ref().and_then(|f| f(span)) {
+            return Err(e);
+        }
+        self.tx.send(span.clone()).await.map_err(|_| receiver_gone())
+    }
+}
+
+/// A backend that collects spans and delivers the collected batch (in send order) on
+/// each flush, also when it is empty. A flush error leaves the batch in place.
+///
+/// Flush it through the client ([`Client::flush`](crate::Client::flush)) or directly,
+/// through a [`FlushingHandle`].
+#[derive(Clone)]
+pub struct FlushingBackend {
+    batch: Arc<Mutex<Vec<SsfSpan>>>,
+    tx: mpsc::Sender<Vec<SsfSpan>>,
+    send_errors: Option<SendErrors>,
+    flush_errors: Option<FlushErrors>,
+}
+
+impl fmt::Debug for FlushingBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlushingBackend")
+            .field("batched", &self.lock().len())
+            .field("send_errors", &self.send_errors.is_some())
+            .field("flush_errors", &self.flush_errors.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlushingBackend {
+    /// Delivers batches into `tx`.
+    pub fn new(tx: mpsc::Sender<Vec<SsfSpan>>) -> Self {
+        FlushingBackend {
+            batch: Arc::default(),
+            tx,
+            send_errors: None,
+            flush_errors: None,
+        }
+    }
+
+    /// A backend and the receiving end of a new channel of `capacity` batches (at least
+    /// 1).
+    pub fn pair(capacity: usize) -> (Self, mpsc::Receiver<Vec<SsfSpan>>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self::new(tx), rx)
+    }
+
+    /// Fails the spans for which `f` returns an error, without collecting them.
+    pub fn send_errors(
+        mut self,
+        f: impl Fn(&SsfSpan) -> Option<io::Error> + Send + Sync + 'static,
+    ) -> Self {
+        self.send_errors = Some(Arc::new(f));
+        self
+    }
+
+    /// Fails the flushes for which `f`, given the batch, returns an error.
+    pub fn flush_errors(
+        mut self,
+        f: impl Fn(&[SsfSpan]) -> Option<io::Error> + Send + Sync + 'static,
+    ) -> Self {
+        self.flush_errors = Some(Arc::new(f));
+        self
+    }
+
+    /// A handle that flushes this backend directly, bypassing the client.
+    pub fn handle(&self) -> FlushingHandle {
+        FlushingHandle {
+            backend: self.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SsfSpan>> {
+        self.batch.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn flush_batch(&self) -> io::Result<()> {
+        // Wait for room first, without the lock; then take the batch and hand it over.
+        let permit = self.tx.reserve().await.map_err(|_| receiver_gone())?;
+        let batch = {
+            let mut guard = self.lock();
+            if let Some(e) = self.flush_errors.as_ref().and_then(|f| f(&guard)) {
+                return Err(e);
+            }
+            std::mem::take(&mut *guard)
+        };
+        permit.send(batch);
+        Ok(())
+    }
+}
+
+impl Backend for FlushingBackend {
+    async fn send(&mut self, span: &SsfSpan) -> io::Result<()> {
+        if let Some(e) = self.send_errors.as_ref().and_then(|f| f(span)) {
+            return Err(e);
+        }
+        self.lock().push(span.clone());
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.flush_batch().await
+    }
+}
+
+/// Flushes a [`FlushingBackend`] directly (veneur's tests call `Flush()` this way).
+#[derive(Debug, Clone)]
+pub struct FlushingHandle {
+    backend: FlushingBackend,
+}
+
+impl FlushingHandle {
+    /// Delivers the collected batch, waiting for room in the channel.
+    ///
+    /// # Errors
+    ///
+    /// The flush-error function's error, or `BrokenPipe` when the receiver is gone.
+    pub async fn flush(&self) -> io::Result<()> {
+        self.backend.flush_batch().await
+    }
+
+    /// How many spans are collected and not yet flushed.
+    pub fn len(&self) -> usize {
+        self.backend.lock().len()
+    }
+
+    /// Whether nothing is collected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
