@@ -328,7 +328,7 @@ impl ReceiverBuilder {
                     let l = StreamListener::Unix {
                         listener,
                         name: local.to_string(),
-                        _file: file,
+                        file,
                     };
                     tasks.spawn(task::run_listener(l, ctx));
                 }

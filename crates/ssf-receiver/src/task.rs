@@ -172,7 +172,7 @@ pub(crate) enum StreamListener {
         /// The reported address, used to name connections.
         name: String,
         /// Removed when this task ends (shutdown through a handle).
-        _file: Option<Arc<crate::bind::SocketFile>>,
+        file: Option<Arc<crate::bind::SocketFile>>,
     },
 }
 
@@ -182,7 +182,6 @@ pub(crate) async fn run_listener(listener: StreamListener, ctx: Ctx) {
     let mut conns = JoinSet::new();
     let mut serial: u64 = 0;
     loop {
-        while conns.try_join_next().is_some() {}
         let accepted = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => break,
@@ -195,6 +194,8 @@ pub(crate) async fn run_listener(listener: StreamListener, ctx: Ctx) {
             }
             continue;
         };
+        // Reap the readers that have finished, so that only open connections count.
+        while conns.try_join_next().is_some() {}
         if conns.len() >= ctx.max_connections {
             incr(&ctx.counters.connections_rejected);
             ctx.reject(RejectReason::ConnectionLimit, &|| peer.clone(), &|| {
@@ -214,7 +215,18 @@ pub(crate) async fn run_listener(listener: StreamListener, ctx: Ctx) {
             Conn::Unix(s) => conns.spawn(run_stream(s, peer, ctx)),
         };
     }
-    drop(listener);
+    // Close the socket and remove its file before the readers finish, so that once the
+    // consumer sees the end of the spans, nothing is left behind.
+    match listener {
+        StreamListener::Tcp(l) => drop(l),
+        #[cfg(unix)]
+        StreamListener::Unix { listener, file, .. } => {
+            drop(listener);
+            if let Some(f) = file {
+                f.remove();
+            }
+        }
+    }
     while conns.join_next().await.is_some() {}
 }
 
