@@ -40,6 +40,7 @@ pub use stats::{ClientStats, DropCounts, STATISTICS_NAMES, StatsCounter, report_
 pub mod context;
 pub mod id;
 mod macros;
+pub mod metrics;
 pub mod propagation;
 mod span;
 

@@ -9,6 +9,7 @@ use ssf_proto::{SsfSample, SsfSpan};
 
 use crate::context::{self, SpanContext};
 use crate::id::new_id;
+use crate::{Client, Receipt, TryRecordError, default};
 
 static SERVICE: OnceLock<String> = OnceLock::new();
 
@@ -76,6 +77,22 @@ fn short_type_name(full: &str) -> &str {
 /// [`Span::child_of`], [`Span::child_of_current`] or the [`span!`](crate::span!) macro.
 /// Its start time is the creation time (change it with [`Span::set_start`]).
 ///
+/// # Finishing
+///
+/// A span is sent at most once, when it is finished:
+///
+/// * [`Span::finish`] records it on its client (see [`Span::with_client`]) or else on the
+///   [default client](crate::default), without waiting;
+/// * [`Span::finish_with`] records it on a given client;
+/// * [`Span::finish_with_receipt`] also returns a [`Receipt`] that resolves once a backend
+///   has sent it (or dropped it);
+/// * [`Span::into_ssf`] finishes it without recording, to send it some other way;
+/// * dropping an unfinished span finishes it like [`Span::finish`], ignoring a refusal, so
+///   early returns and `?` still send it. [`Span::set_finish_on_drop`] turns that off.
+///
+/// Finishing sets the end time to now unless [`Span::set_end`] set one. Recording never
+/// blocks: a full queue refuses the span (the error hands its SSF form back).
+///
 /// # Examples
 ///
 /// ```
@@ -110,12 +127,20 @@ pub struct Span {
     error: bool,
     samples: Vec<SsfSample>,
     indicator: bool,
-    pub(crate) finish_on_drop: bool,
-    pub(crate) sent: bool,
+    client: Option<Client>,
+    finish_on_drop: bool,
+    sent: bool,
 }
 
 impl Span {
-    fn new(trace_id: i64, span_id: i64, parent_id: i64, resource: String, name: String) -> Self {
+    fn new(
+        trace_id: i64,
+        span_id: i64,
+        parent_id: i64,
+        resource: String,
+        name: String,
+        client: Option<Client>,
+    ) -> Self {
         Span {
             trace_id,
             span_id,
@@ -129,6 +154,7 @@ impl Span {
             error: false,
             samples: Vec::new(),
             indicator: false,
+            client,
             finish_on_drop: true,
             sent: false,
         }
@@ -141,7 +167,7 @@ impl Span {
     pub fn root(name: impl Into<String>) -> Self {
         let name = name.into();
         let id = new_id();
-        Span::new(id, id, 0, name.clone(), name)
+        Span::new(id, id, 0, name.clone(), name, None)
     }
 
     /// A new trace for `resource`, with an empty name, as veneur's `StartTrace`.
@@ -150,11 +176,11 @@ impl Span {
     /// without one.
     pub fn start_trace(resource: impl Into<String>) -> Self {
         let id = new_id();
-        Span::new(id, id, 0, resource.into(), String::new())
+        Span::new(id, id, 0, resource.into(), String::new(), None)
     }
 
-    /// A child of this span named `name`: same trace ID and resource, parent ID = this
-    /// span's ID, a fresh span ID.
+    /// A child of this span named `name`: same trace ID, resource and client (see
+    /// [`Span::with_client`]), parent ID = this span's ID, a fresh span ID.
     pub fn child(&self, name: impl Into<String>) -> Self {
         Span::new(
             self.trace_id,
@@ -162,6 +188,7 @@ impl Span {
             self.span_id,
             self.resource.clone(),
             name.into(),
+            self.client.clone(),
         )
     }
 
@@ -174,6 +201,7 @@ impl Span {
             parent.span_id,
             parent.resource.clone(),
             name.into(),
+            None,
         )
     }
 
@@ -369,6 +397,77 @@ impl Span {
         self
     }
 
+    /// This span, recorded on `client` instead of the default client when it is finished
+    /// by [`Span::finish`], [`Span::finish_with_receipt`] or dropping. Children created with
+    /// [`Span::child`] use the same client.
+    #[must_use]
+    pub fn with_client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The client this span is recorded on, if one was attached with [`Span::with_client`].
+    pub fn client(&self) -> Option<&Client> {
+        self.client.as_ref()
+    }
+
+    /// Finishes the span and records it on its client ([`Span::with_client`]) or else the
+    /// default client, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The client's [`TryRecordError`] (queue full, client closed), or
+    /// [`TryRecordError::NoClient`] when the span has no client and no default client is
+    /// set. The error hands back the span's SSF form.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trace_client::{Client, Span};
+    ///
+    /// let (client, mut spans) = Client::channel(8);
+    /// let mut span = Span::root("checkout").with_client(client);
+    /// span.set_tag("user", "42");
+    /// span.finish()?;
+    /// let sent = spans.try_recv()?;
+    /// assert_eq!((sent.name.as_str(), sent.tags["user"].as_str()), ("checkout", "42"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn finish(mut self) -> Result<(), TryRecordError> {
+        let ssf = self.take_ssf();
+        match self.client.take() {
+            Some(client) => client.try_record(ssf),
+            None => default::try_record(ssf),
+        }
+    }
+
+    /// Finishes the span and records it on `client`, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The client's [`TryRecordError`], handing back the span's SSF form.
+    pub fn finish_with(mut self, client: &Client) -> Result<(), TryRecordError> {
+        client.try_record(self.take_ssf())
+    }
+
+    /// Finishes the span and records it like [`Span::finish`], returning a [`Receipt`]: a
+    /// future that resolves once a backend has sent the span or given up on it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Span::finish`].
+    pub fn finish_with_receipt(mut self) -> Result<Receipt, TryRecordError> {
+        let ssf = self.take_ssf();
+        let client = match self.client.take() {
+            Some(client) => client,
+            None => match default::get() {
+                Some(client) => client,
+                None => return Err(TryRecordError::NoClient(ssf)),
+            },
+        };
+        client.record_with_receipt(ssf)
+    }
+
     /// The SSF form of the span, as it would be sent now.
     ///
     /// `service` is the span's own service or else the process-wide
@@ -429,6 +528,22 @@ impl Span {
     /// unless it was set.
     pub fn into_ssf(mut self) -> SsfSpan {
         self.take_ssf()
+    }
+}
+
+impl Drop for Span {
+    /// Records an unfinished span as [`Span::finish`] does, unless
+    /// [`Span::set_finish_on_drop`] turned that off. A refusal is ignored (the client counts
+    /// it). Never panics and never blocks.
+    fn drop(&mut self) {
+        if self.sent || !self.finish_on_drop {
+            return;
+        }
+        let ssf = self.take_ssf();
+        let _refused = match self.client.take() {
+            Some(client) => client.try_record(ssf),
+            None => default::try_record(ssf),
+        };
     }
 }
 

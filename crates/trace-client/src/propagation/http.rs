@@ -9,7 +9,7 @@
 //! | `OpenTracing` | `trace-id` | `span-id` | decimal | |
 //! | `Ruby` | `x-trace-id` | `x-span-id` | decimal | |
 //! | `Veneur` | `traceid` | `spanid` | decimal | |
-//! | `W3c` (opt-in) | `traceparent` | (same header) | see [`w3c`](super::w3c) | |
+//! | `W3c` (opt-in) | `traceparent` | (same header) | see [`w3c`] | |
 //!
 //! Header names match regardless of case (as always with [`HeaderMap`]). Hexadecimal IDs are
 //! the 64 bits of the ID, lowercase on injection, either case on extraction, so
@@ -41,7 +41,7 @@ pub enum HeaderFormat {
     Ruby,
     /// `Traceid` / `Spanid` in decimal.
     Veneur,
-    /// W3C Trace Context `traceparent`; see [`w3c`](super::w3c).
+    /// W3C Trace Context `traceparent`; see [`w3c`].
     W3c,
 }
 

@@ -7,8 +7,8 @@
 //! | carrier | inject | extract |
 //! |---|---|---|
 //! | [text map](text_map) (any string map) | decimal `traceid`, `parentid`, `spanid`, `resource` | veneur's four ID key groups, first complete one wins |
-//! | [HTTP headers](http) ([`http::HeaderMap`]) | one [`HeaderFormat`]; default Envoy hex `ot-tracer-*` | a list of formats, default [`DEFAULT_EXTRACT_FORMATS`] |
-//! | [binary](binary) (protobuf `SSFSpan` bytes) | `trace_id`, `id`, `parent_id`, `resource` tag, service | `trace_id`, `id`, `resource` tag |
+//! | [HTTP headers](http) ([`HeaderMap`](::http::HeaderMap)) | one [`HeaderFormat`]; default Envoy hex `ot-tracer-*` | a list of formats, default [`DEFAULT_EXTRACT_FORMATS`] |
+//! | [binary] (protobuf `SSFSpan` bytes) | `trace_id`, `id`, `parent_id`, `resource` tag, service | `trace_id`, `id`, `resource` tag |
 //!
 //! W3C Trace Context `traceparent` headers ([`w3c`]) are available as an opt-in
 //! [`HeaderFormat::W3c`].

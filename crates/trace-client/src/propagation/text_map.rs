@@ -10,7 +10,7 @@
 //! | `resource` | the resource (left out when empty) |
 //!
 //! [`extract_text_map`] and [`extract_text_map_from`] look for veneur's four ID key groups
-//! ([`DEFAULT_EXTRACT_FORMATS`](super::DEFAULT_EXTRACT_FORMATS)), in this order:
+//! ([`DEFAULT_EXTRACT_FORMATS`]), in this order:
 //! `ot-tracer-traceid`/`ot-tracer-spanid` (hexadecimal), `trace-id`/`span-id`,
 //! `x-trace-id`/`x-span-id` and `traceid`/`spanid` (decimal). Keys match regardless of
 //! case. The first group whose two IDs are both present, valid and non-zero wins; the
