@@ -193,7 +193,7 @@ impl StreamTransport {
 
     /// Writes the whole buffer in one go and counts its spans.
     async fn write_buffer(&mut self) -> Result<(), (DropReason, io::Error)> {
-        if self.buf.is_empty() {
+        if self.buffer_size.is_none() || self.buf.is_empty() {
             return Ok(());
         }
         let result = self.write_out().await;
@@ -216,7 +216,10 @@ impl StreamTransport {
             counters.dropped(DropReason::Oversize, 1);
             return Err(oversize(e));
         }
-        match self.write_out().await {
+        let result = self.write_out().await;
+        // The scratch frame must not look like buffered data to `flush`/`close`.
+        self.buf.clear();
+        match result {
             Ok(()) => {
                 self.shared.counters.sent(1);
                 Ok(())

@@ -1,0 +1,107 @@
+//! UDP: one unframed span per datagram, receipts, size limit.
+
+mod support;
+
+use ssf_receiver::Receiver;
+use support::*;
+use trace_client::{Client, DropReason};
+
+#[tokio::test]
+async fn four_spans_with_receipts_arrive() {
+    let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
+    let client = Client::from_address(receiver.local_addr().clone())
+        .capacity(4)
+        .build()
+        .unwrap();
+    let receipts: Vec<_> = (1..=4)
+        .map(|id| client.record_with_receipt(span(id)).unwrap())
+        .collect();
+    for r in receipts {
+        r.await.expect("sent");
+    }
+    let got = receiver.collect(4, PATIENCE).await.unwrap();
+    assert_eq!(ids(&got), [1, 2, 3, 4]);
+    assert_eq!(got.iter().find(|s| s.id == 3).unwrap(), &span(3));
+    let stats = client.stats();
+    assert_eq!((stats.accepted(), stats.sent()), (4, 4));
+    assert_eq!(receiver.stats().datagrams, 4);
+}
+
+#[tokio::test]
+async fn receipts_resolve_when_the_listener_is_gone() {
+    let receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
+    let addr = receiver.local_addr().clone();
+    receiver.shutdown().await;
+    let client = Client::from_address(addr).capacity(4).build().unwrap();
+    let receipts: Vec<_> = (1..=4)
+        .map(|id| client.record_with_receipt(span(id)).unwrap())
+        .collect();
+    for r in receipts {
+        // Linux may report an earlier datagram's ICMP "port unreachable"; either way the
+        // receipt resolves.
+        if let Err(e) = r.await {
+            assert_eq!(e.reason(), DropReason::WriteError);
+        }
+    }
+    let report = client.shutdown(PATIENCE).await;
+    assert!(!report.timed_out());
+    assert_report_settled(&report);
+    assert_eq!(report.accepted(), 4);
+}
+
+#[tokio::test]
+async fn oversize_spans_are_dropped_never_truncated() {
+    let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
+    let client = Client::from_address(receiver.local_addr().clone())
+        .max_datagram_size(512)
+        .parallel_backends(1)
+        .build()
+        .unwrap();
+    let err = client
+        .record_with_receipt(big_span(1, 600))
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), DropReason::Oversize);
+    let fits = big_span(2, 300);
+    client.record_with_receipt(fits.clone()).unwrap().await.unwrap();
+    let got = receiver.collect(1, PATIENCE).await.unwrap();
+    assert_eq!(got[0], fits);
+    let stats = client.stats();
+    assert_eq!((stats.sent(), stats.dropped().oversize()), (1, 1));
+    assert_eq!(receiver.stats().datagrams, 1, "nothing truncated was sent");
+}
+
+#[test]
+fn udp_shutdown_delivers_everything_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(deliver_all(500));
+}
+
+#[test]
+fn udp_shutdown_delivers_everything_multi_thread() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(deliver_all(500));
+}
+
+async fn deliver_all(n: i64) {
+    let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
+    let client = Client::from_address(receiver.local_addr().clone()).build().unwrap();
+    let collector = tokio::spawn(async move { receiver.collect(n as usize, PATIENCE).await });
+    for id in 0..n {
+        client.record(span(id)).await.unwrap();
+    }
+    let report = client.shutdown(PATIENCE).await;
+    assert!(!report.timed_out());
+    assert_eq!(report.sent(), n as u64);
+    assert_report_settled(&report);
+    let got = collector.await.unwrap().expect("every datagram");
+    assert_eq!(ids(&got), (0..n).collect::<Vec<_>>());
+}
