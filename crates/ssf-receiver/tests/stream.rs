@@ -279,6 +279,81 @@ async fn spec_vector_as_a_frame() {
 }
 
 #[tokio::test]
+async fn random_bytes_never_stop_the_receiver() {
+    // A deterministic xorshift generator: the same garbage on every run.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for listen in streams() {
+        let mut receiver = listen
+            .builder()
+            .max_frame_length(4096)
+            .bind()
+            .await
+            .unwrap();
+        let addr = receiver.local_addr().clone();
+        for round in 0..40 {
+            let mut garbage: Vec<u8> = (0..(next() % 600)).map(|_| next() as u8).collect();
+            if round % 2 == 0 && !garbage.is_empty() {
+                garbage[0] = 0; // get past the version byte now and then
+            }
+            let mut conn = connect(&addr).await;
+            // The receiver may hang up half-way; that is fine.
+            let _ = conn.write_all(&garbage).await;
+            drop(conn);
+        }
+        // Whatever it made of that, a well-behaved client is still served.
+        let mut conn = connect(&addr).await;
+        write(&mut conn, &frame(&span(1))).await;
+        let got = receiver
+            .collect_until_idle(Duration::from_millis(300))
+            .await;
+        assert!(got.iter().any(|s| *s == span(1)), "{}", listen.url);
+        let stats = receiver.shutdown().await;
+        assert_eq!(stats.connections_accepted, 41);
+        assert_eq!(stats.framing_errors + stats.disconnects, 40, "{stats:?}");
+    }
+}
+
+#[tokio::test]
+async fn other_spec_vectors_as_frames() {
+    for listen in streams() {
+        let mut receiver = listen.builder().normalize(false).bind().await.unwrap();
+        let mut conn = connect(receiver.local_addr()).await;
+        let mut bytes = Vec::new();
+        for v in [
+            "10ffffffffffffffffff0118053801420373766352171201631d0000803f3d0000803f42060a01611201625002520d08031201732a01783d0000803f520d08041202737430013d0000803f5a060a016b12017660016a026f707007",
+            "1801288080a8b1e39fe7cb17",
+        ] {
+            bytes.extend(raw_frame(&hex(v)));
+        }
+        write(&mut conn, &bytes).await;
+        let got = receiver.collect(2, WAIT).await.unwrap();
+        assert_eq!(got[0].trace_id, -1);
+        assert_eq!(got[0].service, "svc");
+        assert_eq!(got[0].metrics.len(), 3);
+        assert_eq!(got[0].tags["k"], "v");
+        assert_eq!(
+            (got[0].name.as_str(), got[0].root_start_timestamp),
+            ("op", 7)
+        );
+        assert!(got[0].indicator && got[0].error);
+        assert_eq!(
+            got[1],
+            SsfSpan {
+                id: 1,
+                start_timestamp: 1_700_000_000_000_000_000,
+                ..Default::default()
+            }
+        );
+    }
+}
+
+#[tokio::test]
 async fn golden_veneur_stream_decodes_like_veneur() {
     let stream = std::fs::read(golden_dir().join("stream.bin")).unwrap();
     let expected = golden_spans();

@@ -210,6 +210,42 @@ async fn golden_veneur_datagrams_decode_like_veneur() {
 }
 
 #[tokio::test]
+async fn random_datagrams_never_stop_the_receiver() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
+    let sock = udp_sender(&receiver).await;
+    let mut sent = 0u64;
+    for _ in 0..20 {
+        for _ in 0..25 {
+            let garbage: Vec<u8> = (0..(next() % 300)).map(|_| next() as u8).collect();
+            sock.send(&garbage).await.unwrap();
+            sent += 1;
+        }
+        // Some garbage decodes as a span (protobuf is permissive); take those.
+        receiver.collect_until_idle(Duration::from_millis(20)).await;
+    }
+    send_span(&sock, &span(1)).await;
+    receiver.handle().shutdown();
+    let mut last = None;
+    while let Some(s) = receiver.recv().await {
+        last = Some(s);
+    }
+    assert_eq!(last, Some(span(1)));
+    let stats = receiver.stats();
+    assert_eq!(stats.datagrams, sent + 1);
+    assert_eq!(
+        stats.spans + stats.empty_datagrams + stats.undecodable_datagrams,
+        sent + 1
+    );
+}
+
+#[tokio::test]
 async fn spans_are_normalised_unless_disabled() {
     let mut legacy = SsfSpan {
         id: 1,
