@@ -587,6 +587,13 @@ mod tests {
     }
 
     #[test]
+    fn spans_and_contexts_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Span>();
+        send_sync::<SpanContext>();
+    }
+
+    #[test]
     fn root_links() {
         let before = SystemTime::now();
         let root = quiet(Span::root("op"));
