@@ -1,0 +1,188 @@
+//! Flush is a barrier: it waits for busy backends instead of skipping them.
+#![cfg(unix)]
+
+mod support;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ssf_codec::SsfCodec;
+use ssf_proto::SsfSpan;
+use support::*;
+use tokio::sync::Semaphore;
+use tokio_test::{assert_pending, assert_ready};
+use tokio_util::codec::FramedRead;
+use trace_client::testing::FlushingBackend;
+use trace_client::{Backend, Client};
+
+/// A backend whose every send waits for a permit.
+struct Gated {
+    gate: Arc<Semaphore>,
+    sent: tokio::sync::mpsc::UnboundedSender<i64>,
+}
+
+impl Backend for Gated {
+    async fn send(&mut self, span: &SsfSpan) -> io::Result<()> {
+        self.gate.acquire().await.unwrap().forget();
+        let _ = self.sent.send(span.id);
+        Ok(())
+    }
+}
+
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn flush_waits_for_a_busy_user_backend() {
+    let gate = Arc::new(Semaphore::new(0));
+    let (sent_tx, mut sent) = tokio::sync::mpsc::unbounded_channel();
+    let client = Client::with_backend(Gated {
+        gate: gate.clone(),
+        sent: sent_tx,
+    })
+    .capacity(4)
+    .build()
+    .unwrap();
+    for id in 1..=3 {
+        client.try_record(span(id)).unwrap();
+    }
+    settle().await;
+    let mut flush = tokio_test::task::spawn(client.flush());
+    assert_pending!(flush.poll());
+    gate.add_permits(2);
+    settle().await;
+    // Two of the three spans recorded before the flush are through: still pending.
+    assert_pending!(flush.poll());
+    gate.add_permits(1);
+    settle().await;
+    assert!(flush.is_woken());
+    assert_ready!(flush.poll()).unwrap();
+    let mut order = Vec::new();
+    while let Ok(id) = sent.try_recv() {
+        order.push(id);
+    }
+    assert_eq!(order, [1, 2, 3]);
+    assert_settled(&client.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_for_every_busy_network_backend() {
+    // The server accepts connections but reads nothing until released, so the backends
+    // block in their writes once the socket buffers are full.
+    let (_dir, path) = socket_path();
+    let listener = unix_listener(&path);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let server = {
+        let release = release.clone();
+        tokio::spawn(async move {
+            let mut conns = Vec::new();
+            loop {
+                tokio::select! {
+                    Ok((c, _)) = listener.accept() => conns.push(c),
+                    _ = release.notified() => break,
+                }
+            }
+            for c in conns {
+                let done_tx = done_tx.clone();
+                tokio::spawn(async move {
+                    let mut frames = FramedRead::new(c, SsfCodec::new());
+                    let _ = done_tx.send(read_to_end(&mut frames).await);
+                });
+            }
+            drop(done_tx);
+        })
+    };
+    let backends = 4;
+    let client = Client::builder(unix_url(&path))
+        .parallel_backends(backends)
+        .capacity(64)
+        .build()
+        .unwrap();
+    // 256 KiB spans: each backend blocks on its first or second write.
+    let n = 24;
+    for id in 0..n {
+        client.record(big_span(id, 256 * 1024)).await.unwrap();
+    }
+    let flush = client.flush();
+    let flush = tokio::spawn(flush);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!flush.is_finished(), "flush returned while backends were blocked");
+    let before = client.stats();
+    assert!(before.queued() > 0 && before.sent() < n as u64, "{before:?}");
+
+    release.notify_one();
+    tokio::time::timeout(PATIENCE, flush)
+        .await
+        .expect("flush in time")
+        .unwrap()
+        .expect("flush ok");
+    // The barrier: everything recorded before the flush is written.
+    let stats = client.stats();
+    assert_eq!((stats.sent(), stats.queued()), (n as u64, 0), "{stats:?}");
+    assert_settled(&stats);
+
+    let report = client.shutdown(PATIENCE).await;
+    assert_eq!(report.sent(), n as u64);
+    server.await.unwrap();
+    let mut got = Vec::new();
+    while let Some(spans) = done_rx.recv().await {
+        got.extend(spans);
+    }
+    assert_ids(&got, 0..n);
+}
+
+#[tokio::test]
+async fn flushing_backend_delivers_batches_and_keeps_them_on_error() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (backend, mut batches) = FlushingBackend::pair(4);
+    let backend = {
+        let fail = fail.clone();
+        backend.flush_errors(move |batch| {
+            (fail.load(std::sync::atomic::Ordering::SeqCst) && !batch.is_empty())
+                .then(|| io::Error::other("not now"))
+        })
+    };
+    let handle = backend.handle();
+    let client = Client::with_backend(backend).capacity(16).build().unwrap();
+    for id in 0..10 {
+        client.record(span(id)).await.unwrap();
+    }
+    let err = client.flush().await.unwrap_err();
+    assert_eq!(err.failures().len(), 1);
+    assert_eq!(err.failures()[0].error().to_string(), "not now");
+    assert_eq!(handle.len(), 10, "the batch is kept");
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    client.flush().await.unwrap();
+    let batch = batches.recv().await.unwrap();
+    assert_eq!(batch.iter().map(|s| s.id).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    // Flushing directly, bypassing the client, also delivers (empty batches too).
+    handle.flush().await.unwrap();
+    assert!(batches.recv().await.unwrap().is_empty());
+    let stats = client.stats();
+    assert_eq!((stats.flushes_ok(), stats.flushes_failed()), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_interval_flushes_without_being_asked() {
+    let (backend, mut batches) = FlushingBackend::pair(4);
+    let client = Client::with_backend(backend)
+        .capacity(8)
+        .flush_interval(Some(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    client.try_record(span(1)).unwrap();
+    let batch = tokio::time::timeout(Duration::from_millis(1500), batches.recv())
+        .await
+        .expect("a flush within the interval")
+        .unwrap();
+    assert_eq!(batch.len(), 1);
+    assert!(client.stats().flushes_ok() >= 1);
+    // The periodic task stops with the client.
+    let report = client.shutdown(PATIENCE).await;
+    assert!(!report.timed_out());
+}
