@@ -1,0 +1,110 @@
+use std::fmt;
+
+use http::request::Parts;
+use tower_layer::Layer;
+use trace_client::Client;
+use trace_client::propagation::{DEFAULT_INJECT_FORMAT, HeaderFormat};
+
+use super::ClientTrace;
+use crate::common::default_span_name;
+use crate::server::DefaultSpanName;
+
+/// A [`Layer`] that carries the current trace into outgoing requests; it makes
+/// [`ClientTrace`] services.
+///
+/// See the [module docs](crate::client) for what it does.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`format`](Self::format) | [`HeaderFormat::Envoy`], as veneur: `ot-tracer-traceid`, `ot-tracer-spanid` in hex and `ot-tracer-sampled: true` |
+/// | [`spans`](Self::spans) | `false`: inject the caller's span, start none |
+/// | [`span_name`](Self::span_name) | [`default_span_name`]: `METHOD /path` (implies `spans(true)`) |
+/// | [`client`](Self::client) | the [default client](trace_client::default) |
+#[derive(Clone)]
+pub struct ClientTraceLayer<N = DefaultSpanName> {
+    pub(crate) format: HeaderFormat,
+    pub(crate) spans: bool,
+    pub(crate) span_name: N,
+    pub(crate) client: Option<Client>,
+}
+
+impl ClientTraceLayer {
+    /// A layer with the default settings (see the table above).
+    pub fn new() -> Self {
+        ClientTraceLayer {
+            format: DEFAULT_INJECT_FORMAT,
+            spans: false,
+            span_name: default_span_name,
+            client: None,
+        }
+    }
+}
+
+impl Default for ClientTraceLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<N> ClientTraceLayer<N> {
+    /// The header format written into outgoing requests. Existing headers of that format
+    /// are replaced.
+    pub fn format(mut self, format: HeaderFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Whether to start a client span per request: a child of the caller's span (or a
+    /// root when there is none), injected instead of the caller's span so that the
+    /// server's span becomes its child, and recorded when the response head arrives.
+    pub fn spans(mut self, spans: bool) -> Self {
+        self.spans = spans;
+        self
+    }
+
+    /// The function naming each client span, called with the request's head; also turns
+    /// client spans on.
+    pub fn span_name<N2>(self, span_name: N2) -> ClientTraceLayer<N2>
+    where
+        N2: Fn(&Parts) -> String + Clone,
+    {
+        ClientTraceLayer {
+            format: self.format,
+            spans: true,
+            span_name,
+            client: self.client,
+        }
+    }
+
+    /// The client to record client spans on, instead of the
+    /// [default client](trace_client::default).
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+}
+
+impl<S, N: Clone> Layer<S> for ClientTraceLayer<N> {
+    type Service = ClientTrace<S, N>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientTrace {
+            inner,
+            format: self.format,
+            spans: self.spans,
+            span_name: self.span_name.clone(),
+            client: self.client.clone(),
+        }
+    }
+}
+
+impl<N> fmt::Debug for ClientTraceLayer<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTraceLayer")
+            .field("format", &self.format)
+            .field("spans", &self.spans)
+            .field("span_name", &std::any::type_name::<N>())
+            .field("client", &self.client)
+            .finish()
+    }
+}

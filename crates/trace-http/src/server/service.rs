@@ -1,0 +1,119 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+use trace_client::propagation::{self, HeaderFormat};
+use trace_client::{Client, Span, context};
+
+use super::{DefaultExclude, DefaultSpanName, ResponseBody, ResponseFuture, ServerTraceLayer};
+use crate::common::tag_request;
+use crate::macros::define_inner_service_accessors;
+use crate::tags;
+
+/// Middleware that traces each request of a server; made by [`ServerTraceLayer`].
+///
+/// See the [module docs](crate::server) for what it does.
+#[derive(Clone)]
+pub struct ServerTrace<S, N = DefaultSpanName, E = DefaultExclude> {
+    pub(crate) inner: S,
+    pub(crate) formats: Arc<[HeaderFormat]>,
+    pub(crate) span_name: N,
+    pub(crate) exclude: E,
+    pub(crate) client: Option<Client>,
+    pub(crate) body_end: bool,
+}
+
+impl<S> ServerTrace<S> {
+    /// Wraps `inner` with the default settings of [`ServerTraceLayer::new`].
+    pub fn new(inner: S) -> Self {
+        tower_layer::Layer::layer(&ServerTraceLayer::new(), inner)
+    }
+
+    /// A [`ServerTraceLayer`] with the default settings, to configure.
+    pub fn layer() -> ServerTraceLayer {
+        ServerTraceLayer::new()
+    }
+}
+
+impl<S, N, E> ServerTrace<S, N, E> {
+    define_inner_service_accessors!();
+}
+
+impl<S, N, E> ServerTrace<S, N, E>
+where
+    N: Fn(&Parts) -> String,
+{
+    /// Starts the request's span: a child of the caller's span when the headers name one,
+    /// else a root.
+    fn start_span(&self, parts: &Parts) -> Span {
+        let name = (self.span_name)(parts);
+        let mut span = match propagation::extract_headers(&parts.headers, &self.formats) {
+            Ok(remote) => {
+                let mut span = Span::child_of(&remote, name);
+                if span.resource().is_empty() {
+                    let resource = span.name().to_owned();
+                    span.set_resource(resource);
+                }
+                span
+            }
+            Err(_) => Span::root(name),
+        };
+        tag_request(&mut span, parts, tags::KIND_SERVER);
+        match &self.client {
+            Some(client) => span.with_client(client.clone()),
+            None => span,
+        }
+    }
+}
+
+impl<S, N, E, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTrace<S, N, E>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: fmt::Display,
+    ResBody: Body,
+    N: Fn(&Parts) -> String,
+    E: Fn(&Parts) -> bool,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        if (self.exclude)(&parts) {
+            let future = self.inner.call(Request::from_parts(parts, body));
+            return ResponseFuture::untraced(future);
+        }
+        let span = self.start_span(&parts);
+        let ctx = span.context();
+        parts.extensions.insert(ctx.clone());
+        let req = Request::from_parts(parts, body);
+        // Some services do their work in `call` itself: make the span current there too.
+        let inner = &mut self.inner;
+        let future = ctx.clone().in_scope(|| inner.call(req));
+        ResponseFuture::traced(context::in_span(ctx, future), span, self.body_end)
+    }
+}
+
+impl<S: fmt::Debug, N, E> fmt::Debug for ServerTrace<S, N, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTrace")
+            .field("inner", &self.inner)
+            .field("formats", &self.formats)
+            .field("span_name", &std::any::type_name::<N>())
+            .field("exclude", &std::any::type_name::<E>())
+            .field("client", &self.client)
+            .field("record_at_body_end", &self.body_end)
+            .finish()
+    }
+}
+
