@@ -1,0 +1,342 @@
+//! What the layer keeps in a span's extensions, and how `tracing` fields become SSF tags.
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use ssf_proto::{SsfSample, SsfSpan};
+use trace_client::SpanContext;
+use tracing_core::field::{Field, Visit};
+
+/// The field that sets the error flag (`bool`) or carries the error itself (any other value).
+pub(crate) const ERROR_FIELD: &str = "error";
+/// The field that sets the indicator flag.
+pub(crate) const INDICATOR_FIELD: &str = "indicator";
+/// The fields that replace the span's name.
+pub(crate) const NAME_FIELDS: [&str; 2] = ["ssf.name", "otel.name"];
+/// The field `tracing`'s macros put an event's message in.
+const MESSAGE_FIELD: &str = "message";
+
+/// The SSF state of one `tracing` span, stored in its extensions from creation to close.
+#[derive(Debug)]
+pub(crate) struct SpanData {
+    pub(crate) trace_id: i64,
+    pub(crate) span_id: i64,
+    pub(crate) parent_id: i64,
+    /// The trace's resource, shared with the children; `None` when unknown.
+    pub(crate) resource: Option<Arc<str>>,
+    /// Creation time, in nanoseconds since the Unix epoch.
+    pub(crate) start: i64,
+    /// A name given by a `ssf.name`/`otel.name` field, replacing the `tracing` span name.
+    pub(crate) name: Option<String>,
+    pub(crate) tags: BTreeMap<String, String>,
+    pub(crate) error: bool,
+    pub(crate) indicator: bool,
+    pub(crate) samples: Vec<SsfSample>,
+}
+
+impl SpanData {
+    pub(crate) fn new(
+        trace_id: i64,
+        span_id: i64,
+        parent_id: i64,
+        resource: Option<Arc<str>>,
+        start: i64,
+    ) -> Self {
+        SpanData {
+            trace_id,
+            span_id,
+            parent_id,
+            resource,
+            start,
+            name: None,
+            tags: BTreeMap::new(),
+            error: false,
+            indicator: false,
+            samples: Vec::new(),
+        }
+    }
+
+    /// The context children and carriers see.
+    pub(crate) fn context(&self) -> SpanContext {
+        SpanContext {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_id: self.parent_id,
+            resource: self.resource.as_deref().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// Makes the span a child of `parent`, which usually lives in another process.
+    pub(crate) fn set_parent(&mut self, parent: &SpanContext) {
+        self.trace_id = parent.trace_id;
+        self.parent_id = parent.span_id;
+        if !parent.resource.is_empty() {
+            self.resource = Some(Arc::from(parent.resource.as_str()));
+        }
+    }
+
+    /// Sets the error flag and the error tags as `trace_client::Span::error` does for an
+    /// error whose type has no name.
+    pub(crate) fn set_error_tags(&mut self, message: &str) {
+        self.error = true;
+        self.tags.insert("error.msg".to_owned(), message.to_owned());
+        self.tags
+            .insert("error.type".to_owned(), ERROR_FIELD.to_owned());
+        self.tags
+            .insert("error.stack".to_owned(), message.to_owned());
+    }
+
+    /// The SSF span, moving the tags, samples and name out.
+    pub(crate) fn into_ssf(self, default_name: &str, service: String, end: i64) -> SsfSpan {
+        SsfSpan {
+            trace_id: self.trace_id,
+            id: self.span_id,
+            parent_id: self.parent_id,
+            start_timestamp: self.start,
+            end_timestamp: end,
+            error: self.error,
+            service,
+            metrics: self.samples,
+            tags: self.tags,
+            indicator: self.indicator,
+            name: self.name.unwrap_or_else(|| default_name.to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
+/// A `fmt::Write` into a string that keeps at most `max` bytes and silently drops the rest,
+/// cutting at a character boundary. Rendering a huge value costs no more memory than `max`.
+struct Bounded<'a> {
+    buf: &'a mut String,
+    max: usize,
+}
+
+impl fmt::Write for Bounded<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.max.saturating_sub(self.buf.len());
+        if s.len() <= room {
+            self.buf.push_str(s);
+        } else {
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.buf.push_str(&s[..cut]);
+            // Nothing more fits, not even a one-byte character after a cut wider one.
+            self.max = self.buf.len();
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `buf`'s contents with `value` rendered by `render`, keeping at most `max` bytes.
+fn render_into(buf: &mut String, max: usize, value: impl fmt::Display) {
+    buf.clear();
+    // `Bounded` never fails; a failing `Display` impl leaves what it wrote so far.
+    let _ = write!(Bounded { buf, max }, "{value}");
+}
+
+/// `value` rendered into a new string of at most `max` bytes.
+pub(crate) fn render(max: usize, value: impl fmt::Display) -> String {
+    let mut s = String::new();
+    render_into(&mut s, max, value);
+    s
+}
+
+/// Shows a `Debug` value through `Display`.
+struct AsDebug<'a>(&'a dyn fmt::Debug);
+
+impl fmt::Display for AsDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+/// Records span fields into [`SpanData`]; see the crate docs for the mapping.
+pub(crate) struct FieldVisitor<'a> {
+    data: &'a mut SpanData,
+    max_len: usize,
+}
+
+impl<'a> FieldVisitor<'a> {
+    pub(crate) fn new(data: &'a mut SpanData, max_len: usize) -> Self {
+        FieldVisitor { data, max_len }
+    }
+
+    /// Stores a rendered value under the field's name, reusing the key and the buffer when
+    /// the field is recorded again.
+    fn tag(&mut self, field: &Field, value: impl fmt::Display) {
+        let name = field.name();
+        if NAME_FIELDS.contains(&name) {
+            let buf = self.data.name.get_or_insert_with(String::new);
+            render_into(buf, self.max_len, value);
+        } else if name == ERROR_FIELD {
+            let message = render(self.max_len, value);
+            self.data.set_error_tags(&message);
+        } else if let Some(buf) = self.data.tags.get_mut(name) {
+            render_into(buf, self.max_len, value);
+        } else {
+            let rendered = render(self.max_len, value);
+            self.data.tags.insert(name.to_owned(), rendered);
+        }
+    }
+}
+
+impl Visit for FieldVisitor<'_> {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        match field.name() {
+            ERROR_FIELD => self.data.error = value,
+            INDICATOR_FIELD => self.data.indicator = value,
+            _ => self.tag(field, value),
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.tag(field, value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.tag(field, value);
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.tag(field, value);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.tag(field, value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.tag(field, value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.tag(field, value);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
+        self.tag(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.tag(field, AsDebug(value));
+    }
+}
+
+/// Picks the message out of an error-level event: its `message` field, or else its `error`
+/// field.
+#[derive(Debug, Default)]
+pub(crate) struct EventVisitor {
+    max_len: usize,
+    pub(crate) message: Option<String>,
+    pub(crate) error: Option<String>,
+}
+
+impl EventVisitor {
+    pub(crate) fn new(max_len: usize) -> Self {
+        EventVisitor {
+            max_len,
+            message: None,
+            error: None,
+        }
+    }
+
+    /// The text for `error.msg`, if the event had one.
+    pub(crate) fn into_message(self) -> Option<String> {
+        self.message.or(self.error)
+    }
+
+    fn keep(&mut self, field: &Field, value: impl fmt::Display) {
+        match field.name() {
+            MESSAGE_FIELD => self.message = Some(render(self.max_len, value)),
+            ERROR_FIELD => self.error = Some(render(self.max_len, value)),
+            _ => {}
+        }
+    }
+}
+
+impl Visit for EventVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.keep(field, value);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
+        self.keep(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.keep(field, AsDebug(value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_rendering_cuts_at_char_boundaries() {
+        assert_eq!(render(5, "hello world"), "hello");
+        assert_eq!(render(100, "short"), "short");
+        assert_eq!(render(0, "x"), "");
+        // "é" is two bytes: cutting at 2 would split it.
+        assert_eq!(render(2, "aé"), "a");
+        assert_eq!(render(3, "aé"), "aé");
+        // Nothing is appended after a cut, even if it would fit.
+        assert_eq!(render(3, format_args!("{}{}", "aéé", "b")), "aé");
+        assert_eq!(render(4, 1234567), "1234");
+    }
+
+    #[test]
+    fn rerendering_replaces_the_value() {
+        let mut s = String::from("old value");
+        render_into(&mut s, 10, "new");
+        assert_eq!(s, "new");
+    }
+
+    #[test]
+    fn debug_values_render_as_debug() {
+        assert_eq!(render(64, AsDebug(&"q")), "\"q\"");
+        assert_eq!(render(64, AsDebug(&Some(3))), "Some(3)");
+    }
+
+    #[test]
+    fn context_and_remote_parent() {
+        let mut data = SpanData::new(1, 2, 0, None, 10);
+        assert_eq!(data.context(), SpanContext::new(1, 2));
+        data.set_parent(&SpanContext::new(7, 8).with_resource("GET /"));
+        assert_eq!(
+            data.context(),
+            SpanContext::new(7, 2)
+                .with_parent_id(8)
+                .with_resource("GET /")
+        );
+        // An empty remote resource keeps the one we had.
+        data.set_parent(&SpanContext::new(9, 10));
+        assert_eq!(data.context().resource, "GET /");
+        assert_eq!((data.trace_id, data.parent_id), (9, 10));
+    }
+
+    #[test]
+    fn into_ssf_uses_the_name_override() {
+        let mut data = SpanData::new(1, 2, 3, None, 10);
+        data.tags.insert("k".into(), "v".into());
+        data.set_error_tags("boom");
+        let span = data.into_ssf("default", "svc".into(), 20);
+        assert_eq!(span.name, "default");
+        assert_eq!((span.trace_id, span.id, span.parent_id), (1, 2, 3));
+        assert_eq!((span.start_timestamp, span.end_timestamp), (10, 20));
+        assert!(span.error);
+        assert_eq!(span.service, "svc");
+        assert_eq!(span.tags["error.msg"], "boom");
+        assert_eq!(span.tags["error.type"], "error");
+        assert_eq!(span.tags["k"], "v");
+
+        let mut data = SpanData::new(1, 2, 3, None, 10);
+        data.name = Some("custom".into());
+        assert_eq!(data.into_ssf("default", String::new(), 20).name, "custom");
+    }
+}

@@ -1,0 +1,276 @@
+//! The [`SsfLayer`].
+
+use std::any::TypeId;
+use std::fmt;
+use std::sync::Arc;
+
+use ssf_proto::time::now_nanos;
+use trace_client::{Client, TryRecordError};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::INTERNAL_TARGET;
+use crate::data::{EventVisitor, FieldVisitor, SpanData};
+use crate::ext::WithContext;
+use crate::stats::LayerStats;
+
+/// The default for [`SsfLayer::max_value_len`]: 4 KiB.
+pub const DEFAULT_MAX_VALUE_LEN: usize = 4096;
+
+/// A [`Layer`] that turns every closed `tracing` span into an SSF span and hands it to a
+/// [`trace_client::Client`].
+///
+/// See the [crate documentation](crate) for how spans, fields and events map to SSF.
+///
+/// # Defaults
+///
+/// | setting | default |
+/// |---|---|
+/// | [`service`](SsfLayer::service) | the process-wide [`trace_client::service_name`] at export time |
+/// | [`with_event_errors`](SsfLayer::with_event_errors) | `true`: an error-level event marks its span as an error |
+/// | [`max_value_len`](SsfLayer::max_value_len) | [`DEFAULT_MAX_VALUE_LEN`] bytes per tag value |
+///
+/// # Examples
+///
+/// ```no_run
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = trace_client::Client::builder("udp://127.0.0.1:8128").build()?;
+/// let layer = tracing_ssf::SsfLayer::new(client.clone()).service("checkout");
+/// tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
+///
+/// tracing::info_span!("charge", amount = 42).in_scope(|| {
+///     // ...
+/// });
+/// client.flush().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct SsfLayer {
+    client: Client,
+    service: Option<String>,
+    event_errors: bool,
+    max_value_len: usize,
+    stats: LayerStats,
+    with_context: WithContext,
+}
+
+impl SsfLayer {
+    /// A layer sending spans to `client`, with the defaults above.
+    pub fn new(client: Client) -> Self {
+        SsfLayer {
+            client,
+            service: None,
+            event_errors: true,
+            max_value_len: DEFAULT_MAX_VALUE_LEN,
+            stats: LayerStats::default(),
+            with_context: WithContext::detached(),
+        }
+    }
+
+    /// Sets the service name every exported span carries.
+    #[must_use]
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// Chooses whether an error-level event inside a span sets the span's error flag and
+    /// its `error.msg` tag (the default) or is ignored like every other event.
+    #[must_use]
+    pub fn with_event_errors(mut self, yes: bool) -> Self {
+        self.event_errors = yes;
+        self
+    }
+
+    /// Sets the longest tag value, span name or error message kept, in bytes; longer
+    /// renderings are cut at a character boundary.
+    #[must_use]
+    pub fn max_value_len(mut self, bytes: usize) -> Self {
+        self.max_value_len = bytes;
+        self
+    }
+
+    /// A live handle on the layer's counters; take it before installing the layer.
+    pub fn stats(&self) -> LayerStats {
+        self.stats.clone()
+    }
+
+    /// The client spans are sent to.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Hands a finished span to the client without waiting; counts and reports refusals.
+    fn export(&self, span: ssf_proto::SsfSpan) {
+        match self.client.try_record(span) {
+            Ok(()) => self.stats.add_exported(),
+            Err(err) => {
+                let full = matches!(err, TryRecordError::Full(_));
+                let refused = self.stats.add_refused(full);
+                // Report the 1st, 2nd, 4th, 8th… refusal: enough to notice, never a flood.
+                if refused.is_power_of_two() {
+                    tracing::warn!(
+                        target: INTERNAL_TARGET,
+                        refused,
+                        queue_full = full,
+                        "ssf span refused by the client",
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SsfLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SsfLayer")
+            .field("service", &self.service)
+            .field("event_errors", &self.event_errors)
+            .field("max_value_len", &self.max_value_len)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the metadata belongs to the layer's own diagnostics.
+fn is_internal(metadata: &Metadata<'_>) -> bool {
+    is_internal_target(metadata.target())
+}
+
+/// Whether `target` is [`INTERNAL_TARGET`] or a module below it.
+fn is_internal_target(target: &str) -> bool {
+    target
+        .strip_prefix(INTERNAL_TARGET)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
+impl<S> Layer<S> for SsfLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        self.with_context = WithContext::new::<S>();
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if is_internal(attrs.metadata()) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let start = now_nanos();
+        let span_id = trace_client::new_id();
+
+        // The nearest exported ancestor (the scope skips spans filtered out of this layer);
+        // else the task's trace-client context, for a span that is not an explicit root;
+        // else a new trace.
+        let inherited = span.scope().skip(1).find_map(|ancestor| {
+            let extensions = ancestor.extensions();
+            extensions
+                .get::<SpanData>()
+                .map(|p| (p.trace_id, p.span_id, p.resource.clone()))
+        });
+        let data = match inherited {
+            Some((trace_id, parent_id, resource)) => {
+                SpanData::new(trace_id, span_id, parent_id, resource, start)
+            }
+            None => match trace_client::context::current().filter(|_| !attrs.is_root()) {
+                Some(remote) if remote.is_valid() => {
+                    let resource =
+                        (!remote.resource.is_empty()).then(|| Arc::from(remote.resource.as_str()));
+                    SpanData::new(remote.trace_id, span_id, remote.span_id, resource, start)
+                }
+                _ => SpanData::new(span_id, span_id, 0, None, start),
+            },
+        };
+
+        let mut data = data;
+        attrs.record(&mut FieldVisitor::new(&mut data, self.max_value_len));
+        let mut extensions = span.extensions_mut();
+        // With two SSF layers on one subscriber, the first one's state wins.
+        if extensions.get_mut::<SpanData>().is_none() {
+            extensions.insert(data);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(data) = extensions.get_mut::<SpanData>() {
+            values.record(&mut FieldVisitor::new(data, self.max_value_len));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if !self.event_errors
+            || *event.metadata().level() != Level::ERROR
+            || is_internal(event.metadata())
+        {
+            return;
+        }
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        let Some(data) = extensions.get_mut::<SpanData>() else {
+            return;
+        };
+        let mut visitor = EventVisitor::new(self.max_value_len);
+        event.record(&mut visitor);
+        data.error = true;
+        if let Some(message) = visitor.into_message() {
+            data.tags.insert("error.msg".to_owned(), message);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let Some(data) = span.extensions_mut().remove::<SpanData>() else {
+            return;
+        };
+        let service = match &self.service {
+            Some(own) => own.clone(),
+            None => trace_client::service_name().to_owned(),
+        };
+        let ssf = data.into_ssf(span.name(), service, now_nanos());
+        drop(span);
+        self.export(ssf);
+    }
+
+    // Implementing an unsafe trait method is the only unsafe code: the body only hands out
+    // pointers to `self` or one of its fields, typed as `downcast_raw`'s contract requires.
+    #[allow(unsafe_code)]
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<WithContext>() {
+            Some(&self.with_context as *const WithContext as *const ())
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_targets() {
+        assert!(is_internal_target("tracing_ssf::internal"));
+        assert!(is_internal_target("tracing_ssf::internal::send"));
+        assert!(!is_internal_target("tracing_ssf::internals"));
+        assert!(!is_internal_target("tracing_ssf"));
+        assert!(!is_internal_target("app"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Export spans made with the [`tracing`] crate as SSF spans.
+//!
+//! [`SsfLayer`] is a [`tracing_subscriber::Layer`]: install it on a
+//! [`Registry`](tracing_subscriber::Registry) and every `tracing` span it sees becomes one
+//! SSF span, sent with [`trace_client::Client::try_record`] when the `tracing` span closes.
+//! Sending never blocks and never panics: a span the client refuses (queue full, client
+//! shut down) is dropped and counted in [`LayerStats`].
+//!
+//! [`SsfSpanExt`] adds SSF methods to [`tracing::Span`]: read a span's
+//! [`SpanContext`](trace_client::SpanContext) to inject into outgoing requests, continue a
+//! remote trace extracted from incoming headers, attach SSF samples.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use tracing::Instrument;
+//! use tracing_ssf::SsfLayer;
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! #[tracing::instrument]
+//! async fn charge(amount: u64) {
+//!     tokio::task::yield_now().await;
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut receiver = ssf_receiver::Receiver::bind("udp://127.0.0.1:0").await?;
+//! let client = trace_client::Client::builder(receiver.local_addr().to_string()).build()?;
+//!
+//! let layer = SsfLayer::new(client.clone()).service("checkout");
+//! let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+//!
+//! async {
+//!     charge(42).await;
+//! }
+//! .instrument(tracing::info_span!("checkout"))
+//! .await;
+//!
+//! client.flush().await?;
+//! let spans = receiver.collect(2, Duration::from_secs(5)).await?;
+//! let (charge, checkout) = (&spans[0], &spans[1]);
+//! assert_eq!((charge.name.as_str(), checkout.name.as_str()), ("charge", "checkout"));
+//! assert_eq!(charge.parent_id, checkout.id);
+//! assert_eq!(charge.tags["amount"], "42");
+//! assert_eq!(charge.service, "checkout");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How `tracing` maps to SSF
+//!
+//! | `tracing` | SSF span |
+//! |---|---|
+//! | span name | `name` |
+//! | span creation, span close | `start_timestamp`, `end_timestamp` (so a span that is never entered is still exported, with its whole lifetime) |
+//! | the nearest ancestor span this layer exports | `trace_id` and `parent_id` |
+//! | no such ancestor, but the task runs inside a [`trace_client::context`] scope (and the span is not an explicit root, `parent: None`) | continues that context's trace |
+//! | [`SsfSpanExt::set_ssf_parent`] | continues the given (usually remote) trace |
+//! | none of the above | a new trace: `trace_id` = `id` |
+//! | [`SsfLayer::service`] | `service` (default: [`trace_client::service_name`]) |
+//! | field `error` with a `bool` value | the `error` flag |
+//! | field `error` with any other value (`error = &err as &dyn Error`, `error = %err`) | the `error` flag and the tags `error.msg` (the value), `error.type` (`error`) and `error.stack` (the value again), as [`trace_client::Span::error`] sets them |
+//! | field `indicator` with a `bool` value | the `indicator` flag |
+//! | field `ssf.name` or `otel.name` | replaces `name` |
+//! | any other field | a tag named after the field: strings, numbers, booleans and errors as displayed, `?value` with `Debug`, `%value` with `Display`; recording a field again replaces the tag |
+//! | a field declared [`Empty`](tracing::field::Empty) and never recorded | nothing |
+//! | an error-level event inside the span | the `error` flag and the `error.msg` tag (the event's message, or else its `error` field); turn off with [`SsfLayer::with_event_errors`] |
+//! | any other event | nothing: events are logs, not spans |
+//! | [`SsfSpanExt::add_ssf_sample`] | `metrics` |
+//!
+//! Tag values, the replacement name and error messages are cut to
+//! [`SsfLayer::max_value_len`] bytes (default [`DEFAULT_MAX_VALUE_LEN`]), so a huge value
+//! costs no more memory than that. The trace's resource is not part of SSF: it travels in
+//! [`SpanContext::resource`](trace_client::SpanContext::resource) from a remote parent or a
+//! trace-client context to the children.
+//!
+//! # Across `.await` and `tokio::spawn`
+//!
+//! A future instrumented with [`tracing::Instrument`] (or an `async fn` with
+//! `#[tracing::instrument]`) keeps its span across `.await` points. A task started with
+//! `tokio::spawn` starts without a current span: pass it on with
+//! `tokio::spawn(fut.in_current_span())` or `fut.instrument(Span::current())`, and the
+//! task's spans join the trace.
+//!
+//! # Filtering
+//!
+//! The layer works with the usual `tracing-subscriber` filters, global or per layer:
+//! `SsfLayer::new(client).with_filter(LevelFilter::INFO)` exports only spans of level
+//! `INFO` and above; the children of a span filtered out become children of its nearest
+//! exported ancestor.
+//!
+//! The layer reports its own trouble (spans refused by the client: the 1st, 2nd, 4th, 8th…)
+//! as `tracing` events with the target [`INTERNAL_TARGET`], and ignores every span and
+//! event with that target, so its diagnostics never feed back into SSF.
+//!
+//! # One layer per subscriber
+//!
+//! The layer keeps its state in the span's extensions; with two `SsfLayer`s on one
+//! subscriber, only the first one exports spans.
+//!
+//! # Feature flags
+//!
+//! None.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.85 (edition 2024).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
+
+mod data;
+mod ext;
+mod layer;
+mod stats;
+
+pub use ext::SsfSpanExt;
+pub use layer::{DEFAULT_MAX_VALUE_LEN, SsfLayer};
+pub use stats::LayerStats;
+
+/// The `tracing` target of the layer's own diagnostics. The layer ignores spans and events
+/// with this target (or a target below it, `tracing_ssf::internal::…`).
+pub const INTERNAL_TARGET: &str = "tracing_ssf::internal";

@@ -1,0 +1,321 @@
+//! How spans, fields and events map to SSF, through a channel client.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io;
+
+use ssf_proto::SsfSpan;
+use support::Events;
+use tokio::sync::mpsc;
+use trace_client::{Client, SpanContext};
+use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
+use tracing_ssf::{INTERNAL_TARGET, SsfLayer, SsfSpanExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Layer, Registry, filter::Targets};
+
+/// Everything queued in the channel, by name.
+fn drain(rx: &mut mpsc::Receiver<SsfSpan>) -> HashMap<String, SsfSpan> {
+    let mut spans = HashMap::new();
+    while let Ok(span) = rx.try_recv() {
+        let name = span.name.clone();
+        assert!(
+            spans.insert(name.clone(), span).is_none(),
+            "two spans named {name}"
+        );
+    }
+    spans
+}
+
+fn subscriber(layer: SsfLayer) -> tracing_subscriber::layer::Layered<SsfLayer, Registry> {
+    tracing_subscriber::registry().with(layer)
+}
+
+#[test]
+fn fields_become_tags_and_flags() {
+    let (client, mut rx) = Client::channel(16);
+    tracing::subscriber::with_default(subscriber(SsfLayer::new(client)), || {
+        let span = tracing::info_span!(
+            "op",
+            text = "plain",
+            number = -3,
+            big = 1u128 << 100,
+            ratio = 0.5,
+            flag = true,
+            debugged = ?Some("x"),
+            displayed = %"shown",
+            indicator = true,
+            later = tracing::field::Empty,
+            never = tracing::field::Empty,
+            ssf.name = "renamed",
+        );
+        span.record("later", 99);
+        span.record("number", 4);
+    });
+    let spans = drain(&mut rx);
+    let span = &spans["renamed"];
+    let expected: [(&str, &str); 8] = [
+        ("text", "plain"),
+        ("number", "4"),
+        ("big", "1267650600228229401496703205376"),
+        ("ratio", "0.5"),
+        ("flag", "true"),
+        ("debugged", "Some(\"x\")"),
+        ("displayed", "shown"),
+        ("later", "99"),
+    ];
+    let tags: Vec<(&str, &str)> = span
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut expected = expected.to_vec();
+    expected.sort();
+    assert_eq!(tags, expected);
+    assert!(span.indicator);
+    assert!(!span.error);
+}
+
+#[test]
+fn error_fields_set_the_flag_and_error_tags() {
+    let (client, mut rx) = Client::channel(16);
+    tracing::subscriber::with_default(subscriber(SsfLayer::new(client)), || {
+        let err = io::Error::other("disk on fire");
+        let _a = tracing::info_span!(
+            "with_error",
+            error = &err as &(dyn std::error::Error + 'static)
+        );
+        let _b = tracing::info_span!("flagged", error = true);
+        let _c = tracing::info_span!("unflagged", error = false);
+        let d = tracing::info_span!("recorded_later", error = tracing::field::Empty);
+        d.record("error", tracing::field::display("timeout"));
+    });
+    let spans = drain(&mut rx);
+    let with_error = &spans["with_error"];
+    assert!(with_error.error);
+    assert_eq!(with_error.tags["error.msg"], "disk on fire");
+    assert_eq!(with_error.tags["error.type"], "error");
+    assert_eq!(with_error.tags["error.stack"], "disk on fire");
+    assert!(!with_error.tags.contains_key("error"));
+    assert!(spans["flagged"].error);
+    assert!(spans["flagged"].tags.is_empty());
+    assert!(!spans["unflagged"].error);
+    assert!(spans["recorded_later"].error);
+    assert_eq!(spans["recorded_later"].tags["error.msg"], "timeout");
+}
+
+#[test]
+fn long_values_are_cut() {
+    let (client, mut rx) = Client::channel(16);
+    let layer = SsfLayer::new(client).max_value_len(8);
+    tracing::subscriber::with_default(subscriber(layer), || {
+        let long = "é".repeat(1000);
+        let _span = tracing::info_span!("op", long = long.as_str(), debugged = ?long);
+    });
+    let spans = drain(&mut rx);
+    assert_eq!(spans["op"].tags["long"], "éééé");
+    // `"` then three two-byte characters; the fourth would end at byte 9.
+    assert_eq!(spans["op"].tags["debugged"], "\"ééé");
+}
+
+#[test]
+fn events_can_be_kept_out_of_the_error_flag() {
+    let (client, mut rx) = Client::channel(16);
+    let layer = SsfLayer::new(client).with_event_errors(false);
+    tracing::subscriber::with_default(subscriber(layer), || {
+        tracing::info_span!("op").in_scope(|| tracing::error!("ignored"));
+    });
+    let spans = drain(&mut rx);
+    assert!(!spans["op"].error);
+    assert!(spans["op"].tags.is_empty());
+}
+
+#[test]
+fn error_events_without_a_message_use_their_error_field() {
+    let (client, mut rx) = Client::channel(16);
+    tracing::subscriber::with_default(subscriber(SsfLayer::new(client)), || {
+        let span = tracing::info_span!("op");
+        let err = io::Error::other("refused");
+        // An explicit parent: the span is never entered.
+        tracing::error!(parent: &span, error = &err as &(dyn std::error::Error + 'static));
+        tracing::error!("no span around, nothing to flag");
+    });
+    let spans = drain(&mut rx);
+    assert!(spans["op"].error);
+    assert_eq!(spans["op"].tags["error.msg"], "refused");
+}
+
+#[test]
+fn the_layers_own_target_is_ignored() {
+    let (client, mut rx) = Client::channel(16);
+    let layer = SsfLayer::new(client);
+    let stats = layer.stats();
+    tracing::subscriber::with_default(subscriber(layer), || {
+        tracing::info_span!("app").in_scope(|| {
+            tracing::error!(target: INTERNAL_TARGET, "internal trouble");
+            tracing::info_span!(target: INTERNAL_TARGET, "internal.work").in_scope(|| {
+                tracing::info_span!("app.child").in_scope(|| {});
+            });
+            tracing::info_span!(target: "tracing_ssf::internal::deeper", "internal.deeper")
+                .in_scope(|| {});
+        });
+    });
+    let spans = drain(&mut rx);
+    assert_eq!(stats.exported(), 2);
+    assert_eq!(spans.len(), 2, "{:?}", spans.keys());
+    let (app, child) = (&spans["app"], &spans["app.child"]);
+    assert!(!app.error, "internal events never flag spans");
+    assert_eq!(child.parent_id, app.id, "internal spans are skipped over");
+}
+
+#[tokio::test]
+async fn refusals_are_counted_and_reported_on_the_internal_target() {
+    let (client, rx) = Client::channel(1);
+    let layer = SsfLayer::new(client);
+    let stats = layer.stats();
+    let events = Events::default();
+    let subscriber = tracing_subscriber::registry().with(layer).with(
+        events
+            .clone()
+            .with_filter(Targets::new().with_target(INTERNAL_TARGET, tracing::Level::TRACE)),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    for _ in 0..5 {
+        tracing::info_span!("op").in_scope(|| {});
+    }
+    assert_eq!((stats.exported(), stats.refused_full()), (1, 4));
+    drop(rx);
+    tracing::info_span!("op").in_scope(|| {});
+    assert_eq!((stats.refused_closed(), stats.refused()), (1, 5));
+
+    // Refusals 1, 2 and 4 were reported, not 3 or 5.
+    let seen = events.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(target, level)| target == INTERNAL_TARGET && *level == tracing::Level::WARN)
+    );
+}
+
+#[tokio::test]
+async fn a_trace_client_context_is_continued() {
+    let (client, mut rx) = Client::channel(16);
+    let _guard = tracing::subscriber::set_default(subscriber(SsfLayer::new(client)));
+
+    let ctx = SpanContext::new(77, 88).with_resource("batch");
+    let inner = trace_client::context::in_span(ctx, async {
+        tokio::task::yield_now().await;
+        let span = tracing::info_span!("continued");
+        let explicit_root = tracing::info_span!(parent: None, "explicit_root");
+        (span.ssf_context(), explicit_root.ssf_context())
+    })
+    .await;
+    let (continued, root) = (inner.0.expect("exported"), inner.1.expect("exported"));
+    assert_eq!((continued.trace_id, continued.parent_id), (77, 88));
+    assert_eq!(continued.resource, "batch");
+    assert_eq!(root.parent_id, 0);
+    assert_eq!(root.trace_id, root.span_id);
+
+    let spans = drain(&mut rx);
+    assert_eq!(spans["continued"].trace_id, 77);
+    assert_eq!(spans["continued"].parent_id, 88);
+}
+
+#[test]
+fn samples_and_service() {
+    let (client, mut rx) = Client::channel(16);
+    let layer = SsfLayer::new(client).service("billing");
+    tracing::subscriber::with_default(subscriber(layer), || {
+        let span = tracing::info_span!("op");
+        span.add_ssf_sample(ssf_proto::sample::count("op.calls", 1.0));
+        span.add_ssf_sample(ssf_proto::sample::gauge("op.depth", 3.0));
+    });
+    let spans = drain(&mut rx);
+    let names: Vec<&str> = spans["op"]
+        .metrics
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(names, ["op.calls", "op.depth"]);
+    assert_eq!(spans["op"].service, "billing");
+}
+
+#[test]
+fn without_the_layer_the_extension_does_nothing() {
+    let subscriber = tracing_subscriber::registry().with(Events::default());
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("op");
+        span.set_ssf_parent(SpanContext::new(1, 2));
+        assert_eq!(span.ssf_context(), None);
+    });
+    assert_eq!(tracing::Span::none().ssf_context(), None);
+}
+
+#[test]
+fn invalid_remote_parents_are_ignored() {
+    let (client, _rx) = Client::channel(16);
+    tracing::subscriber::with_default(subscriber(SsfLayer::new(client)), || {
+        let span = tracing::info_span!("op");
+        let before = span.ssf_context().expect("exported");
+        span.set_ssf_parent(SpanContext::new(0, 5));
+        assert_eq!(span.ssf_context(), Some(before));
+    });
+}
+
+#[test]
+fn per_layer_target_filters_apply() {
+    let (client, mut rx) = Client::channel(16);
+    let filter = Targets::new().with_target("exported", tracing::Level::INFO);
+    let subscriber = tracing_subscriber::registry()
+        .with(SsfLayer::new(client).with_filter(filter))
+        .with(Events::default());
+    tracing::subscriber::with_default(subscriber, || {
+        let kept = tracing::info_span!(target: "exported", "kept");
+        let skipped = tracing::info_span!(target: "elsewhere", "skipped");
+        assert!(kept.ssf_context().is_some());
+        assert!(
+            skipped.ssf_context().is_none(),
+            "filtered out of the layer only"
+        );
+        assert!(!skipped.is_disabled(), "the other layer still sees it");
+    });
+    let spans = drain(&mut rx);
+    assert_eq!(spans.len(), 1);
+    assert!(spans.contains_key("kept"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_on_other_worker_threads_join_the_trace() {
+    let (client, mut rx) = Client::channel(64);
+    let dispatch = tracing::Dispatch::new(subscriber(SsfLayer::new(client)));
+
+    let root = tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("root"));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let fut = async move {
+            tokio::task::yield_now().await;
+            let _child = tracing::info_span!("child", i).entered();
+        };
+        tasks.push(tokio::spawn(
+            fut.instrument(root.clone())
+                .with_subscriber(dispatch.clone()),
+        ));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let root_ctx = root.ssf_context().expect("exported");
+    drop(root);
+
+    let mut count = 0;
+    while let Ok(span) = rx.try_recv() {
+        assert_eq!(span.trace_id, root_ctx.trace_id);
+        if span.name == "child" {
+            assert_eq!(span.parent_id, root_ctx.span_id);
+            count += 1;
+        }
+    }
+    assert_eq!(count, 8);
+}
