@@ -203,7 +203,9 @@ impl ReceiverBuilder {
 
     /// The largest frame body accepted on stream connections, in bytes; a longer
     /// announced length is a framing error that closes the connection. At most (and by
-    /// default) [`MAX_FRAME_LENGTH`].
+    /// default) [`MAX_FRAME_LENGTH`]. A connection's read buffer holds at most one frame,
+    /// so this (plus a few KiB) bounds the memory each connection can make the receiver
+    /// use; with [`max_connections`](Self::max_connections) it bounds the total.
     pub fn max_frame_length(mut self, n: usize) -> Self {
         self.max_frame_length = n.min(MAX_FRAME_LENGTH);
         self
