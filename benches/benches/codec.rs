@@ -1,6 +1,7 @@
 //! Encoding and decoding a typical span: name, service, 5 tags, 2 samples.
 //!
 //! `cargo bench -p ssf-benches --bench codec`
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::hint::black_box;
 use std::time::Duration;
