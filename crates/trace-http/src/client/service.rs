@@ -31,8 +31,11 @@ impl<S> ClientTrace<S> {
     pub fn new(inner: S) -> Self {
         tower_layer::Layer::layer(&ClientTraceLayer::new(), inner)
     }
+}
 
-    /// A [`ClientTraceLayer`] with the default settings, to configure.
+impl ClientTrace<()> {
+    /// A [`ClientTraceLayer`] with the default settings, to configure: the same as
+    /// [`ClientTraceLayer::new`], callable as `ClientTrace::layer()`.
     pub fn layer() -> ClientTraceLayer {
         ClientTraceLayer::new()
     }

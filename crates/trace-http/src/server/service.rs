@@ -32,8 +32,11 @@ impl<S> ServerTrace<S> {
     pub fn new(inner: S) -> Self {
         tower_layer::Layer::layer(&ServerTraceLayer::new(), inner)
     }
+}
 
-    /// A [`ServerTraceLayer`] with the default settings, to configure.
+impl ServerTrace<()> {
+    /// A [`ServerTraceLayer`] with the default settings, to configure: the same as
+    /// [`ServerTraceLayer::new`], callable as `ServerTrace::layer()`.
     pub fn layer() -> ServerTraceLayer {
         ServerTraceLayer::new()
     }
