@@ -30,7 +30,8 @@ fn server(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
-    let inner = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let inner =
+        service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
     let (client, mut spans) = Client::channel(1024);
     let traced = ServerTraceLayer::new().client(client).layer(inner);
 

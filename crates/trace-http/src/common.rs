@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn default_name_is_method_and_path() {
         assert_eq!(default_span_name(&parts("GET", "/")), "GET /");
-        assert_eq!(default_span_name(&parts("DELETE", "/a/b?c=d")), "DELETE /a/b");
+        assert_eq!(
+            default_span_name(&parts("DELETE", "/a/b?c=d")),
+            "DELETE /a/b"
+        );
         assert_eq!(default_span_name(&parts("GET", "http://h:1")), "GET /");
     }
 
@@ -197,7 +200,10 @@ mod tests {
         assert_eq!(span.tags()[tags::HTTP_STATUS_CODE], "404");
         tag_status(&mut span, StatusCode::BAD_GATEWAY);
         assert!(span.is_error());
-        assert_eq!(span.tags()["error.msg"], "server error status 502 Bad Gateway");
+        assert_eq!(
+            span.tags()["error.msg"],
+            "server error status 502 Bad Gateway"
+        );
         assert_eq!(span.tags()["error.type"], "StatusError");
 
         let mut span = Span::root("y");

@@ -28,8 +28,9 @@ const ALL_FORMATS: [HeaderFormat; 5] = [
 /// is enough and no runtime is needed.
 fn serve(headers: HeaderMap, formats: &[HeaderFormat]) -> SsfSpan {
     let (client, mut rx) = Client::channel(4);
-    let inner =
-        service_fn(|_req: Request<()>| async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) });
+    let inner = service_fn(|_req: Request<()>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+    });
     let mut svc = ServerTraceLayer::new()
         .client(client)
         .extract_formats(formats)
@@ -82,18 +83,29 @@ fn mixed_case(name: &str, mask: u64) -> String {
 fn each_veneur_group_is_continued_as_written_by_other_clients() {
     let cases: [(&[(&str, &[u8])], i64, i64); 5] = [
         (
-            &[("OT-Tracer-TraceId", b"3039"), ("OT-Tracer-SpanId", b"FFFFFFFFFFFFFFFF")],
+            &[
+                ("OT-Tracer-TraceId", b"3039"),
+                ("OT-Tracer-SpanId", b"FFFFFFFFFFFFFFFF"),
+            ],
             12345,
             -1,
         ),
         (&[("Trace-Id", b"10"), ("Span-Id", b"-11")], 10, -11),
         (&[("X-Trace-Id", b"20"), ("X-Span-Id", b"21")], 20, 21),
         (&[("Traceid", b"30"), ("Spanid", b"31")], 30, 31),
-        (&[("ot-tracer-traceid", b"-ff"), ("ot-tracer-spanid", b"+a")], -255, 10),
+        (
+            &[("ot-tracer-traceid", b"-ff"), ("ot-tracer-spanid", b"+a")],
+            -255,
+            10,
+        ),
     ];
     for (pairs, trace, parent) in cases {
         let span = serve(map(pairs), DEFAULT_EXTRACT_FORMATS);
-        assert_eq!((span.trace_id, span.parent_id), (trace, parent), "{pairs:?}");
+        assert_eq!(
+            (span.trace_id, span.parent_id),
+            (trace, parent),
+            "{pairs:?}"
+        );
         assert_ne!(span.id, parent);
     }
 }
@@ -252,10 +264,26 @@ proptest! {
 /// A decimal ID that does not parse, or parses to zero.
 fn bad_decimal() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        prop::sample::select(&[
-            "", "0", "-0", "+0", " 12", "12 ", "0x1f", "1e5", "12a", "--1", "+-3", "1.0", "١٢",
-            "9223372036854775808", "-9223372036854775809", "18446744073709551616",
-        ][..])
+        prop::sample::select(
+            &[
+                "",
+                "0",
+                "-0",
+                "+0",
+                " 12",
+                "12 ",
+                "0x1f",
+                "1e5",
+                "12a",
+                "--1",
+                "+-3",
+                "1.0",
+                "١٢",
+                "9223372036854775808",
+                "-9223372036854775809",
+                "18446744073709551616",
+            ][..]
+        )
         .prop_map(|s| s.as_bytes().to_vec()),
         (20usize..20_000).prop_map(|n| vec![b'1'; n]),
         (any::<u32>(), "[a-zA-Z ._]{1,3}").prop_map(|(n, junk)| format!("{n}{junk}").into_bytes()),
@@ -266,13 +294,26 @@ fn bad_decimal() -> impl Strategy<Value = Vec<u8>> {
 /// A hex ID that does not parse, or parses to zero.
 fn bad_hex() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        prop::sample::select(&[
-            "", "0", "-0", "00000", "0x1f", "g1", " a", "a ", "--a", "+-a", "10000000000000000",
-            "-8000000000000001",
-        ][..])
+        prop::sample::select(
+            &[
+                "",
+                "0",
+                "-0",
+                "00000",
+                "0x1f",
+                "g1",
+                " a",
+                "a ",
+                "--a",
+                "+-a",
+                "10000000000000000",
+                "-8000000000000001",
+            ][..]
+        )
         .prop_map(|s| s.as_bytes().to_vec()),
         (17usize..20_000).prop_map(|n| vec![b'f'; n]),
-        (any::<u32>(), "[g-zG-Z ._]{1,3}").prop_map(|(n, junk)| format!("{n:x}{junk}").into_bytes()),
+        (any::<u32>(), "[g-zG-Z ._]{1,3}")
+            .prop_map(|(n, junk)| format!("{n:x}{junk}").into_bytes()),
         prop::collection::vec(0x80u8..=0xff, 1..8),
     ]
 }
@@ -288,12 +329,10 @@ fn bad_traceparent() -> impl Strategy<Value = Vec<u8>> {
         Just(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra".to_vec()),
         "[0-9a-f-]{0,54}".prop_map(String::into_bytes),
         (56usize..20_000).prop_map(|n| vec![b'0'; n]),
-        prop::collection::vec(value_byte(), 55..=55)
-            .prop_filter("not a valid traceparent", |v| {
-                std::str::from_utf8(v).map_or(true, |s| {
-                    propagation::w3c::parse_traceparent(s).is_none()
-                })
-            }),
+        prop::collection::vec(value_byte(), 55..=55).prop_filter("not a valid traceparent", |v| {
+            std::str::from_utf8(v)
+                .map_or(true, |s| propagation::w3c::parse_traceparent(s).is_none())
+        }),
     ]
 }
 
@@ -314,9 +353,15 @@ enum Broken {
 }
 
 fn broken(hex: bool) -> BoxedStrategy<Broken> {
-    let bad = if hex { bad_hex().boxed() } else { bad_decimal().boxed() };
+    let bad = if hex {
+        bad_hex().boxed()
+    } else {
+        bad_decimal().boxed()
+    };
     let good = if hex {
-        nonzero().prop_map(|n| format!("{:x}", n as u64).into_bytes()).boxed()
+        nonzero()
+            .prop_map(|n| format!("{:x}", n as u64).into_bytes())
+            .boxed()
     } else {
         nonzero().prop_map(|n| n.to_string().into_bytes()).boxed()
     };
@@ -327,7 +372,11 @@ fn broken(hex: bool) -> BoxedStrategy<Broken> {
         (bad.clone(), good.clone()).prop_map(|(trace, span)| Broken::Bad { trace, span }),
         (good, bad.clone()).prop_map(|(trace, span)| Broken::Bad { trace, span }),
         (bad.clone(), bad.clone()).prop_map(|(trace, span)| Broken::Bad { trace, span }),
-        (bad, nonzero(), nonzero()).prop_map(|(bad, trace, span)| Broken::BadFirst { bad, trace, span }),
+        (bad, nonzero(), nonzero()).prop_map(|(bad, trace, span)| Broken::BadFirst {
+            bad,
+            trace,
+            span
+        }),
     ]
     .boxed()
 }

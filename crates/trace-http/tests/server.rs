@@ -26,10 +26,7 @@ async fn a_request_without_trace_headers_gets_a_tagged_root_span() {
     let svc = ServerTraceLayer::new()
         .client(client)
         .layer(status_service(StatusCode::OK));
-    let res = svc
-        .oneshot(request("/items/7?page=2", &[]))
-        .await
-        .unwrap();
+    let res = svc.oneshot(request("/items/7?page=2", &[])).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"body");
@@ -82,11 +79,9 @@ impl fmt::Display for Boom {
 #[tokio::test]
 async fn a_service_error_is_marked_and_returned() {
     let (client, mut rx) = Client::channel(8);
-    let svc = ServerTraceLayer::new()
-        .client(client)
-        .layer(service_fn(|_req: Request<Full<Bytes>>| async {
-            Err::<Response<Full<Bytes>>, _>(Boom)
-        }));
+    let svc = ServerTraceLayer::new().client(client).layer(service_fn(
+        |_req: Request<Full<Bytes>>| async { Err::<Response<Full<Bytes>>, _>(Boom) },
+    ));
     let err = svc.oneshot(request("/x", &[])).await.unwrap_err();
     assert_eq!(err.to_string(), "backend exploded");
     let span = next_span(&mut rx).await;
@@ -99,8 +94,7 @@ async fn a_service_error_is_marked_and_returned() {
 #[tokio::test]
 async fn excluded_paths_record_nothing_and_get_no_context() {
     let (client, mut rx) = Client::channel(8);
-    let seen: Arc<Mutex<Vec<(String, Option<SpanContext>, Option<SpanContext>)>>> =
-        Arc::default();
+    let seen: Arc<Mutex<Vec<(String, Option<SpanContext>, Option<SpanContext>)>>> = Arc::default();
     let log = Arc::clone(&seen);
     let inner = service_fn(move |req: Request<Full<Bytes>>| {
         let log = Arc::clone(&log);
@@ -244,8 +238,7 @@ impl Body for Scripted {
 
 fn scripted_service(
     fail: bool,
-) -> impl Service<Request<Full<Bytes>>, Response = Response<Scripted>, Error = Infallible> + Clone
-{
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Scripted>, Error = Infallible> + Clone {
     service_fn(move |_req: Request<Full<Bytes>>| async move {
         let frames = VecDeque::from([Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
         Ok::<_, Infallible>(Response::new(Scripted { frames, fail }))
@@ -323,11 +316,12 @@ async fn by_default_the_span_is_recorded_before_the_body_is_read() {
 #[tokio::test]
 async fn a_dropped_response_future_records_a_canceled_span() {
     let (client, mut rx) = Client::channel(8);
-    let svc = ServerTraceLayer::new()
-        .client(client)
-        .layer(service_fn(|_req: Request<Full<Bytes>>| {
-            std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>()
-        }));
+    let svc =
+        ServerTraceLayer::new()
+            .client(client)
+            .layer(service_fn(|_req: Request<Full<Bytes>>| {
+                std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>()
+            }));
     let mut call = Box::pin(svc.oneshot(request("/slow", &[])));
     let pending = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).is_pending())).await;
     assert!(pending);

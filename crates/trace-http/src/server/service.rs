@@ -119,4 +119,3 @@ impl<S: fmt::Debug, N, E> fmt::Debug for ServerTrace<S, N, E> {
             .finish()
     }
 }
-

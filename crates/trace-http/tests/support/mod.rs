@@ -30,12 +30,8 @@ pub fn request(path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
 /// A service answering every request with `status` and a short body.
 pub fn status_service<B>(
     status: StatusCode,
-) -> impl Service<
-    Request<B>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future: Send,
-> + Clone
+) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
++ Clone
 + Send
 + 'static
 where
@@ -79,7 +75,8 @@ where
         while let Ok((stream, _)) = listener.accept().await {
             let service = service.clone();
             tokio::spawn(async move {
-                let hyper_service = hyper::service::service_fn(move |req| service.clone().oneshot(req));
+                let hyper_service =
+                    hyper::service::service_fn(move |req| service.clone().oneshot(req));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), hyper_service)
                     .await;
