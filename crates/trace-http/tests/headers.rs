@@ -81,7 +81,8 @@ fn mixed_case(name: &str, mask: u64) -> String {
 
 #[test]
 fn each_veneur_group_is_continued_as_written_by_other_clients() {
-    let cases: [(&[(&str, &[u8])], i64, i64); 5] = [
+    type Case = (&'static [(&'static str, &'static [u8])], i64, i64);
+    let cases: [Case; 5] = [
         (
             &[
                 ("OT-Tracer-TraceId", b"3039"),

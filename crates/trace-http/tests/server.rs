@@ -94,7 +94,9 @@ async fn a_service_error_is_marked_and_returned() {
 #[tokio::test]
 async fn excluded_paths_record_nothing_and_get_no_context() {
     let (client, mut rx) = Client::channel(8);
-    let seen: Arc<Mutex<Vec<(String, Option<SpanContext>, Option<SpanContext>)>>> = Arc::default();
+    /// What the handler saw: path, span context in the extensions, current span.
+    type Seen = (String, Option<SpanContext>, Option<SpanContext>);
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let log = Arc::clone(&seen);
     let inner = service_fn(move |req: Request<Full<Bytes>>| {
         let log = Arc::clone(&log);
@@ -292,7 +294,7 @@ async fn at_body_end_a_dropped_or_failed_body_still_records() {
         .oneshot(request("/failed", &[]))
         .await
         .unwrap();
-    let err = res.into_body().collect().await.err().expect("a body error");
+    let err = res.into_body().collect().await.expect_err("a body error");
     assert_eq!(err.to_string(), "reset");
     let span = next_span(&mut rx).await;
     assert_eq!(span.name, "GET /failed");
