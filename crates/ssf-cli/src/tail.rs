@@ -93,8 +93,8 @@ pub(crate) async fn run(a: TailArgs) -> Result<ExitCode, Failure> {
     let mut output_closed = false;
 
     'outer: while a.count.is_none_or(|n| received < n) {
+        // Unbiased: neither a flood of spans nor one of rejects starves the other.
         tokio::select! {
-            biased;
             _ = &mut ctrl_c => break,
             Some(r) = rejects.recv() => {
                 line(&mut err, &format!("rejected {r}")).await;
