@@ -9,8 +9,9 @@
 //!   headers (by default as veneur does: Envoy `ot-tracer-*` headers in hex), optionally
 //!   recording a client span per request. See [`client`].
 //!
-//! Both work with any [`tower_service::Service`] over [`http`] requests: hyper 1.x (through
-//! a small adapter or hyper-util), axum, tonic-style stacks. The crate depends only on
+//! Both work with any [`tower_service::Service`] over [`http`] requests whose errors can be
+//! displayed: hyper 1.x servers (through `hyper::service::service_fn`) and hyper-util's
+//! client, axum routers. The crate depends only on
 //! `http`, `http-body`, `tower-layer`, `tower-service` and `pin-project-lite` besides
 //! `trace-client`; spans are recorded on a [`trace_client::Client`] without ever waiting.
 //!
