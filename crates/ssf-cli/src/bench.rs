@@ -27,6 +27,10 @@ use crate::{Failure, args, usage};
 /// The most producer tasks `--producers` accepts.
 const MAX_PRODUCERS: usize = 4096;
 
+/// The in-process receiver's span channel: room for bursts without holding so many
+/// spans that the receiver dominates the memory figure.
+const RECEIVER_CAPACITY: usize = 4096;
+
 /// How long the client may take to send what is queued when production ends.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -350,7 +354,7 @@ impl Local {
             Receiver::builder()
                 .listen(&url)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?
-                .capacity(64 * 1024)
+                .capacity(RECEIVER_CAPACITY)
                 .bind()
                 .await
         };
