@@ -26,6 +26,14 @@ pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
+/// Like [`seconds`], but more than 0.
+pub(crate) fn positive_seconds(text: &str) -> Result<Duration, String> {
+    match seconds(text)? {
+        d if d.is_zero() => Err("must be more than 0 seconds".to_owned()),
+        d => Ok(d),
+    }
+}
+
 /// A positive whole number (`--spans`, `--producers`, `--capacity`, ...).
 pub(crate) fn positive(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
@@ -173,6 +181,13 @@ mod tests {
         for bad in ["-1", "x", "NaN", "inf", "1e30"] {
             assert!(seconds(bad).is_err(), "{bad}");
         }
+        assert_eq!(seconds("0").unwrap(), Duration::ZERO);
+        assert!(positive_seconds("0").is_err());
+        assert!(positive_seconds("1e-12").is_err());
+        assert_eq!(
+            positive_seconds("1.5").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(positive("5"), Ok(5));
         assert!(positive("0").is_err());
         assert!(positive("-1").is_err());

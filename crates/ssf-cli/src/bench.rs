@@ -27,6 +27,9 @@ use crate::{Failure, args, usage};
 /// The most producer tasks `--producers` accepts.
 const MAX_PRODUCERS: usize = 4096;
 
+/// The most backends (connections) `--backends` accepts.
+const MAX_BACKENDS: usize = 1024;
+
 /// The in-process receiver's span channel: room for bursts without holding so many
 /// spans that the receiver dominates the memory figure.
 const RECEIVER_CAPACITY: usize = 4096;
@@ -132,6 +135,11 @@ pub(crate) async fn run(a: BenchArgs) -> Result<ExitCode, Failure> {
     if a.producers > MAX_PRODUCERS {
         return Err(Failure::Usage(format!(
             "--producers must be at most {MAX_PRODUCERS}"
+        )));
+    }
+    if a.backends.is_some_and(|n| n > MAX_BACKENDS) {
+        return Err(Failure::Usage(format!(
+            "--backends must be at most {MAX_BACKENDS}"
         )));
     }
     let local_transport = a
@@ -271,7 +279,13 @@ async fn produce(load: Arc<Load>) {
             break;
         }
         if let Some(interval) = load.interval {
-            let due = load.start + Duration::from_secs_f64(i as f64 * interval);
+            // A span due beyond the clock's range, or after the deadline, is never sent.
+            let due = Duration::try_from_secs_f64(i as f64 * interval)
+                .ok()
+                .and_then(|d| load.start.checked_add(d));
+            let Some(due) = due.filter(|&due| load.deadline.is_none_or(|d| due < d)) else {
+                break;
+            };
             if due > Instant::now() {
                 tokio::time::sleep_until(due).await;
             }

@@ -70,7 +70,7 @@ pub(crate) struct EmitArgs {
     #[arg(long = "set", value_name = "NAME:MEMBER", value_parser = args::set)]
     pub(crate) sets: Vec<SsfSample>,
     /// How long to wait for the span to be delivered, in seconds.
-    #[arg(long, value_name = "SECS", value_parser = args::seconds, default_value = "5")]
+    #[arg(long, value_name = "SECS", value_parser = args::positive_seconds, default_value = "5")]
     pub(crate) timeout: Duration,
     /// Run and time this command (with its arguments); must come last.
     #[arg(
@@ -191,7 +191,7 @@ pub(crate) async fn run(a: EmitArgs) -> Result<ExitCode, Failure> {
     let client = Client::from_address(a.addr.clone())
         .parallel_backends(1)
         // Leave time to hear why connecting failed before the overall time limit.
-        .connect_timeout(a.timeout.mul_f64(0.75))
+        .connect_timeout(a.timeout.mul_f64(0.75).max(Duration::from_millis(1)))
         .build()
         .map_err(|e| Failure::Usage(format!("cannot send to {}: {}", a.addr, chain(&e))))?;
 

@@ -452,6 +452,7 @@ fn bad_arguments_give_one_line_and_exit_code_2() {
         &["emit", "--trace-id", "x"],
         &["emit", "--trace-id", "99999999999999999999"],
         &["emit", "--timeout", "soon"],
+        &["emit", "--timeout", "0"],
         &["emit", "--command"],
         &["emit"],
         &["emit", "--trace-id", "5"],
@@ -463,6 +464,8 @@ fn bad_arguments_give_one_line_and_exit_code_2() {
         &["bench", "--spans", "-3"],
         &["bench", "--rate", "0"],
         &["bench", "--producers", "100000"],
+        &["bench", "--backends", "100000"],
+        &["bench", "--capacity", "99999999999"],
         &[
             "bench",
             "--addr",
@@ -564,6 +567,18 @@ fn bench_reports_json() {
             "{key}: {report}"
         );
     }
+}
+
+#[test]
+fn bench_paced_beyond_the_clock_stops_instead_of_panicking() {
+    let out = ssf(&["bench", "--rate", "1e-300", "--spans", "3", "--json"]);
+    assert_ok(&out);
+    let r: Value = serde_json::from_str(text(&out.stdout).trim()).expect("one JSON object");
+    assert_eq!(r["attempted"], 1, "{r}");
+    let out = ssf(&["bench", "--rate", "1", "--duration", "0.3", "--json"]);
+    assert_ok(&out);
+    let r: Value = serde_json::from_str(text(&out.stdout).trim()).expect("one JSON object");
+    assert_eq!(r["attempted"], 1, "{r}");
 }
 
 #[test]
