@@ -90,12 +90,17 @@ pub(crate) async fn run(a: TailArgs) -> Result<ExitCode, Failure> {
     tokio::pin!(deadline);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // Off when the signal handler cannot be installed (its future is then done).
+    let mut watch_ctrl_c = true;
     let mut output_closed = false;
 
     'outer: while a.count.is_none_or(|n| received < n) {
         // Unbiased: neither a flood of spans nor one of rejects starves the other.
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            res = &mut ctrl_c, if watch_ctrl_c => match res {
+                Ok(()) => break,
+                Err(_) => watch_ctrl_c = false,
+            },
             Some(r) = rejects.recv() => {
                 line(&mut err, &format!("rejected {r}")).await;
             }

@@ -411,6 +411,46 @@ fn tail_reports_rejects_and_keeps_going() {
     assert!(err.contains("received 1 spans, rejected 2 inputs"), "{err}");
 }
 
+#[cfg(unix)]
+#[test]
+fn interrupt_prints_waiting_traces_and_exits_cleanly() {
+    let mut tail = Tail::start(&[
+        "--listen",
+        "udp://127.0.0.1:0",
+        "--format",
+        "pretty",
+        "--idle-timeout",
+        "5",
+    ]);
+    let addr = tail.addrs[0].clone();
+    // A span whose root never comes, then a metrics-only span, printed at once: once it
+    // is out, the first one is waiting in tail.
+    let orphan = ["--trace-id", "9", "--parent-id", "4", "--name", "orphan"];
+    assert_ok(&ssf(&[&["emit", "--addr", &addr][..], &orphan].concat()));
+    assert_ok(&ssf(&["emit", "--addr", &addr, "--count", "marker:1"]));
+    let mut stdout = BufReader::new(tail.child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("read tail's stdout");
+    assert_eq!(first, "metrics\n");
+
+    let kill = Command::new("kill")
+        .args(["-INT", &tail.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).expect("read tail's stdout");
+    let mut err = String::new();
+    tail.stderr
+        .read_to_string(&mut err)
+        .expect("read tail's stderr");
+    assert!(tail.child.wait().expect("tail exits").success(), "{err}");
+    assert!(out.starts_with("  \u{b7} counter marker +1\n"), "{out}");
+    assert!(out.contains("trace 9 (1 span, "), "{out}");
+    assert!(out.contains("; no root span seen)\n  orphan  "), "{out}");
+    assert!(err.contains("received 2 spans"), "{err}");
+}
+
 #[test]
 fn tail_exits_after_the_idle_timeout() {
     let tail = Tail::start(&["--listen", "udp://127.0.0.1:0", "--idle-timeout", "0.2"]);
