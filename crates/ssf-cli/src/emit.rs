@@ -30,7 +30,11 @@ only carries the metrics. An environment ID that is not a decimal number is an e
 
 --command runs CMD, times it, marks the span as an error when it fails, exports \
 VENEUR_EMIT_TRACE_ID and VENEUR_EMIT_PARENT_SPAN_ID (this span's ID) to it, and exits with \
-its exit code. It takes every argument after it, so give it last.")]
+its exit code. It takes every argument after it, so give it last.
+
+ssf emit waits until the span is written and flushed (at most --timeout). If that fails it \
+says why on one line and exits with code 1, or with the command's code when the command \
+failed.")]
 pub(crate) struct EmitArgs {
     /// Where to send: an SSF address URL (udp://, unix://, tcp://) or a bare host:port (UDP).
     #[arg(long, value_name = "URL", value_parser = args::address, default_value = DEFAULT_ADDRESS)]

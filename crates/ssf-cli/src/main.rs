@@ -6,6 +6,16 @@
 //!   -ssf` does;
 //! * `ssf bench` is an end-to-end load generator for the client and a receiver.
 //!
+//! `ssf emit` differs from `veneur-emit -ssf` where noted here:
+//!
+//! * the default service name is `ssf-emit`;
+//! * a `VENEUR_EMIT_TRACE_ID` or `VENEUR_EMIT_PARENT_SPAN_ID` that is not a decimal ID is
+//!   an error (exit code 2) rather than a warning, so a broken trace does not go unnoticed;
+//! * a span with a trace ID needs a name (with `--command`, the command's file name);
+//! * the command's timing keeps fractions of a millisecond;
+//! * `tcp://` addresses are accepted; there is no gRPC, statsd or explicit start/end time
+//!   mode.
+//!
 //! Run `ssf <command> --help` for the options. Bad arguments print one line on standard
 //! error and exit with code 2; failures at run time (an address that cannot be bound, a
 //! span that could not be delivered) exit with code 1.
