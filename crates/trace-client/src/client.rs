@@ -159,7 +159,36 @@ impl Client {
     /// the client is shut down; the span is handed back either way and the refusal is
     /// counted ([`ClientStats::refused`]).
     #[inline]
-    pub fn try_record(&self, span: SsfSpan) -> Result<(), TryRecordError> {
+    pub fn try_record(&self, mut span: SsfSpan) -> Result<(), TryRecordError> {
+        // The common case, kept small enough to inline: a queue client, no normaliser.
+        let inner = &*self.inner;
+        if let (Kind::Queue(tx), None) = (&inner.kind, &inner.normalizer) {
+            let counters = &inner.shared.counters;
+            if inner.shared.is_closing() {
+                counters.refused(false);
+                return Err(TryRecordError::Closed(span));
+            }
+            counters.pre_accept();
+            return match tx.try_send(Message::Span {
+                span,
+                receipt: None,
+            }) {
+                Ok(()) => {
+                    counters.accepted();
+                    Ok(())
+                }
+                Err(e) => {
+                    let full = matches!(e, TrySendError::Full(_));
+                    counters.unaccept(full);
+                    span = e.into_inner().into_span();
+                    Err(if full {
+                        TryRecordError::Full(span)
+                    } else {
+                        TryRecordError::Closed(span)
+                    })
+                }
+            };
+        }
         self.try_queue(span, None)
     }
 
@@ -182,7 +211,6 @@ impl Client {
         }
     }
 
-    #[inline]
     fn try_queue(
         &self,
         mut span: SsfSpan,
