@@ -95,6 +95,7 @@ struct StatsReporting {
 ///     .buffered(true)
 ///     .flush_interval(Some(Duration::from_millis(500)))
 ///     .build()?; // never touches the network
+/// assert_eq!(client.stats().bytes_written(), 0);
 /// # Ok(())
 /// # }
 /// ```

@@ -1,4 +1,158 @@
-//! The async SSF tracing client (work in progress).
+//! An async SSF tracing client for tokio: spans and their metrics go to a veneur (or any
+//! SSF receiver) over UDP, unix or TCP stream sockets, without ever costing the caller a
+//! wait, unbounded memory or a deadlock, and with an exact account of every span.
+//!
+//! * [`Client`]: a bounded queue drained by backend tasks, each owning one connection.
+//!   [`try_record`](Client::try_record) never waits (a full queue hands the span back),
+//!   [`record`](Client::record) waits for room, [`flush`](Client::flush) is a barrier
+//!   across every backend, [`shutdown`](Client::shutdown) drains within a deadline and
+//!   reports; [`stats`](Client::stats) says where every span went.
+//! * [`Span`], [`context`], [`propagation`], [`metrics`]: building traces, carrying the
+//!   current span across tasks and processes, and sending bare metrics.
+//! * [`Backend`] for your own destination, [`testing`] backends for tests, a process-wide
+//!   [`default`] client, and veneur's client statistics ([`report_statistics`]).
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use ssf_proto::SsfSpan;
+//! use ssf_receiver::Receiver;
+//! use trace_client::Client;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A receiver standing in for veneur.
+//! let mut receiver = Receiver::bind("udp://127.0.0.1:0").await?;
+//! let address = receiver.local_addr().to_string(); // udp://127.0.0.1:<port>
+//!
+//! let client = Client::builder(&address).build()?; // connects lazily
+//! let span = SsfSpan { trace_id: 1, id: 1, name: "checkout".into(), ..Default::default() };
+//! client.try_record(span)?; // never waits; a full queue hands the span back
+//! client.flush().await?; // every span recorded so far is written
+//!
+//! assert_eq!(receiver.collect(1, Duration::from_secs(5)).await?[0].name, "checkout");
+//! let report = client.shutdown(Duration::from_secs(5)).await;
+//! assert_eq!((report.sent(), report.dropped_total()), (1, 0));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Addresses and transports
+//!
+//! | address | transport |
+//! |---|---|
+//! | `udp://host:port` (`udp4`, `udp6`; bare `host:port`) | one unframed span per datagram; spans over [`max_datagram_size`](ClientBuilder::max_datagram_size) are dropped, never truncated |
+//! | `unix:///path`, `unix:@abstract` | stream with SSF framing (5-byte header per span) |
+//! | `tcp://host:port` (`tcp4`, `tcp6`) | the same framing over TCP (veneur reads SSF over TCP only as gRPC; other receivers, such as `ssf-receiver`, read it) |
+//! | `unixgram://`, `unixpacket://` | refused by [`build`](ClientBuilder::build): veneur does not read SSF from them |
+//!
+//! Each frame is written with one contiguous write (or many frames with one write, when
+//! [buffered](ClientBuilder::buffered)). Host names are resolved each time a backend
+//! connects, so a moved receiver is found again after a reconnect.
+//!
+//! # Defaults
+//!
+//! | option | default |
+//! |---|---|
+//! | [`capacity`](ClientBuilder::capacity) | 64 spans (1 for a user backend) |
+//! | [`parallel_backends`](ClientBuilder::parallel_backends) | 8 connections |
+//! | [`buffered`](ClientBuilder::buffered) / [`buffer_size`](ClientBuilder::buffer_size) | off / 64 KiB per connection |
+//! | [`flush_interval`](ClientBuilder::flush_interval) | none |
+//! | [`backoff`](ClientBuilder::backoff) / [`max_backoff`](ClientBuilder::max_backoff) | 20 ms / 1 s |
+//! | [`connect_timeout`](ClientBuilder::connect_timeout) | 10 s |
+//! | [`max_datagram_size`](ClientBuilder::max_datagram_size) | 16 384 bytes |
+//!
+//! # What happens to a span
+//!
+//! A span handed to the client is **refused** (given back in the error: queue full, client
+//! closed) or **accepted**. An accepted span is then **queued** (in the queue, being
+//! written, or in a write buffer), **sent** (written to its connection) or **dropped**
+//! with a [`DropReason`]: the write failed (the connection is reset and the next span
+//! reconnects), no connection could be made within the connect timeout, it is too large,
+//! a user backend panicked, or the client shut down first. Nothing is retried, nothing is
+//! lost without being counted: `accepted == sent + dropped + queued` ([`ClientStats`]).
+//!
+//! A [`Receipt`] ([`record_with_receipt`](Client::record_with_receipt)) tells one span's
+//! fate. For buffered streams it resolves when the span is in the buffer; the buffer
+//! reaches the socket when it is full, on [`flush`](Client::flush), on a
+//! [flush interval](ClientBuilder::flush_interval) tick or at shutdown.
+//!
+//! Reconnecting: the first attempt is immediate; after a failure a backend waits a delay
+//! that doubles from [`backoff`](ClientBuilder::backoff) up to
+//! [`max_backoff`](ClientBuilder::max_backoff), drawn at random from the upper half of its
+//! range, and gives up (dropping the span it holds) once
+//! [`connect_timeout`](ClientBuilder::connect_timeout) has passed. While a backend waits,
+//! the others keep working and the queue fills up; nothing spins.
+//!
+//! # Flush, shutdown, drop
+//!
+//! * [`flush`](Client::flush) resolves once every span recorded before it was written by
+//!   its backend (a backend busy writing is waited for, not skipped) and every buffer was
+//!   written; the error lists each backend that failed.
+//! * [`shutdown(deadline)`](Client::shutdown) stops intake for every handle (later records
+//!   are refused as closed), lets the backends send what is queued, write their buffers
+//!   and close their connections (stream receivers see the end of the stream), then
+//!   reports what was sent and dropped. At the deadline the backends stop where they are;
+//!   what they held is counted as dropped and the report says it timed out.
+//!   [`close`](Client::close) starts the same without waiting.
+//! * Dropping the last handle never blocks: the queue closes, the backends send what is
+//!   already queued (each span still within its connect timeout), write out their
+//!   buffers, close their connections and exit in the background; nothing waits for them.
+//!
+//! # Panics
+//!
+//! None from this crate's code on any input. A panic in user code (a [`Backend`], the
+//! [sample normaliser](ClientBuilder::normalize_samples), a [`StatsCounter`]) is caught,
+//! counted in [`ClientStats::panics`] and, for a backend, reported as a dropped span or a
+//! failed flush; the client keeps working. [`ClientBuilder::build`] outside a tokio
+//! runtime returns [`BuildError::NoRuntime`]. Everything works on a `current_thread`
+//! runtime. The library prints nothing.
+//!
+//! # Differences from veneur's Go client
+//!
+//! Deliberate fixes of the original's behaviour (its quirks are listed in the project's
+//! specification):
+//!
+//! * **Close** flushed nothing and returned at once, losing buffered and queued spans;
+//!   here [`shutdown`](Client::shutdown) drains, flushes and closes within a deadline and
+//!   reports every span, and records after it are refused instead of silently accepted.
+//! * **Backoff cap**: the original compared the increment, not the wait, with the maximum,
+//!   so waits grew 0, 20, 40, 60 ms... without limit; here the wait is capped at
+//!   [`max_backoff`](ClientBuilder::max_backoff), grows exponentially and is jittered.
+//! * **Flush** skipped backends that were busy (callers had to retry on "would block")
+//!   and flushed them one after the other; here it waits for every backend, all in
+//!   parallel, and is a barrier for every span recorded before it.
+//! * **Result channels** were written with a blocking send, so a caller that never read
+//!   one stalled a backend forever; [`Receipt`]s can be dropped freely.
+//! * **`ParallelBackends(0)`** (never send anything) and **`Capacity(0)`** were accepted;
+//!   here both are build errors.
+//! * **Buffers** were 16 MiB + 5 bytes per connection (128 MiB with the defaults); here 64
+//!   KiB, configurable, and a span larger than the buffer is written on its own.
+//! * **TCP** was refused; here it is a stream transport. **unixgram/unixpacket** were
+//!   accepted and then sent each frame as three datagrams; here they are refused.
+//! * **Oversize UDP spans** went to the kernel (and failed or were truncated by the
+//!   reader); here they are dropped and counted.
+//! * **DNS** was resolved once, at client creation; here at each connect.
+//! * The **sample normaliser** mutated the caller's samples and ran again on each retry;
+//!   here it runs once, on the span the client owns.
+//! * **Statistics** were read with "load, then swap"; here each counter is taken and reset
+//!   in one atomic step, so no count is lost between reports.
+//! * Building a client no longer reseeds a process-global random generator, and a
+//!   [neutralised](Client::neutralized) client says it is closed.
+//! * Deliberately kept: records never wait ([`try_record`](Client::try_record)), a failed
+//!   write drops the span (no endless retries), the connect timeout bounds each connect
+//!   sequence, veneur's statistics names and reporting order.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `cadence` | no | [`StatsCounter`] for `cadence::StatsdClient` |
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.85 (edition 2024).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 // `TryRecordError` hands the refused span back by value, as tokio's `TrySendError<T>` does;

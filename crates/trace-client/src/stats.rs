@@ -311,7 +311,7 @@ impl ClientStats {
 /// [`report_statistics`]. veneur passes its statsd client here.
 ///
 /// Implemented for closures `Fn(&str, i64, &[&str], f64)` and, with the `cadence` feature,
-/// for [`cadence::StatsdClient`].
+/// for `cadence::StatsdClient`.
 ///
 /// ```
 /// use std::sync::Mutex;
