@@ -132,7 +132,12 @@ fn try_record(c: &mut Criterion) {
 
     // Refused: the queue is full and stays full. The refused span is dropped outside the
     // timing.
-    let full = rt.block_on(async { Client::with_backend(Stuck).capacity(1).build().expect("client") });
+    let full = rt.block_on(async {
+        Client::with_backend(Stuck)
+            .capacity(1)
+            .build()
+            .expect("client")
+    });
     while full.try_record(span(0)).is_ok() {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -287,7 +292,9 @@ async fn frame_counter(listen: &str) -> (ssf_codec::Address, Counter) {
         });
         (ssf_codec::Address::unix(path), counter)
     } else {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = l.local_addr().expect("addr");
         tokio::spawn(async move {
             while let Ok((s, _)) = l.accept().await {
@@ -326,9 +333,24 @@ fn throughput(c: &mut Criterion) {
         ("unix_buffered/receiver", sock("a.sock"), true, "receiver"),
         ("unix_buffered/frames", sock("b.sock"), true, "frames"),
         ("unix/frames", sock("c.sock"), false, "frames"),
-        ("tcp_buffered/receiver", "tcp://127.0.0.1:0".to_owned(), true, "receiver"),
-        ("tcp_buffered/frames", "tcp://127.0.0.1:0".to_owned(), true, "frames"),
-        ("tcp/frames", "tcp://127.0.0.1:0".to_owned(), false, "frames"),
+        (
+            "tcp_buffered/receiver",
+            "tcp://127.0.0.1:0".to_owned(),
+            true,
+            "receiver",
+        ),
+        (
+            "tcp_buffered/frames",
+            "tcp://127.0.0.1:0".to_owned(),
+            true,
+            "frames",
+        ),
+        (
+            "tcp/frames",
+            "tcp://127.0.0.1:0".to_owned(),
+            false,
+            "frames",
+        ),
         ("udp/sent", "udp://127.0.0.1:0".to_owned(), false, "none"),
     ];
     for (name, listen, buffered, sink) in cases {
@@ -348,7 +370,11 @@ fn throughput(c: &mut Criterion) {
                 }
             };
             let builder = Client::from_address(addr).capacity(4096);
-            let builder = if buffered { builder.buffered(true) } else { builder };
+            let builder = if buffered {
+                builder.buffered(true)
+            } else {
+                builder
+            };
             (builder.build().expect("client"), counter)
         });
         let mut expected = 0;

@@ -209,7 +209,10 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(err.to_string().contains("no connection within 10s"), "{err}");
+        assert!(
+            err.to_string().contains("no connection within 10s"),
+            "{err}"
+        );
         // Gave up exactly at the connect timeout, not earlier and not later.
         assert_eq!(start.elapsed(), timeout);
         assert_eq!(attempts[0], start, "the first attempt is immediate");

@@ -327,11 +327,9 @@ impl ClientBuilder {
         if capacity > MAX_CAPACITY {
             return Err(BuildError::Invalid("capacity is over MAX_CAPACITY"));
         }
-        let workers = self.parallel_backends.unwrap_or(if user {
-            1
-        } else {
-            DEFAULT_PARALLEL_BACKENDS
-        });
+        let workers =
+            self.parallel_backends
+                .unwrap_or(if user { 1 } else { DEFAULT_PARALLEL_BACKENDS });
         if workers == 0 {
             return Err(BuildError::Invalid("parallel_backends must be at least 1"));
         }
@@ -345,7 +343,9 @@ impl ClientBuilder {
         }
         let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         if connect_timeout.is_zero() {
-            return Err(BuildError::Invalid("connect_timeout must be greater than zero"));
+            return Err(BuildError::Invalid(
+                "connect_timeout must be greater than zero",
+            ));
         }
         let buffer_size = self.buffer_size.unwrap_or(DEFAULT_BUFFER_SIZE);
         if self.buffered && buffer_size == 0 {
@@ -358,7 +358,9 @@ impl ClientBuilder {
             ));
         }
         if self.flush_interval.is_some_and(|d| d.is_zero()) {
-            return Err(BuildError::Invalid("flush_interval must be greater than zero"));
+            return Err(BuildError::Invalid(
+                "flush_interval must be greater than zero",
+            ));
         }
         if self.stats.as_ref().is_some_and(|s| s.interval.is_zero()) {
             return Err(BuildError::Invalid(

@@ -61,7 +61,11 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    pub(crate) fn from_parts(kind: Kind, shared: Arc<Shared>, normalizer: Option<Normalizer>) -> Self {
+    pub(crate) fn from_parts(
+        kind: Kind,
+        shared: Arc<Shared>,
+        normalizer: Option<Normalizer>,
+    ) -> Self {
         Client {
             inner: Arc::new(Inner {
                 kind,
@@ -151,7 +155,8 @@ impl Client {
         }
     }
 
-    /// Queues a span without waiting. Never blocks, never allocates.
+    /// Queues a span without waiting. Never blocks; allocates nothing per span (the
+    /// queue's storage is allocated in blocks of 32 slots as it grows).
     ///
     /// # Errors
     ///
@@ -389,16 +394,19 @@ impl Client {
         let shared = self.inner.shared.clone();
         ShutdownFuture::new(async move {
             shared.close();
-            let timed_out =
-                match tokio::time::timeout(deadline, shared.wait_workers_done()).await {
-                    Ok(()) => false,
-                    Err(_) => {
-                        shared.aborting.set();
-                        shared.wait_workers_done().await;
-                        true
-                    }
-                };
-            ShutdownReport::new(shared.counters.snapshot(), timed_out, shared.take_final_errors())
+            let timed_out = match tokio::time::timeout(deadline, shared.wait_workers_done()).await {
+                Ok(()) => false,
+                Err(_) => {
+                    shared.aborting.set();
+                    shared.wait_workers_done().await;
+                    true
+                }
+            };
+            ShutdownReport::new(
+                shared.counters.snapshot(),
+                timed_out,
+                shared.take_final_errors(),
+            )
         })
     }
 

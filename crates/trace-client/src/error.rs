@@ -29,18 +29,14 @@ impl TryRecordError {
     /// The refused span.
     pub fn into_span(self) -> SsfSpan {
         match self {
-            TryRecordError::Full(s) | TryRecordError::Closed(s) | TryRecordError::NoClient(s) => {
-                s
-            }
+            TryRecordError::Full(s) | TryRecordError::Closed(s) | TryRecordError::NoClient(s) => s,
         }
     }
 
     /// A reference to the refused span.
     pub fn span(&self) -> &SsfSpan {
         match self {
-            TryRecordError::Full(s) | TryRecordError::Closed(s) | TryRecordError::NoClient(s) => {
-                s
-            }
+            TryRecordError::Full(s) | TryRecordError::Closed(s) | TryRecordError::NoClient(s) => s,
         }
     }
 
@@ -360,9 +356,7 @@ impl fmt::Display for BuildError {
             BuildError::UnsupportedScheme(s) => {
                 write!(f, "can not connect to {s} addresses")
             }
-            BuildError::NoRuntime => {
-                f.write_str("the client must be built inside a tokio runtime")
-            }
+            BuildError::NoRuntime => f.write_str("the client must be built inside a tokio runtime"),
             BuildError::Invalid(what) => write!(f, "invalid client option: {what}"),
             BuildError::NotNetworked(option) => write!(
                 f,

@@ -177,7 +177,10 @@ struct RoundState {
 }
 
 impl FlushRound {
-    pub(crate) fn new(backends: usize, reply: Option<oneshot::Sender<Result<(), FlushError>>>) -> Self {
+    pub(crate) fn new(
+        backends: usize,
+        reply: Option<oneshot::Sender<Result<(), FlushError>>>,
+    ) -> Self {
         FlushRound {
             remaining: AtomicUsize::new(backends),
             backends,

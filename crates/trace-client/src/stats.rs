@@ -111,7 +111,8 @@ impl Counters {
 
     #[inline]
     pub(crate) fn wrote(&self, bytes: usize) {
-        self.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.bytes_written
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn panicked(&self) {

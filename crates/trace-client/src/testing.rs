@@ -35,7 +35,10 @@ type SendErrors = Arc<dyn Fn(&SsfSpan) -> Option<io::Error> + Send + Sync>;
 type FlushErrors = Arc<dyn Fn(&[SsfSpan]) -> Option<io::Error> + Send + Sync>;
 
 fn receiver_gone() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "the test channel's receiver is gone")
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the test channel's receiver is gone",
+    )
 }
 
 /// A backend that sends each span into a channel (not flushable: flushing does nothing).
@@ -86,7 +89,10 @@ impl Backend for ChannelBackend {
         if let Some(e) = self.send_errors.as_ref().and_then(|f| f(span)) {
             return Err(e);
         }
-        self.tx.send(span.clone()).await.map_err(|_| receiver_gone())
+        self.tx
+            .send(span.clone())
+            .await
+            .map_err(|_| receiver_gone())
     }
 }
 

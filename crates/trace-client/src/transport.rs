@@ -157,11 +157,10 @@ impl StreamTransport {
     async fn ensure_conn(&mut self) -> io::Result<()> {
         if self.conn.is_none() {
             let target = &self.target;
-            let conn =
-                connect_with_backoff(&mut self.backoff, self.connect_timeout, || {
-                    connect_stream(target)
-                })
-                .await?;
+            let conn = connect_with_backoff(&mut self.backoff, self.connect_timeout, || {
+                connect_stream(target)
+            })
+            .await?;
             if self.connected_before {
                 self.shared.counters.reconnected();
             }
@@ -177,7 +176,10 @@ impl StreamTransport {
             return Err((DropReason::ConnectTimeout, e));
         }
         let Some(conn) = self.conn.as_mut() else {
-            return Err((DropReason::ConnectTimeout, io::ErrorKind::NotConnected.into()));
+            return Err((
+                DropReason::ConnectTimeout,
+                io::ErrorKind::NotConnected.into(),
+            ));
         };
         match conn.write_all(&self.buf).await {
             Ok(()) => {
@@ -267,7 +269,9 @@ fn stream_target(addr: &Address) -> Option<StreamTarget> {
                 let mut bytes = Vec::with_capacity(name.len() + 1);
                 bytes.push(0);
                 bytes.extend_from_slice(name.as_bytes());
-                Some(StreamTarget::Unix(std::ffi::OsString::from_vec(bytes).into()))
+                Some(StreamTarget::Unix(
+                    std::ffi::OsString::from_vec(bytes).into(),
+                ))
             }
         }
         _ => None,
@@ -371,9 +375,7 @@ impl Transport for UdpTransport {
                     self.socket = Some(s);
                 }
                 Err(e) => {
-                    self.shared
-                        .counters
-                        .dropped(DropReason::ConnectTimeout, 1);
+                    self.shared.counters.dropped(DropReason::ConnectTimeout, 1);
                     return Err(DeliveryError::new(DropReason::ConnectTimeout, Some(e)));
                 }
             }

@@ -103,7 +103,10 @@ async fn a_panicking_backend_is_contained_counted_and_keeps_working() {
         .collect();
     let results: Vec<_> = futures_util::future::join_all(receipts).await;
     assert!(results[0].is_ok() && results[2].is_ok());
-    assert_eq!(results[1].as_ref().unwrap_err().reason(), DropReason::Panicked);
+    assert_eq!(
+        results[1].as_ref().unwrap_err().reason(),
+        DropReason::Panicked
+    );
     assert_eq!(*sent.lock().unwrap(), [1, 3]);
     let err = client.flush().await.unwrap_err();
     assert!(err.to_string().contains("panicked while flushing"), "{err}");
@@ -123,7 +126,9 @@ async fn statistics_report_veneur_counters_and_reset() {
     let seen = Mutex::new(Vec::<(String, i64, Vec<String>, f64)>::new());
     let sink = |name: &str, value: i64, tags: &[&str], rate: f64| {
         let tags = tags.iter().map(|t| t.to_string()).collect();
-        seen.lock().unwrap().push((name.to_owned(), value, tags, rate));
+        seen.lock()
+            .unwrap()
+            .push((name.to_owned(), value, tags, rate));
     };
     let take = || std::mem::take(&mut *seen.lock().unwrap());
     let tags = ["ssf_format:internal"];
@@ -248,7 +253,10 @@ async fn neutralized_client_refuses_everything_and_flushes() {
     assert!(client.record(span(2)).await.is_err());
     client.flush().await.unwrap();
     let stats = client.stats();
-    assert_eq!((stats.refused(), stats.accepted(), stats.flushes_ok()), (2, 0, 1));
+    assert_eq!(
+        (stats.refused(), stats.accepted(), stats.flushes_ok()),
+        (2, 0, 1)
+    );
 }
 
 #[test]
@@ -273,16 +281,24 @@ async fn invalid_options_are_rejected_by_build() {
     assert!(invalid(udp().max_datagram_size(70_000)).contains("max_datagram_size"));
     assert!(invalid(udp().flush_interval(Some(Duration::ZERO))).contains("flush_interval"));
 
-    let e = Client::builder("unixgram:///tmp/x.sock").build().unwrap_err();
+    let e = Client::builder("unixgram:///tmp/x.sock")
+        .build()
+        .unwrap_err();
     assert_eq!(e.to_string(), "can not connect to unixgram addresses");
     let e = Client::builder("foo://bar").build().unwrap_err();
     assert!(matches!(e, BuildError::Address(_)));
     assert!(std::error::Error::source(&e).is_some());
 
     let (backend, _rx) = ChannelBackend::pair(1);
-    let e = Client::with_backend(backend).buffered(true).build().unwrap_err();
+    let e = Client::with_backend(backend)
+        .buffered(true)
+        .build()
+        .unwrap_err();
     assert!(matches!(e, BuildError::NotNetworked("buffered")), "{e}");
-    assert!(e.to_string().starts_with("client is not using a network backend"));
+    assert!(
+        e.to_string()
+            .starts_with("client is not using a network backend")
+    );
 
     // Building touches no network: a client for an address nobody listens on is fine.
     let client = Client::builder("tcp://127.0.0.1:9").build().unwrap();
@@ -305,7 +321,10 @@ async fn the_default_client_can_be_set_replaced_and_unset() {
 
     let (second, _second_rx) = Client::channel(4);
     let old = default::set(Some(second)).unwrap();
-    assert!(old.is_closed() && first.is_closed(), "replacing closes the old client");
+    assert!(
+        old.is_closed() && first.is_closed(),
+        "replacing closes the old client"
+    );
     default::try_record(span(2)).unwrap();
 
     let old = default::set(None).unwrap();

@@ -111,9 +111,15 @@ async fn flush_waits_for_every_busy_network_backend() {
     let flush = client.flush();
     let flush = tokio::spawn(flush);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!flush.is_finished(), "flush returned while backends were blocked");
+    assert!(
+        !flush.is_finished(),
+        "flush returned while backends were blocked"
+    );
     let before = client.stats();
-    assert!(before.queued() > 0 && before.sent() < n as u64, "{before:?}");
+    assert!(
+        before.queued() > 0 && before.sent() < n as u64,
+        "{before:?}"
+    );
 
     release.notify_one();
     tokio::time::timeout(PATIENCE, flush)
@@ -159,7 +165,10 @@ async fn flushing_backend_delivers_batches_and_keeps_them_on_error() {
     fail.store(false, std::sync::atomic::Ordering::SeqCst);
     client.flush().await.unwrap();
     let batch = batches.recv().await.unwrap();
-    assert_eq!(batch.iter().map(|s| s.id).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        batch.iter().map(|s| s.id).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
     // Flushing directly, bypassing the client, also delivers (empty batches too).
     handle.flush().await.unwrap();
     assert!(batches.recv().await.unwrap().is_empty());

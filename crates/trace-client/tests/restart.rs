@@ -167,18 +167,28 @@ async fn receiver_restart_loses_only_what_the_kernel_held() {
                 sent.insert(id);
             }
             Err(e) => assert!(
-                matches!(e.reason(), DropReason::WriteError | DropReason::ConnectTimeout),
+                matches!(
+                    e.reason(),
+                    DropReason::WriteError | DropReason::ConnectTimeout
+                ),
                 "{e}"
             ),
         }
     }
-    assert_eq!(sent.len() as u64, report.sent(), "receipts agree with the counters");
+    assert_eq!(
+        sent.len() as u64,
+        report.sent(),
+        "receipts agree with the counters"
+    );
 
     let a = seen_a.lock().unwrap().clone();
     let b = seen_b.lock().unwrap().clone();
     let received: BTreeSet<i64> = a.iter().chain(&b).copied().collect();
     assert_eq!(received.len(), a.len() + b.len(), "no span arrived twice");
-    assert!(received.is_subset(&sent), "only spans counted as sent arrived");
+    assert!(
+        received.is_subset(&sent),
+        "only spans counted as sent arrived"
+    );
     assert!(!b.is_empty(), "the client reconnected to the new receiver");
 
     // What was sent but never read: only what A's socket held when it died.

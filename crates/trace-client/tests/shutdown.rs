@@ -145,7 +145,10 @@ async fn buffered_spans_are_written_at_shutdown() {
     }
     let report = client.shutdown(PATIENCE).await;
     assert_eq!(report.sent(), 10);
-    assert_eq!(ids(&receiver.collect(10, PATIENCE).await.unwrap()), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&receiver.collect(10, PATIENCE).await.unwrap()),
+        (0..10).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -211,7 +214,9 @@ async fn dropping_a_stuck_client_never_blocks_and_the_workers_exit() {
         .report_statistics(sink, Duration::from_secs(3600), ["t:1"])
         .build()
         .unwrap();
-    let accepted = (0..6).filter(|id| client.try_record(span(*id)).is_ok()).count() as i64;
+    let accepted = (0..6)
+        .filter(|id| client.try_record(span(*id)).is_ok())
+        .count() as i64;
     let start = Instant::now();
     drop(client);
     assert_eq!(start.elapsed(), Duration::ZERO);
@@ -222,7 +227,10 @@ async fn dropping_a_stuck_client_never_blocks_and_the_workers_exit() {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(start.elapsed() < Duration::from_secs(60), "workers never exited");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "workers never exited"
+        );
     }
     let got = reports.lock().unwrap().clone();
     let expected = ("trace_client.records_succeeded_total".to_owned(), accepted);

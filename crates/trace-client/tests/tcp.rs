@@ -77,7 +77,11 @@ async fn reconnects_after_the_server_drops_the_connection() {
         assert!(id < 1000, "writes to a closed connection never failed");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    client.record_with_receipt(span(1000)).unwrap().await.unwrap();
+    client
+        .record_with_receipt(span(1000))
+        .unwrap()
+        .await
+        .unwrap();
     let (conn, _) = listener.accept().await.unwrap();
     let mut frames = FramedRead::new(conn, SsfCodec::new());
     assert_eq!(read_spans(&mut frames, 1).await[0].id, 1000);
@@ -97,11 +101,18 @@ async fn refused_connections_drop_the_span_after_the_connect_timeout() {
         .connect_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
-    let err = client.record_with_receipt(span(1)).unwrap().await.unwrap_err();
+    let err = client
+        .record_with_receipt(span(1))
+        .unwrap()
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), DropReason::ConnectTimeout);
     let source = err.io_error().unwrap();
     assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
-    assert!(source.to_string().contains("no connection within"), "{source}");
+    assert!(
+        source.to_string().contains("no connection within"),
+        "{source}"
+    );
     let stats = client.stats();
     assert_eq!(stats.dropped().connect_timeout(), 1);
     assert_settled(&stats);

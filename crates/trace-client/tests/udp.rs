@@ -64,7 +64,11 @@ async fn oversize_spans_are_dropped_never_truncated() {
         .unwrap_err();
     assert_eq!(err.reason(), DropReason::Oversize);
     let fits = big_span(2, 300);
-    client.record_with_receipt(fits.clone()).unwrap().await.unwrap();
+    client
+        .record_with_receipt(fits.clone())
+        .unwrap()
+        .await
+        .unwrap();
     let got = receiver.collect(1, PATIENCE).await.unwrap();
     assert_eq!(got[0], fits);
     let stats = client.stats();
@@ -93,7 +97,9 @@ fn udp_shutdown_delivers_everything_multi_thread() {
 
 async fn deliver_all(n: i64) {
     let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
-    let client = Client::from_address(receiver.local_addr().clone()).build().unwrap();
+    let client = Client::from_address(receiver.local_addr().clone())
+        .build()
+        .unwrap();
     let collector = tokio::spawn(async move { receiver.collect(n as usize, PATIENCE).await });
     for id in 0..n {
         client.record(span(id)).await.unwrap();

@@ -47,8 +47,11 @@ async fn capacity_four_server_reads_four_framed_spans() {
         let last = frames.last_mut().unwrap();
         got.extend(read_spans(last, 1).await);
         // Anything else already on this connection.
-        while let Ok(Some(Ok(Ok(s)))) =
-            tokio::time::timeout(Duration::from_millis(50), futures_util::StreamExt::next(last)).await
+        while let Ok(Some(Ok(Ok(s)))) = tokio::time::timeout(
+            Duration::from_millis(50),
+            futures_util::StreamExt::next(last),
+        )
+        .await
         {
             got.push(s);
         }
@@ -81,7 +84,10 @@ async fn buffered_one_backend_sends_nothing_before_flush() {
     }
     // The receipts resolved: every span is in the buffer, none on the wire.
     let stats = client.stats();
-    assert_eq!((stats.sent(), stats.queued(), stats.bytes_written()), (0, 4, 0));
+    assert_eq!(
+        (stats.sent(), stats.queued(), stats.bytes_written()),
+        (0, 4, 0)
+    );
     assert!(
         tokio::time::timeout(Duration::from_millis(100), listener.accept())
             .await
@@ -94,7 +100,10 @@ async fn buffered_one_backend_sends_nothing_before_flush() {
     let got = read_spans(&mut frames, 4).await;
     assert_eq!(ids(&got), [1, 2, 3, 4], "in order, one connection");
     let stats = client.stats();
-    assert_eq!((stats.sent(), stats.queued(), stats.flushes_ok()), (4, 0, 1));
+    assert_eq!(
+        (stats.sent(), stats.queued(), stats.flushes_ok()),
+        (4, 0, 1)
+    );
     assert!(stats.bytes_written() > 0);
 }
 
@@ -131,7 +140,11 @@ async fn reconnects_after_the_server_closes_the_connection() {
         .build()
         .unwrap();
 
-    client.record_with_receipt(span(1)).unwrap().await.expect("span 1 written");
+    client
+        .record_with_receipt(span(1))
+        .unwrap()
+        .await
+        .expect("span 1 written");
     assert_eq!(spans.recv().await.unwrap().id, 1);
     closed.recv().await.unwrap();
 
@@ -143,7 +156,11 @@ async fn reconnects_after_the_server_closes_the_connection() {
     assert_eq!(err.reason(), DropReason::WriteError);
     assert!(err.io_error().is_some());
 
-    client.record_with_receipt(span(3)).unwrap().await.expect("span 3 after reconnecting");
+    client
+        .record_with_receipt(span(3))
+        .unwrap()
+        .await
+        .expect("span 3 after reconnecting");
     assert_eq!(spans.recv().await.unwrap().id, 3);
 
     let stats = client.stats();
@@ -168,7 +185,11 @@ async fn buffered_reconnect_reports_a_flush_error_naming_the_backend() {
     assert_eq!(spans.recv().await.unwrap().id, 1);
     closed.recv().await.unwrap();
 
-    client.record_with_receipt(span(2)).unwrap().await.expect("span 2 is buffered");
+    client
+        .record_with_receipt(span(2))
+        .unwrap()
+        .await
+        .expect("span 2 is buffered");
     let err = client.flush().await.expect_err("the connection is gone");
     assert!(!err.is_closed());
     assert_eq!(err.failures().len(), 1, "{err}");
@@ -185,6 +206,40 @@ async fn buffered_reconnect_reports_a_flush_error_naming_the_backend() {
     let stats = client.stats();
     assert_eq!((stats.flushes_ok(), stats.flushes_failed()), (2, 1));
     assert_eq!(stats.dropped().write_error(), 1);
+    assert_settled(&stats);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_sequence_gives_up_at_the_connect_timeout_then_the_next_span_connects() {
+    let (_dir, path) = socket_path(); // nothing listens yet
+    let timeout = Duration::from_secs(10);
+    let client = Client::builder(unix_url(&path))
+        .parallel_backends(1)
+        .connect_timeout(timeout)
+        .build()
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let err = client
+        .record_with_receipt(span(1))
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), DropReason::ConnectTimeout);
+    // Paused clock: exactly the connect timeout, waiting between attempts (no spinning:
+    // the clock only moves when every task sleeps).
+    assert_eq!(start.elapsed(), timeout);
+
+    let listener = unix_listener(&path);
+    client
+        .record_with_receipt(span(2))
+        .unwrap()
+        .await
+        .expect("connected");
+    let (conn, _) = listener.accept().await.unwrap();
+    let mut frames = FramedRead::new(conn, SsfCodec::new());
+    assert_eq!(read_spans(&mut frames, 1).await[0].id, 2);
+    let stats = client.stats();
+    assert_eq!((stats.sent(), stats.dropped().connect_timeout()), (1, 1));
     assert_settled(&stats);
 }
 
@@ -276,7 +331,10 @@ async fn buffered_spans_are_written_when_the_buffer_fills() {
         record_retrying(&client, span(id)).await;
     }
     // No flush: about 100 spans of ~60 bytes overflow a 1 KiB buffer several times.
-    let got = tokio::time::timeout(PATIENCE, done_rx).await.unwrap().unwrap();
+    let got = tokio::time::timeout(PATIENCE, done_rx)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ids(&got), (0..20).collect::<Vec<_>>());
     let stats = client.stats();
     assert!(stats.sent() >= 20 && stats.queued() > 0, "{stats:?}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use ssf_codec::SsfCodec;
 use ssf_proto::sample::{self, SampleExt};
-use ssf_proto::{SsfSpan, Scope};
+use ssf_proto::{Scope, SsfSpan};
 use tokio::io::AsyncRead;
 use tokio::net::UnixListener;
 use tokio_util::codec::FramedRead;
@@ -113,7 +113,9 @@ pub async fn read_spans<R: AsyncRead + Unpin>(
 }
 
 /// Reads framed spans until the peer closes the stream.
-pub async fn read_to_end<R: AsyncRead + Unpin>(frames: &mut FramedRead<R, SsfCodec>) -> Vec<SsfSpan> {
+pub async fn read_to_end<R: AsyncRead + Unpin>(
+    frames: &mut FramedRead<R, SsfCodec>,
+) -> Vec<SsfSpan> {
     let mut out = Vec::new();
     while let Some(item) = frames.next().await {
         match item {
@@ -140,7 +142,12 @@ pub fn assert_ids(spans: &[SsfSpan], expected: impl IntoIterator<Item = i64>) {
     if got != want {
         let mut dups = got.clone();
         dups.dedup();
-        let missing: Vec<i64> = want.iter().filter(|i| got.binary_search(i).is_err()).copied().take(10).collect();
+        let missing: Vec<i64> = want
+            .iter()
+            .filter(|i| got.binary_search(i).is_err())
+            .copied()
+            .take(10)
+            .collect();
         panic!(
             "got {} spans ({} distinct), expected {}; first missing: {:?}",
             got.len(),

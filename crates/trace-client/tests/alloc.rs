@@ -1,0 +1,87 @@
+//! `try_record` allocates nothing per span: the queue's storage comes in blocks of 32
+//! slots, allocated as the queue first grows and reused afterwards.
+#![allow(unsafe_code)]
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io;
+use std::sync::Arc;
+
+use ssf_proto::SsfSpan;
+use support::*;
+use tokio::sync::Semaphore;
+use trace_client::{Backend, Client};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts calls on this thread.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.with(Cell::get);
+    f();
+    ALLOCS.with(Cell::get) - before
+}
+
+/// Sends one span per permit.
+struct Gated(Arc<Semaphore>);
+
+impl Backend for Gated {
+    async fn send(&mut self, _: &SsfSpan) -> io::Result<()> {
+        self.0.acquire().await.expect("open").forget();
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn try_record_allocates_nothing_per_span() {
+    const N: usize = 1024;
+    let gate = Arc::new(Semaphore::new(0));
+    let client = Client::with_backend(Gated(gate.clone()))
+        .capacity(N + 64)
+        .build()
+        .unwrap();
+    for round in 0..3 {
+        let spans: Vec<SsfSpan> = (0..N as i64).map(span).collect();
+        // The worker runs on this thread only when the test yields: it does not run here.
+        let n = allocations(|| {
+            for s in spans {
+                client.try_record(s).unwrap();
+            }
+        });
+        // At most one block of 32 slots per 32 spans; nothing per span.
+        assert!(
+            n <= N / 32 + 2,
+            "round {round}: {n} allocations for {N} spans"
+        );
+        gate.add_permits(N);
+        while client.stats().queued() > 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(client.stats().sent(), 3 * N as u64);
+}
