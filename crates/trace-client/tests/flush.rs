@@ -195,3 +195,46 @@ async fn flush_interval_flushes_without_being_asked() {
     let report = client.shutdown(PATIENCE).await;
     assert!(!report.timed_out());
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_a_busy_backend_until_released() {
+    let gate = Arc::new(Semaphore::new(0));
+    let (sent_tx, _sent) = tokio::sync::mpsc::unbounded_channel();
+    let client = Client::with_backend(Gated {
+        gate: gate.clone(),
+        sent: sent_tx,
+    })
+    .capacity(4)
+    .build()
+    .unwrap();
+    client.try_record(span(1)).unwrap();
+    client.try_record(span(2)).unwrap();
+    let mut shutdown = tokio_test::task::spawn(client.shutdown(PATIENCE));
+    assert_pending!(shutdown.poll());
+    settle().await;
+    assert_pending!(shutdown.poll());
+    assert!(
+        client.try_record(span(3)).unwrap_err().is_closed(),
+        "intake stopped"
+    );
+    gate.add_permits(2);
+    settle().await;
+    let report = assert_ready!(shutdown.poll());
+    assert!(!report.timed_out());
+    assert_eq!(report.sent(), 2);
+    assert_report_settled(&report);
+}
+
+#[tokio::test]
+async fn dropped_receipts_never_hold_up_a_backend() {
+    let (backend, mut rx) = trace_client::testing::ChannelBackend::pair(64);
+    let client = Client::with_backend(backend).capacity(64).build().unwrap();
+    for id in 0..32 {
+        drop(client.record_with_receipt(span(id)).unwrap());
+    }
+    client.flush().await.unwrap();
+    for id in 0..32 {
+        assert_eq!(rx.recv().await.unwrap().id, id);
+    }
+    assert_eq!(client.stats().sent(), 32);
+}
