@@ -55,6 +55,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
+#[rustfmt::skip]
 #[path = "gen/ssf.rs"]
 #[allow(
     missing_docs,

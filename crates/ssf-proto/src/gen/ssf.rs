@@ -42,7 +42,17 @@ pub struct SsfSample {
 /// Nested message and enum types in `SSFSample`.
 pub mod ssf_sample {
     /// The kind of measurement.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        ::prost::Enumeration
+    )]
     #[repr(i32)]
     pub enum Metric {
         Counter = 0,
@@ -78,7 +88,17 @@ pub mod ssf_sample {
         }
     }
     /// The state reported by a STATUS sample.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        ::prost::Enumeration
+    )]
     #[repr(i32)]
     pub enum Status {
         Ok = 0,
@@ -113,7 +133,17 @@ pub mod ssf_sample {
     /// Where the measurement is aggregated. DEFAULT leaves it to the metric kind
     /// (counters and gauges locally, histograms and sets globally); LOCAL aggregates
     /// everything on the local veneur; GLOBAL everything on the central one.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        ::prost::Enumeration
+    )]
     #[repr(i32)]
     pub enum Scope {
         Default = 0,
