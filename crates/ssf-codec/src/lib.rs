@@ -37,6 +37,22 @@
 //! # }
 //! ```
 //!
+//! # Differences from veneur's Go implementation
+//!
+//! * The writer enforces the frame limit (veneur's only checks it when reading) and writes
+//!   each frame as one contiguous buffer (veneur makes three writes, which splits a frame
+//!   into three datagrams on `unixgram` sockets).
+//! * A zero-length frame at the very end of the input decodes to the empty span (veneur's
+//!   in-memory reader mistakes it for the end of the input).
+//! * Error messages follow Rust conventions (lowercase, no trailing period, the cause in
+//!   [`std::error::Error::source`]): `ssf framing error: unexpected version number 1`
+//!   rather than veneur's `SSF framing error: ...`; the classification
+//!   ([`Error::is_framing`]) is the same.
+//! * Strings must be UTF-8: a span carrying invalid UTF-8 is a decode error (a corrupt
+//!   frame, skipped) where veneur accepts the bytes verbatim.
+//! * Address parsing accepts a bare `host:port` as UDP everywhere (veneur's library only
+//!   takes URLs; its `veneur-emit` tool adds the `udp://`).
+//!
 //! # Fuzzing
 //!
 //! `crates/ssf-codec/fuzz` holds cargo-fuzz targets; on the stable toolchain run them with

@@ -55,10 +55,15 @@ pub mod ssf_sample {
     )]
     #[repr(i32)]
     pub enum Metric {
+        /// A count added to the counter called `name`.
         Counter = 0,
+        /// The current value of the gauge called `name`.
         Gauge = 1,
+        /// One observation of the distribution called `name`.
         Histogram = 2,
+        /// One member (in `message`) of the set of unique values called `name`.
         Set = 3,
+        /// The state (in `status`) of the check called `name`.
         Status = 4,
     }
     impl Metric {
@@ -101,9 +106,13 @@ pub mod ssf_sample {
     )]
     #[repr(i32)]
     pub enum Status {
+        /// The check passes.
         Ok = 0,
+        /// The check passes with a warning.
         Warning = 1,
+        /// The check fails.
         Critical = 2,
+        /// The state of the check is not known.
         Unknown = 3,
     }
     impl Status {
@@ -146,8 +155,11 @@ pub mod ssf_sample {
     )]
     #[repr(i32)]
     pub enum Scope {
+        /// Aggregated where the metric kind says.
         Default = 0,
+        /// Aggregated on the local veneur.
         Local = 1,
+        /// Aggregated on the central veneur.
         Global = 2,
     }
     impl Scope {
