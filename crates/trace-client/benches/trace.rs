@@ -14,6 +14,23 @@ use trace_client::{Client, Span, new_id};
 
 fn ids(c: &mut Criterion) {
     c.bench_function("new_id", |b| b.iter(new_id));
+    // Two threads drawing at once: each has its own generator, so there is no lock to
+    // contend on and the time per ID stays that of one thread.
+    c.bench_function("new_id_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    s.spawn(move || {
+                        for _ in 0..iters {
+                            black_box(new_id());
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
 }
 
 fn spans(c: &mut Criterion) {

@@ -27,7 +27,10 @@
 //!   `ffffffffffffffff` is the ID −1 and round trips (veneur clamped it to `i64::MAX` and
 //!   wrote −1 as `-1`, which it still accepts);
 //! * binary extraction rejects zero IDs; binary injection leaves the timestamps 0 instead of
-//!   veneur's overflowed "zero time".
+//!   veneur's overflowed "zero time";
+//! * error messages follow Rust conventions: `error parsing fields from text map: ...`
+//!   instead of veneur's `error parsing fields from TextMapReader` (and, in
+//!   [`crate::metrics`], `no metrics to send` instead of `No metrics to send.`).
 //!
 //! Nothing here panics or allocates more than a copy of the matched values, whatever the
 //! carrier holds.
