@@ -5,7 +5,8 @@ use std::error::Error;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
-use ssf_proto::{SsfSample, SsfSpan};
+use ssf_proto::sample::{self, SampleExt};
+use ssf_proto::{Metric, SsfSample, SsfSpan};
 use trace_client::SpanContext;
 use tracing_core::field::{Field, Visit};
 
@@ -86,6 +87,17 @@ impl SpanData {
             .insert("error.type".to_owned(), ERROR_FIELD.to_owned());
         self.tags
             .insert("error.stack".to_owned(), message.to_owned());
+    }
+
+    /// Adds `sample` unless the span already holds `max` samples; returns whether it was
+    /// added.
+    pub(crate) fn push_sample(&mut self, sample: SsfSample, max: usize) -> bool {
+        if self.samples.len() < max {
+            self.samples.push(sample);
+            true
+        } else {
+            false
+        }
     }
 
     /// The SSF span, moving the tags, samples and name out.
@@ -227,39 +239,144 @@ impl Visit for FieldVisitor<'_> {
     }
 }
 
-/// Picks the message out of an error-level event: its `message` field, or else its `error`
-/// field.
-#[derive(Debug, Default)]
+/// The field-name prefixes that make an event field a sample, and the metric each makes,
+/// after the naming convention of `tracing-opentelemetry`'s `MetricsLayer`. The longer
+/// `monotonic_counter.` comes before `counter.`, which is not a prefix of it anyway.
+const METRIC_PREFIXES: [(&str, Metric); 4] = [
+    ("monotonic_counter.", Metric::Counter),
+    ("counter.", Metric::Counter),
+    ("histogram.", Metric::Histogram),
+    ("gauge.", Metric::Gauge),
+];
+
+/// The metric and the sample name of a field name with a metric prefix; `None` for other
+/// fields and for a bare prefix with nothing after it.
+pub(crate) fn metric_field(name: &str) -> Option<(Metric, &str)> {
+    METRIC_PREFIXES.iter().find_map(|&(prefix, metric)| {
+        name.strip_prefix(prefix)
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| (metric, rest))
+    })
+}
+
+/// Reads an event: its message and `error` field (for an error-level event), its metric
+/// fields and, when it has any, its other fields as the samples' tags.
+#[derive(Debug)]
 pub(crate) struct EventVisitor {
     max_len: usize,
-    pub(crate) message: Option<String>,
-    pub(crate) error: Option<String>,
+    /// Whether to keep the message and the `error` field.
+    errors: bool,
+    /// Whether to read metric fields and the tags that go with them.
+    metrics: bool,
+    message: Option<String>,
+    error: Option<String>,
+    /// The numeric metric fields: metric, sample name (borrowed from the field's static
+    /// name), value.
+    values: Vec<(Metric, &'static str, f32)>,
+    /// The other fields, but the message; they tag each sample.
+    tags: BTreeMap<String, String>,
 }
 
 impl EventVisitor {
-    pub(crate) fn new(max_len: usize) -> Self {
+    pub(crate) fn new(max_len: usize, errors: bool, metrics: bool) -> Self {
         EventVisitor {
             max_len,
+            errors,
+            metrics,
             message: None,
             error: None,
+            values: Vec::new(),
+            tags: BTreeMap::new(),
         }
     }
 
-    /// The text for `error.msg`, if the event had one.
-    pub(crate) fn into_message(self) -> Option<String> {
-        self.message.or(self.error)
+    /// The text for `error.msg`, if the event had one: its message, else its `error` field.
+    pub(crate) fn take_message(&mut self) -> Option<String> {
+        self.message.take().or_else(|| self.error.take())
     }
 
+    /// How many samples [`into_samples`](Self::into_samples) makes.
+    pub(crate) fn sample_count(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The samples the event's metric fields make, each tagged with the other fields.
+    pub(crate) fn into_samples(self) -> impl Iterator<Item = SsfSample> {
+        let tags = self.tags;
+        self.values.into_iter().map(move |(metric, name, value)| {
+            let sample = match metric {
+                Metric::Gauge => sample::gauge(name, value),
+                Metric::Histogram => sample::histogram(name, value),
+                _ => sample::count(name, value),
+            };
+            sample.with_tags(tags.clone())
+        })
+    }
+
+    /// Keeps a numeric value of a metric field; a value that is not finite as an `f32`
+    /// (NaN, infinities, beyond `f32::MAX`) is ignored.
+    fn number(&mut self, field: &Field, value: f64) {
+        if !self.metrics {
+            return;
+        }
+        if let Some((metric, name)) = metric_field(field.name()) {
+            let value = value as f32;
+            if value.is_finite() {
+                self.values.push((metric, name, value));
+            }
+        } else {
+            self.keep(field, value);
+        }
+    }
+
+    /// Keeps a field as a sample tag, unless it is the message or a metric field (whose
+    /// value is not a number, so it is ignored).
+    fn tag(&mut self, field: &Field, value: impl fmt::Display) {
+        let name = field.name();
+        if self.metrics && name != MESSAGE_FIELD && metric_field(name).is_none() {
+            let rendered = render(self.max_len, value);
+            self.tags.insert(name.to_owned(), rendered);
+        }
+    }
+
+    /// Keeps a field of any type: as the message or the error, and as a tag.
     fn keep(&mut self, field: &Field, value: impl fmt::Display) {
-        match field.name() {
-            MESSAGE_FIELD => self.message = Some(render(self.max_len, value)),
-            ERROR_FIELD => self.error = Some(render(self.max_len, value)),
-            _ => {}
+        if self.errors {
+            match field.name() {
+                MESSAGE_FIELD => self.message = Some(render(self.max_len, &value)),
+                ERROR_FIELD => self.error = Some(render(self.max_len, &value)),
+                _ => {}
+            }
         }
+        self.tag(field, value);
     }
 }
 
 impl Visit for EventVisitor {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.number(field, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.number(field, value as f64);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.number(field, value as f64);
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.number(field, value as f64);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.number(field, value as f64);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.keep(field, value);
+    }
+
     fn record_str(&mut self, field: &Field, value: &str) {
         self.keep(field, value);
     }
@@ -288,6 +405,33 @@ mod tests {
         // Nothing is appended after a cut, even if it would fit.
         assert_eq!(render(3, format_args!("{}{}", "aéé", "b")), "aé");
         assert_eq!(render(4, 1234567), "1234");
+    }
+
+    #[test]
+    fn metric_field_names() {
+        assert_eq!(
+            metric_field("counter.hits"),
+            Some((Metric::Counter, "hits"))
+        );
+        assert_eq!(
+            metric_field("monotonic_counter.a.b"),
+            Some((Metric::Counter, "a.b"))
+        );
+        assert_eq!(
+            metric_field("histogram.latency"),
+            Some((Metric::Histogram, "latency"))
+        );
+        assert_eq!(metric_field("gauge.depth"), Some((Metric::Gauge, "depth")));
+        for name in [
+            "counter.",
+            "gauge",
+            "counters.x",
+            "my.counter.x",
+            "message",
+            "",
+        ] {
+            assert_eq!(metric_field(name), None, "{name}");
+        }
     }
 
     #[test]

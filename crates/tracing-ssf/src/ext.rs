@@ -11,25 +11,31 @@ use tracing_core::{Dispatch, span};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::data::SpanData;
+use crate::stats::LayerStats;
 
 /// A function running a closure on the [`SpanData`] of a span, if it has any.
 type WithDataFn = fn(&Dispatch, &span::Id, &mut dyn FnMut(&mut SpanData));
 
 /// The layer's function table: runs a closure on the [`SpanData`] of span `id`, if the
-/// subscriber knows the span and the layer exports it.
-#[derive(Clone, Copy)]
+/// subscriber knows the span and the layer exports it; with the layer's sample cap and
+/// counters.
+#[derive(Clone)]
 pub(crate) struct WithContext {
     with_data: WithDataFn,
+    max_samples: usize,
+    stats: LayerStats,
 }
 
 impl WithContext {
     /// The table for a layer attached to a subscriber of type `S`.
-    pub(crate) fn new<S>() -> Self
+    pub(crate) fn new<S>(max_samples: usize, stats: LayerStats) -> Self
     where
         S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
     {
         WithContext {
             with_data: with_data::<S>,
+            max_samples,
+            stats,
         }
     }
 
@@ -37,6 +43,8 @@ impl WithContext {
     pub(crate) fn detached() -> Self {
         WithContext {
             with_data: |_, _, _| {},
+            max_samples: 0,
+            stats: LayerStats::default(),
         }
     }
 
@@ -63,14 +71,17 @@ where
 
 /// Runs `f` on the SSF state of `span`; returns `None` when the span is disabled, closed,
 /// filtered out of the layer, or no [`SsfLayer`](crate::SsfLayer) is installed.
-fn with_span_data<R>(span: &tracing::Span, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
+fn with_span_data<R>(
+    span: &tracing::Span,
+    f: impl FnOnce(&mut SpanData, &WithContext) -> R,
+) -> Option<R> {
     let mut f = Some(f);
     let mut result = None;
     span.with_subscriber(|(id, dispatch)| {
         if let Some(table) = dispatch.downcast_ref::<WithContext>() {
             table.with_data(dispatch, id, &mut |data| {
                 if let Some(f) = f.take() {
-                    result = Some(f(data));
+                    result = Some(f(data, table));
                 }
             });
         }
@@ -149,6 +160,10 @@ pub trait SsfSpanExt {
 
     /// Adds an SSF sample (a metric) to the span, sent with it when it closes.
     ///
+    /// A span holds at most [`SsfLayer::max_samples`](crate::SsfLayer::max_samples)
+    /// samples; beyond that the sample is dropped and counted in
+    /// [`LayerStats::samples_dropped`](crate::LayerStats::samples_dropped).
+    ///
     /// # Examples
     ///
     /// ```
@@ -172,16 +187,20 @@ pub trait SsfSpanExt {
 
 impl SsfSpanExt for tracing::Span {
     fn ssf_context(&self) -> Option<SpanContext> {
-        with_span_data(self, |data| data.context())
+        with_span_data(self, |data, _| data.context())
     }
 
     fn set_ssf_parent(&self, parent: SpanContext) {
         if parent.is_valid() {
-            with_span_data(self, |data| data.set_parent(&parent));
+            with_span_data(self, |data, _| data.set_parent(&parent));
         }
     }
 
     fn add_ssf_sample(&self, sample: SsfSample) {
-        with_span_data(self, |data| data.samples.push(sample));
+        with_span_data(self, |data, table| {
+            if !data.push_sample(sample, table.max_samples) {
+                table.stats.add_samples_dropped(1);
+            }
+        });
     }
 }

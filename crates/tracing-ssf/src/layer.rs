@@ -12,12 +12,15 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::INTERNAL_TARGET;
-use crate::data::{EventVisitor, FieldVisitor, SpanData};
+use crate::data::{EventVisitor, FieldVisitor, SpanData, metric_field};
 use crate::ext::WithContext;
 use crate::stats::LayerStats;
 
 /// The default for [`SsfLayer::max_value_len`]: 4 KiB.
 pub const DEFAULT_MAX_VALUE_LEN: usize = 4096;
+
+/// The default for [`SsfLayer::max_samples`]: 1024 samples per span.
+pub const DEFAULT_MAX_SAMPLES: usize = 1024;
 
 /// A [`Layer`] that turns every closed `tracing` span into an SSF span and hands it to a
 /// [`trace_client::Client`].
@@ -30,7 +33,9 @@ pub const DEFAULT_MAX_VALUE_LEN: usize = 4096;
 /// |---|---|
 /// | [`service`](SsfLayer::service) | the process-wide [`trace_client::service_name`] at export time |
 /// | [`with_event_errors`](SsfLayer::with_event_errors) | `true`: an error-level event marks its span as an error |
+/// | [`with_event_metrics`](SsfLayer::with_event_metrics) | `true`: an event with `counter.`, `monotonic_counter.`, `histogram.` or `gauge.` fields adds samples to its span |
 /// | [`max_value_len`](SsfLayer::max_value_len) | [`DEFAULT_MAX_VALUE_LEN`] bytes per tag value |
+/// | [`max_samples`](SsfLayer::max_samples) | [`DEFAULT_MAX_SAMPLES`] samples per span |
 ///
 /// # Examples
 ///
@@ -54,7 +59,9 @@ pub struct SsfLayer {
     client: Client,
     service: Option<String>,
     event_errors: bool,
+    event_metrics: bool,
     max_value_len: usize,
+    max_samples: usize,
     stats: LayerStats,
     with_context: WithContext,
 }
@@ -66,7 +73,9 @@ impl SsfLayer {
             client,
             service: None,
             event_errors: true,
+            event_metrics: true,
             max_value_len: DEFAULT_MAX_VALUE_LEN,
+            max_samples: DEFAULT_MAX_SAMPLES,
             stats: LayerStats::default(),
             with_context: WithContext::detached(),
         }
@@ -80,10 +89,28 @@ impl SsfLayer {
     }
 
     /// Chooses whether an error-level event inside a span sets the span's error flag and
-    /// its `error.msg` tag (the default) or is ignored like every other event.
+    /// its `error.msg` tag (the default) or is treated like any other event.
     #[must_use]
     pub fn with_event_errors(mut self, yes: bool) -> Self {
         self.event_errors = yes;
+        self
+    }
+
+    /// Chooses whether an event with metric fields (`counter.…`, `monotonic_counter.…`,
+    /// `histogram.…`, `gauge.…`) inside a span adds samples to the span (the default) or
+    /// is ignored. See the [crate documentation](crate#events-as-samples) for the mapping.
+    #[must_use]
+    pub fn with_event_metrics(mut self, yes: bool) -> Self {
+        self.event_metrics = yes;
+        self
+    }
+
+    /// Sets the most samples one span carries, from metric events and
+    /// [`SsfSpanExt::add_ssf_sample`](crate::SsfSpanExt::add_ssf_sample) together; further
+    /// samples are dropped and counted in [`LayerStats::samples_dropped`].
+    #[must_use]
+    pub fn max_samples(mut self, samples: usize) -> Self {
+        self.max_samples = samples;
         self
     }
 
@@ -131,7 +158,9 @@ impl fmt::Debug for SsfLayer {
         f.debug_struct("SsfLayer")
             .field("service", &self.service)
             .field("event_errors", &self.event_errors)
+            .field("event_metrics", &self.event_metrics)
             .field("max_value_len", &self.max_value_len)
+            .field("max_samples", &self.max_samples)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -154,7 +183,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_layer(&mut self, _subscriber: &mut S) {
-        self.with_context = WithContext::new::<S>();
+        self.with_context = WithContext::new::<S>(self.max_samples, self.stats.clone());
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -210,10 +239,17 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if !self.event_errors
-            || *event.metadata().level() != Level::ERROR
-            || is_internal(event.metadata())
-        {
+        let metadata = event.metadata();
+        if is_internal(metadata) {
+            return;
+        }
+        let errors = self.event_errors && *metadata.level() == Level::ERROR;
+        let metrics = self.event_metrics
+            && metadata
+                .fields()
+                .iter()
+                .any(|field| metric_field(field.name()).is_some());
+        if !errors && !metrics {
             return;
         }
         let Some(span) = ctx.event_span(event) else {
@@ -223,11 +259,20 @@ where
         let Some(data) = extensions.get_mut::<SpanData>() else {
             return;
         };
-        let mut visitor = EventVisitor::new(self.max_value_len);
+        let mut visitor = EventVisitor::new(self.max_value_len, errors, metrics);
         event.record(&mut visitor);
-        data.error = true;
-        if let Some(message) = visitor.into_message() {
-            data.tags.insert("error.msg".to_owned(), message);
+        if errors {
+            data.error = true;
+            if let Some(message) = visitor.take_message() {
+                data.tags.insert("error.msg".to_owned(), message);
+            }
+        }
+        // Build only the samples that fit; count the others.
+        let room = self.max_samples.saturating_sub(data.samples.len());
+        let count = visitor.sample_count();
+        data.samples.extend(visitor.into_samples().take(room));
+        if count > room {
+            self.stats.add_samples_dropped((count - room) as u64);
         }
     }
 

@@ -66,7 +66,8 @@
 //! | any other field | a tag named after the field: strings, numbers, booleans and errors as displayed, `?value` with `Debug`, `%value` with `Display`; recording a field again replaces the tag |
 //! | a field declared [`Empty`](tracing::field::Empty) and never recorded | nothing |
 //! | an error-level event inside the span | the `error` flag and the `error.msg` tag (the event's message, or else its `error` field); turn off with [`SsfLayer::with_event_errors`] |
-//! | any other event | nothing: events are logs, not spans |
+//! | an event inside the span with a field named `counter.NAME`, `monotonic_counter.NAME`, `histogram.NAME` or `gauge.NAME` | one sample in `metrics` per such field; see [below](#events-as-samples) |
+//! | any other event | nothing (see [below](#events-as-samples)) |
 //! | [`SsfSpanExt::add_ssf_sample`] | `metrics` |
 //!
 //! Tag values, the replacement name and error messages are cut to
@@ -74,6 +75,64 @@
 //! costs no more memory than that. The trace's resource is not part of SSF: it travels in
 //! [`SpanContext::resource`](trace_client::SpanContext::resource) from a remote parent or a
 //! trace-client context to the children.
+//!
+//! # Events as samples
+//!
+//! An event is a sample when one of its fields is named after the convention of
+//! `tracing-opentelemetry`'s `MetricsLayer`:
+//!
+//! | field | SSF sample |
+//! |---|---|
+//! | `monotonic_counter.NAME = value` | a `COUNTER` named `NAME` |
+//! | `counter.NAME = value` | a `COUNTER` named `NAME` |
+//! | `histogram.NAME = value` | a `HISTOGRAM` named `NAME` |
+//! | `gauge.NAME = value` | a `GAUGE` named `NAME` |
+//!
+//! ```
+//! use ssf_proto::Metric;
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! let (client, mut rx) = trace_client::Client::channel(16);
+//! let subscriber = tracing_subscriber::registry().with(tracing_ssf::SsfLayer::new(client));
+//! tracing::subscriber::with_default(subscriber, || {
+//!     tracing::info_span!("upload").in_scope(|| {
+//!         let bytes = 512u64;
+//!         tracing::info!(counter.uploads = 1, histogram.upload_bytes = bytes, kind = "image");
+//!         tracing::debug!(gauge.queue_len = 3.5);
+//!     });
+//! });
+//! let span = rx.try_recv().unwrap();
+//! let samples: Vec<_> = span.metrics.iter().map(|m| (m.metric(), m.name.as_str(), m.value)).collect();
+//! assert_eq!(samples, [
+//!     (Metric::Counter, "uploads", 1.0),
+//!     (Metric::Histogram, "upload_bytes", 512.0),
+//!     (Metric::Gauge, "queue_len", 3.5),
+//! ]);
+//! assert_eq!(span.metrics[0].tags["kind"], "image");
+//! ```
+//!
+//! * The value is the field's number (`u64`, `i64`, `f64`, and `u128`/`i128` too), as the
+//!   `f32` SSF samples carry: large integers lose precision. A metric field with any other
+//!   value (a string, a `bool`, `?value`), or whose value is not finite as an `f32` (NaN,
+//!   infinities, beyond `f32::MAX`), is ignored; so is a bare prefix (`counter.` alone).
+//! * The event's other fields, but its message, become the tags of each of its samples
+//!   (cut to [`SsfLayer::max_value_len`]); the sample rate is 1 and the timestamp unset,
+//!   so the samples take their span's time.
+//! * The samples go into the `metrics` of the span the event belongs to (its explicit
+//!   `parent:`, else the current span; with filters, the nearest span this layer exports)
+//!   and are sent with it when it closes. An event outside any exported span has no span
+//!   to travel in and is ignored: record such metrics with trace-client's samples instead.
+//! * A span carries at most [`SsfLayer::max_samples`] samples (default
+//!   [`DEFAULT_MAX_SAMPLES`]), from events and [`SsfSpanExt::add_ssf_sample`] together;
+//!   the samples beyond are dropped and counted in [`LayerStats::samples_dropped`], so a
+//!   long-lived span in a loop never grows without bound.
+//! * An error-level event with metric fields also sets the error flag, as any error-level
+//!   event does. [`SsfLayer::with_event_metrics`] turns the mapping off.
+//!
+//! Any other event (the usual log line, `info!("request done")`) produces nothing: an SSF
+//! span has no place for log records, and turning every event into tags would have later
+//! events overwrite earlier ones and each span grow with its logging. Send logs to a log
+//! pipeline (a `fmt` layer beside this one) instead.
 //!
 //! # Across `.await` and `tokio::spawn`
 //!
@@ -115,7 +174,7 @@ mod layer;
 mod stats;
 
 pub use ext::SsfSpanExt;
-pub use layer::{DEFAULT_MAX_VALUE_LEN, SsfLayer};
+pub use layer::{DEFAULT_MAX_SAMPLES, DEFAULT_MAX_VALUE_LEN, SsfLayer};
 pub use stats::LayerStats;
 
 /// The `tracing` target of the layer's own diagnostics. The layer ignores spans and events

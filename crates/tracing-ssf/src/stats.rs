@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Live counters of an [`SsfLayer`](crate::SsfLayer): how many closed spans it handed to the
-/// client and how many the client refused.
+/// client, how many the client refused, and how many samples it dropped because their span
+/// already held [`max_samples`](crate::SsfLayer::max_samples).
 ///
 /// A cheap handle: clones share the same counters, which keep counting after the layer has
 /// been installed. What happens to a span after the client accepted it is counted by the
@@ -40,6 +41,7 @@ struct Counters {
     exported: AtomicU64,
     refused_full: AtomicU64,
     refused_closed: AtomicU64,
+    samples_dropped: AtomicU64,
 }
 
 impl LayerStats {
@@ -67,6 +69,17 @@ impl LayerStats {
         self.inner.refused_closed.load(Ordering::Relaxed)
     }
 
+    /// Samples dropped because their span already held
+    /// [`max_samples`](crate::SsfLayer::max_samples): from metric events and from
+    /// [`SsfSpanExt::add_ssf_sample`](crate::SsfSpanExt::add_ssf_sample).
+    pub fn samples_dropped(&self) -> u64 {
+        self.inner.samples_dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_samples_dropped(&self, n: u64) {
+        self.inner.samples_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn add_exported(&self) {
         self.inner.exported.fetch_add(1, Ordering::Relaxed);
     }
@@ -89,6 +102,7 @@ impl fmt::Debug for LayerStats {
             .field("exported", &self.exported())
             .field("refused_full", &self.refused_full())
             .field("refused_closed", &self.refused_closed())
+            .field("samples_dropped", &self.samples_dropped())
             .finish()
     }
 }
@@ -102,6 +116,7 @@ mod tests {
         let stats = LayerStats::default();
         let other = stats.clone();
         other.add_exported();
+        other.add_samples_dropped(3);
         assert_eq!(stats.add_refused(true), 1);
         assert_eq!(stats.add_refused(false), 2);
         assert_eq!(
@@ -113,9 +128,10 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(other.refused(), 2);
+        assert_eq!(stats.samples_dropped(), 3);
         assert_eq!(
             format!("{other:?}"),
-            "LayerStats { exported: 1, refused_full: 1, refused_closed: 1 }"
+            "LayerStats { exported: 1, refused_full: 1, refused_closed: 1, samples_dropped: 3 }"
         );
     }
 }

@@ -5,7 +5,7 @@ mod support;
 use std::collections::HashMap;
 use std::io;
 
-use ssf_proto::SsfSpan;
+use ssf_proto::{Metric, SsfSpan};
 use support::Events;
 use tokio::sync::mpsc;
 use trace_client::{Client, SpanContext};
@@ -318,4 +318,156 @@ async fn tasks_on_other_worker_threads_join_the_trace() {
         }
     }
     assert_eq!(count, 8);
+}
+
+/// The samples of a span as (metric, name, value), in order.
+fn samples(span: &SsfSpan) -> Vec<(Metric, &str, f32)> {
+    span.metrics
+        .iter()
+        .map(|m| (m.metric(), m.name.as_str(), m.value))
+        .collect()
+}
+
+#[test]
+fn metric_events_become_samples_of_their_span() {
+    let (client, mut rx) = Client::channel(16);
+    tracing::subscriber::with_default(subscriber(SsfLayer::new(client)), || {
+        let outer = tracing::info_span!("outer");
+        outer.in_scope(|| {
+            tracing::info!(counter.requests = 1u64, "a request");
+            tracing::info!(monotonic_counter.bytes_in = 2048i64);
+            tracing::debug!(histogram.latency_ms = 12.5f64, route = "/users", ok = true);
+            tracing::trace!(gauge.queue_len = -3i64);
+            tracing::info_span!("inner").in_scope(|| {
+                tracing::info!(gauge.inner_depth = 7u64);
+            });
+            // Explicit parent: the event goes to `other`, never entered.
+            let other = tracing::info_span!("other");
+            tracing::info!(parent: &other, counter.to_other = 1);
+        });
+        // Outside every span: no span to carry it, nothing happens.
+        tracing::info!(counter.orphan = 1);
+    });
+    let spans = drain(&mut rx);
+    assert_eq!(spans.len(), 3, "{:?}", spans.keys());
+    let outer = &spans["outer"];
+    assert_eq!(
+        samples(outer),
+        [
+            (Metric::Counter, "requests", 1.0),
+            (Metric::Counter, "bytes_in", 2048.0),
+            (Metric::Histogram, "latency_ms", 12.5),
+            (Metric::Gauge, "queue_len", -3.0),
+        ]
+    );
+    // The other fields tag the event's samples; the message does not.
+    assert!(outer.metrics[0].tags.is_empty(), "{:?}", outer.metrics[0]);
+    let tags: Vec<(&str, &str)> = outer.metrics[2]
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(tags, [("ok", "true"), ("route", "/users")]);
+    for sample in &outer.metrics {
+        assert_eq!(sample.sample_rate, 1.0);
+        assert_eq!(sample.timestamp, 0);
+    }
+    // Events never add span tags nor flag the span.
+    assert!(outer.tags.is_empty(), "{:?}", outer.tags);
+    assert!(!outer.error);
+    assert_eq!(
+        samples(&spans["inner"]),
+        [(Metric::Gauge, "inner_depth", 7.0)]
+    );
+    assert_eq!(
+        samples(&spans["other"]),
+        [(Metric::Counter, "to_other", 1.0)]
+    );
+}
+
+#[test]
+fn metric_fields_without_a_usable_number_are_ignored() {
+    let (client, mut rx) = Client::channel(16);
+    tracing::subscriber::with_default(subscriber(SsfLayer::new(client)), || {
+        tracing::info_span!("op").in_scope(|| {
+            tracing::info!(counter.text = "five", gauge.flag = true, histogram.dbg = ?3);
+            tracing::info!(
+                gauge.nan = f64::NAN,
+                gauge.inf = f64::INFINITY,
+                gauge.huge = 1e300
+            );
+            tracing::info!("counter." = 1, counters.typo = 1, gauge = 2);
+            tracing::info!(histogram.kept = 1.0f64, counter.text = "ignored");
+        });
+    });
+    let spans = drain(&mut rx);
+    let op = &spans["op"];
+    assert_eq!(samples(op), [(Metric::Histogram, "kept", 1.0)]);
+    // A metric field that is not a number is no tag either.
+    assert!(op.metrics[0].tags.is_empty(), "{:?}", op.metrics[0].tags);
+}
+
+#[test]
+fn samples_per_span_are_capped_and_the_excess_counted() {
+    let (client, mut rx) = Client::channel(16);
+    let layer = SsfLayer::new(client).max_samples(3);
+    let stats = layer.stats();
+    tracing::subscriber::with_default(subscriber(layer), || {
+        let span = tracing::info_span!("busy");
+        span.in_scope(|| {
+            for i in 0..4u64 {
+                tracing::info!(counter.loops = 1, gauge.i = i);
+            }
+        });
+        span.add_ssf_sample(ssf_proto::sample::count("by_hand", 1.0));
+        tracing::info_span!("fresh").in_scope(|| tracing::info!(counter.c = 1));
+    });
+    let spans = drain(&mut rx);
+    assert_eq!(
+        samples(&spans["busy"]),
+        [
+            (Metric::Counter, "loops", 1.0),
+            (Metric::Gauge, "i", 0.0),
+            (Metric::Counter, "loops", 1.0),
+        ]
+    );
+    // 8 samples from events and 1 by hand, 3 kept.
+    assert_eq!(stats.samples_dropped(), 6);
+    assert_eq!(samples(&spans["fresh"]), [(Metric::Counter, "c", 1.0)]);
+}
+
+#[test]
+fn error_events_with_metric_fields_do_both() {
+    let (client, mut rx) = Client::channel(16);
+    tracing::subscriber::with_default(subscriber(SsfLayer::new(client)), || {
+        tracing::info_span!("op").in_scope(|| {
+            tracing::error!(counter.failures = 1, code = 503, "upstream down");
+        });
+    });
+    let spans = drain(&mut rx);
+    let op = &spans["op"];
+    assert!(op.error);
+    assert_eq!(op.tags["error.msg"], "upstream down");
+    assert_eq!(samples(op), [(Metric::Counter, "failures", 1.0)]);
+    assert_eq!(op.metrics[0].tags["code"], "503");
+}
+
+#[test]
+fn metric_events_can_be_turned_off() {
+    let (client, mut rx) = Client::channel(16);
+    let layer = SsfLayer::new(client).with_event_metrics(false);
+    tracing::subscriber::with_default(subscriber(layer), || {
+        tracing::info_span!("op").in_scope(|| tracing::info!(counter.calls = 1));
+    });
+    assert!(drain(&mut rx)["op"].metrics.is_empty());
+}
+
+#[test]
+fn internal_metric_events_are_ignored() {
+    let (client, mut rx) = Client::channel(16);
+    tracing::subscriber::with_default(subscriber(SsfLayer::new(client)), || {
+        tracing::info_span!("op")
+            .in_scope(|| tracing::event!(target: "tracing_ssf::internal", tracing::Level::INFO, { counter.internal = 1 }));
+    });
+    assert!(drain(&mut rx)["op"].metrics.is_empty());
 }

@@ -4,6 +4,7 @@ mod support;
 
 use std::time::Duration;
 
+use ssf_proto::Metric;
 use support::{Udp, by_name};
 use trace_client::SpanContext;
 use trace_client::propagation::{self, HeaderFormat};
@@ -211,4 +212,41 @@ async fn level_filtering_drops_filtered_spans() {
         inner.parent_id, outer.id,
         "the filtered spans are skipped over"
     );
+}
+
+#[tokio::test]
+async fn metric_events_arrive_as_samples_of_their_span() {
+    let mut udp = Udp::new().await;
+    let layer = SsfLayer::new(udp.client.clone());
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+
+    async {
+        tokio::task::yield_now().await;
+        tracing::info!(counter.uploads = 1, bucket = "photos", "upload started");
+        tracing::info!(histogram.upload_bytes = 5_000_000u64);
+        tracing::info!(gauge.uploads_in_flight = 2.0);
+        tracing::info!("a plain log line adds nothing");
+    }
+    .instrument(tracing::info_span!("upload"))
+    .await;
+
+    let spans = udp.spans(1).await;
+    let upload = &spans[0];
+    assert_eq!(upload.name, "upload");
+    assert!(ssf_proto::is_valid_trace(upload));
+    let samples: Vec<_> = upload
+        .metrics
+        .iter()
+        .map(|m| (m.metric(), m.name.as_str(), m.value))
+        .collect();
+    assert_eq!(
+        samples,
+        [
+            (Metric::Counter, "uploads", 1.0),
+            (Metric::Histogram, "upload_bytes", 5_000_000.0),
+            (Metric::Gauge, "uploads_in_flight", 2.0),
+        ]
+    );
+    assert_eq!(upload.metrics[0].tags["bucket"], "photos");
+    assert!(upload.tags.is_empty(), "{:?}", upload.tags);
 }
