@@ -10,7 +10,7 @@ use ssf_proto::SsfSpan;
 
 use crate::error::{DeliveryError, DropReason};
 use crate::message::Shared;
-use crate::transport::Transport;
+use crate::transport::{Ledger, Transport};
 
 /// A destination for spans that you write yourself, for
 /// [`Client::with_backend`](crate::Client::with_backend).
@@ -19,9 +19,10 @@ use crate::transport::Transport;
 /// queue order; it never calls two methods at once.
 ///
 /// * [`send`](Backend::send): deliver one span. `Ok` counts the span as sent, `Err` as
-///   dropped ([`DropReason::WriteError`]); the client does not retry. A backend that wants
-///   retries does them inside `send` (the future may take as long as it likes; the queue
-///   fills up meanwhile).
+///   dropped ([`DropReason::WriteError`]; the next [`Client::flush`](crate::Client::flush)
+///   reports it); the client does not retry. A backend that wants retries does them
+///   inside `send` (the future may take as long as it likes; the queue fills up
+///   meanwhile, and flushes give up at their deadline).
 /// * [`flush`](Backend::flush): write out anything buffered; called by
 ///   [`Client::flush`](crate::Client::flush) after every earlier span was passed to
 ///   `send`, and once more at shutdown.
@@ -77,12 +78,15 @@ pub trait Backend: Send + 'static {
 /// Adapts a [`Backend`] to the worker: accounting and panic containment.
 pub(crate) struct UserTransport<B> {
     backend: B,
-    shared: Arc<Shared>,
+    ledger: Ledger,
 }
 
 impl<B> UserTransport<B> {
     pub(crate) fn new(backend: B, shared: Arc<Shared>) -> Self {
-        UserTransport { backend, shared }
+        UserTransport {
+            backend,
+            ledger: Ledger::new(shared),
+        }
     }
 }
 
@@ -104,23 +108,20 @@ where
 
 impl<B: Backend> Transport for UserTransport<B> {
     async fn send(&mut self, span: &SsfSpan) -> Result<(), DeliveryError> {
-        let counters = &self.shared.counters;
         match contain(|| self.backend.send(span)).await {
             Ok(Ok(())) => {
-                counters.sent(1);
+                self.ledger.sent(1);
                 Ok(())
             }
             Ok(Err(e)) => {
-                counters.dropped(DropReason::WriteError, 1);
+                self.ledger.dropped(DropReason::WriteError, 1, Some(&e));
                 Err(DeliveryError::new(DropReason::WriteError, Some(e)))
             }
             Err(_) => {
-                counters.panicked();
-                counters.dropped(DropReason::Panicked, 1);
-                Err(DeliveryError::new(
-                    DropReason::Panicked,
-                    Some(panicked("sending")),
-                ))
+                let e = panicked("sending");
+                self.ledger.shared().counters.panicked();
+                self.ledger.dropped(DropReason::Panicked, 1, Some(&e));
+                Err(DeliveryError::new(DropReason::Panicked, Some(e)))
             }
         }
     }
@@ -129,7 +130,7 @@ impl<B: Backend> Transport for UserTransport<B> {
         match contain(|| self.backend.flush()).await {
             Ok(r) => r,
             Err(_) => {
-                self.shared.counters.panicked();
+                self.ledger.shared().counters.panicked();
                 Err(panicked("flushing"))
             }
         }
@@ -139,7 +140,7 @@ impl<B: Backend> Transport for UserTransport<B> {
         match contain(|| self.backend.close()).await {
             Ok(r) => r,
             Err(_) => {
-                self.shared.counters.panicked();
+                self.ledger.shared().counters.panicked();
                 Err(panicked("closing"))
             }
         }
@@ -147,5 +148,9 @@ impl<B: Backend> Transport for UserTransport<B> {
 
     fn abort(&mut self) -> u64 {
         0
+    }
+
+    fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 }

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use ssf_codec::addr::{Address, Scheme};
 use ssf_proto::SsfSample;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backend::{Backend, UserTransport};
 use crate::client::{Client, Kind, Normalizer};
 use crate::error::BuildError;
-use crate::message::{FlushRound, Message, Shared};
+use crate::message::{FlushRound, Message, Shared, run_flush};
 use crate::stats::{StatsCounter, report_counters};
 use crate::transport::{NetConfig, StreamTransport, Transport, UdpTransport};
 use crate::worker::Worker;
@@ -34,6 +34,12 @@ pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(20);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Default time budget of one connect sequence: 10 s, as in veneur.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default write timeout: 5 s during which the receiver takes no byte (veneur has none:
+/// a receiver that stops reading holds its connection forever).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time limit of [`Client::flush`]: 15 s, enough for a connect sequence and a
+/// stalled write with the default timeouts.
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default limit on a UDP span's encoded size: 16 384 bytes.
 pub const DEFAULT_MAX_DATAGRAM_SIZE: usize = ssf_codec::DEFAULT_MAX_DATAGRAM_SIZE;
 /// The largest queue capacity [`ClientBuilder::build`] accepts.
@@ -74,6 +80,8 @@ struct StatsReporting {
 /// | [`backoff`](Self::backoff) | 20 ms ([`DEFAULT_BACKOFF`]) | network |
 /// | [`max_backoff`](Self::max_backoff) | 1 s ([`DEFAULT_MAX_BACKOFF`]) | network |
 /// | [`connect_timeout`](Self::connect_timeout) | 10 s ([`DEFAULT_CONNECT_TIMEOUT`]) | network |
+/// | [`write_timeout`](Self::write_timeout) | 5 s ([`DEFAULT_WRITE_TIMEOUT`]) | network |
+/// | [`flush_timeout`](Self::flush_timeout) | 15 s ([`DEFAULT_FLUSH_TIMEOUT`]) | all |
 /// | [`max_datagram_size`](Self::max_datagram_size) | 16 384 bytes ([`DEFAULT_MAX_DATAGRAM_SIZE`]) | network (UDP) |
 /// | [`normalize_samples`](Self::normalize_samples) | none | all |
 /// | [`report_statistics`](Self::report_statistics) | none | all |
@@ -110,6 +118,8 @@ pub struct ClientBuilder {
     backoff: Option<Duration>,
     max_backoff: Option<Duration>,
     connect_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    flush_timeout: Option<Duration>,
     max_datagram_size: Option<usize>,
     normalizer: Option<Normalizer>,
     stats: Option<StatsReporting>,
@@ -133,6 +143,8 @@ impl fmt::Debug for ClientBuilder {
             .field("backoff", &self.backoff)
             .field("max_backoff", &self.max_backoff)
             .field("connect_timeout", &self.connect_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("flush_timeout", &self.flush_timeout)
             .field("max_datagram_size", &self.max_datagram_size)
             .field("normalize_samples", &self.normalizer.is_some())
             .field("report_statistics", &self.stats.is_some())
@@ -152,6 +164,8 @@ impl ClientBuilder {
             backoff: None,
             max_backoff: None,
             connect_timeout: None,
+            write_timeout: None,
+            flush_timeout: None,
             max_datagram_size: None,
             normalizer: None,
             stats: None,
@@ -248,11 +262,34 @@ impl ClientBuilder {
     }
 
     /// How long one connect sequence may take before the span waiting for it is dropped
-    /// ([`DropReason::ConnectTimeout`](crate::DropReason::ConnectTimeout)); the next span
-    /// starts a new sequence. Network only.
+    /// ([`DropReason::ConnectTimeout`](crate::DropReason::ConnectTimeout)). After a
+    /// failed sequence every backend without a connection is *down*: spans are dropped
+    /// at once (same reason) instead of waiting, and a single connect attempt is made at
+    /// each backoff time until one succeeds. Network only.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.network("connect_timeout");
         self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a write may wait without the receiver taking a single byte. When it
+    /// passes, the spans being written are dropped
+    /// ([`DropReason::WriteTimeout`](crate::DropReason::WriteTimeout)), the connection
+    /// is closed and the backend is down until its next backoff time (see
+    /// [`connect_timeout`](Self::connect_timeout)). A slow receiver that keeps reading
+    /// never trips it. Network only.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.network("write_timeout");
+        self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// The time limit of [`Client::flush`]: when it passes, the flush fails, listing
+    /// the backends that had not finished (they go on with what they hold; nothing is
+    /// dropped because of it). [`Client::flush_with_deadline`] sets another limit for
+    /// one call.
+    pub fn flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = Some(timeout);
         self
     }
 
@@ -305,7 +342,7 @@ impl ClientBuilder {
     /// * [`BuildError::UnsupportedScheme`]: `unixgram`/`unixpacket` (veneur does not read
     ///   SSF from them), or unix sockets on a platform without them;
     /// * [`BuildError::Invalid`]: a zero capacity, backend count, buffer size, backoff,
-    ///   connect timeout, flush or statistics interval; a backoff above the maximum; a
+    ///   connect, write or flush timeout, flush or statistics interval; a backoff above the maximum; a
     ///   datagram limit of 0 or above 65 507 bytes;
     /// * [`BuildError::NotNetworked`]: a network option on a user-backend client;
     /// * [`BuildError::NoRuntime`]: called outside a tokio runtime.
@@ -347,6 +384,18 @@ impl ClientBuilder {
                 "connect_timeout must be greater than zero",
             ));
         }
+        let write_timeout = self.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT);
+        if write_timeout.is_zero() {
+            return Err(BuildError::Invalid(
+                "write_timeout must be greater than zero",
+            ));
+        }
+        let flush_timeout = self.flush_timeout.unwrap_or(DEFAULT_FLUSH_TIMEOUT);
+        if flush_timeout.is_zero() {
+            return Err(BuildError::Invalid(
+                "flush_timeout must be greater than zero",
+            ));
+        }
         let buffer_size = self.buffer_size.unwrap_or(DEFAULT_BUFFER_SIZE);
         if self.buffered && buffer_size == 0 {
             return Err(BuildError::Invalid("buffer_size must be greater than zero"));
@@ -371,6 +420,7 @@ impl ClientBuilder {
             backoff,
             max_backoff,
             connect_timeout,
+            write_timeout,
             buffer_size: self.buffered.then_some(buffer_size),
             max_datagram_size,
         };
@@ -405,7 +455,7 @@ impl ClientBuilder {
             controls.push(c_tx);
             control_rxs.push(c_rx);
         }
-        let shared = Arc::new(Shared::new(rx, controls));
+        let shared = Arc::new(Shared::new(rx, controls).with_flush_timeout(flush_timeout));
         let batch = (capacity / workers).clamp(1, 128);
 
         fn spawn<T: Transport>(
@@ -469,19 +519,9 @@ async fn periodic_flush(tx: mpsc::WeakSender<Message>, shared: Arc<Shared>, ever
         }
         // Holds the queue open only while handing over the marker.
         let Some(sender) = tx.upgrade() else { return };
-        let (reply, done) = oneshot::channel();
-        let round = Arc::new(FlushRound::new(shared.workers(), Some(reply)));
-        let queued = tokio::select! {
-            biased;
-            _ = shared.draining.wait() => false,
-            r = sender.send(Message::Flush(round)) => r.is_ok(),
-        };
-        drop(sender);
-        if !queued {
-            return;
-        }
         // Wait for this flush before the next tick, so slow flushes do not pile up.
-        let _ = done.await;
+        let deadline = Instant::now() + shared.flush_timeout;
+        let _ = run_flush(sender, &shared, deadline).await;
     }
 }
 

@@ -10,11 +10,16 @@ use ssf_proto::{SsfSample, SsfSpan};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
+/// About 30 years from now: "no limit" for a deadline that overflows the clock.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
 use crate::backend::Backend;
 use crate::builder::ClientBuilder;
 use crate::error::{FlushError, RecordError, TryRecordError};
 use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
-use crate::message::{FlushRound, Message, Shared};
+use crate::message::{Message, Shared, run_flush};
 use crate::stats::{ClientStats, Counters};
 
 pub(crate) type Normalizer = Arc<dyn Fn(&mut SsfSample) + Send + Sync>;
@@ -332,18 +337,33 @@ impl Client {
 
     /// Waits until every span recorded before this call has been written by its backend
     /// (busy backends are waited for), buffered backends have written their buffers,
-    /// and each backend reported.
+    /// and each backend reported; at most [`flush_timeout`](ClientBuilder::flush_timeout)
+    /// (15 s by default).
     ///
     /// # Errors
     ///
-    /// A [`FlushError`] listing each backend that failed (the spans it held are counted
-    /// as dropped), or saying the client is closed.
+    /// A [`FlushError`] listing each backend that failed: its buffer could not be
+    /// written, it dropped spans since its previous flush (no connection, write error or
+    /// timeout; [`BackendError::dropped`](crate::BackendError::dropped) says how many),
+    /// or it had not finished when the time limit passed
+    /// ([`is_timed_out`](FlushError::is_timed_out)). Or the client is closed.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future does not stop a flush that already reached the queue; its
-    /// outcome is still counted in the statistics.
+    /// outcome is still counted in the statistics (as failed, if the future was dropped
+    /// before it resolved).
     pub fn flush(&self) -> FlushFuture {
+        self.flush_with_deadline(self.inner.shared.flush_timeout)
+    }
+
+    /// [`flush`](Client::flush) with a time limit of `deadline` (from the first poll)
+    /// instead of the client's [`flush_timeout`](ClientBuilder::flush_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Client::flush).
+    pub fn flush_with_deadline(&self, deadline: Duration) -> FlushFuture {
         let shared = self.inner.shared.clone();
         let tx = match &self.inner.kind {
             Kind::Queue(tx) => Some(tx.clone()),
@@ -358,14 +378,10 @@ impl Client {
                 shared.counters.flushed(false);
                 return Err(FlushError::closed());
             }
-            let (reply, result) = oneshot::channel();
-            let round = Arc::new(FlushRound::new(shared.workers(), Some(reply)));
-            if tx.send(Message::Flush(round)).await.is_err() {
-                shared.counters.flushed(false);
-                return Err(FlushError::closed());
-            }
-            drop(tx);
-            result.await.unwrap_or_else(|_| Err(FlushError::closed()))
+            let at = tokio::time::Instant::now()
+                .checked_add(deadline)
+                .unwrap_or_else(far_future);
+            run_flush(tx, &shared, at).await
         })
     }
 

@@ -131,18 +131,23 @@ pub enum DropReason {
     Closed,
     /// Writing to the connection failed (the connection is reset; the next span reconnects).
     WriteError,
-    /// No connection could be made within the connect timeout.
+    /// No connection: a connect sequence ran out its connect timeout, or the backend is
+    /// down after one and its next connect attempt has not succeeded yet.
     ConnectTimeout,
     /// The span's encoding is larger than the datagram limit (UDP) or the 16 MiB frame
     /// limit (streams). Spans are never truncated.
     Oversize,
     /// A user-supplied [`Backend`](crate::Backend) panicked while sending it.
     Panicked,
+    /// The receiver took no bytes for the write timeout (it stopped reading): the
+    /// connection is dropped, and the backend is down until its next connect attempt.
+    WriteTimeout,
 }
 
 impl DropReason {
     /// A short lowercase name (`closed`, `write_error`, `connect_timeout`, `oversize`,
-    /// `panicked`), as used in the [`DropCounts`](crate::DropCounts) accessors.
+    /// `panicked`, `write_timeout`), as used in the [`DropCounts`](crate::DropCounts)
+    /// accessors.
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::Closed => "closed",
@@ -150,6 +155,7 @@ impl DropReason {
             DropReason::ConnectTimeout => "connect_timeout",
             DropReason::Oversize => "oversize",
             DropReason::Panicked => "panicked",
+            DropReason::WriteTimeout => "write_timeout",
         }
     }
 }
@@ -195,6 +201,9 @@ impl fmt::Display for DeliveryError {
             DropReason::ConnectTimeout => "span dropped: no connection within the connect timeout",
             DropReason::Oversize => "span dropped: its encoding is over the size limit",
             DropReason::Panicked => "span dropped: the backend panicked",
+            DropReason::WriteTimeout => {
+                "span dropped: the receiver took nothing within the write timeout"
+            }
         })
     }
 }
@@ -207,21 +216,105 @@ impl StdError for DeliveryError {
 
 // ===== FlushError =====
 
+/// Spans one backend dropped since it last reported to a flush (delivery failures only:
+/// not spans too large to send, not spans dropped by a shutdown).
+#[derive(Debug, Clone)]
+pub(crate) struct Dropped {
+    count: u64,
+    reason: DropReason,
+    kind: io::ErrorKind,
+    /// The first failure's message.
+    first: Option<String>,
+}
+
+impl Dropped {
+    pub(crate) fn new(reason: DropReason, count: u64, error: Option<&io::Error>) -> Self {
+        Dropped {
+            count,
+            reason,
+            kind: error.map_or(io::ErrorKind::Other, io::Error::kind),
+            first: error.map(ToString::to_string),
+        }
+    }
+
+    pub(crate) fn add(&mut self, n: u64) {
+        self.count = self.count.saturating_add(n);
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The error a flush reports for these drops.
+    pub(crate) fn into_error(self) -> io::Error {
+        io::Error::new(self.kind, self)
+    }
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.count == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} span{s} dropped since the previous flush (first: {}",
+            self.count, self.reason
+        )?;
+        if let Some(first) = &self.first {
+            write!(f, ": {first}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl StdError for Dropped {}
+
 /// One backend's failure during a flush or a shutdown.
 #[derive(Debug)]
 pub struct BackendError {
     index: usize,
     error: io::Error,
+    dropped: u64,
 }
 
 impl BackendError {
     pub(crate) fn new(index: usize, error: io::Error) -> Self {
-        BackendError { index, error }
+        BackendError {
+            index,
+            error,
+            dropped: 0,
+        }
+    }
+
+    /// The failure of a flush: the flush's own error, else the drops it reports.
+    pub(crate) fn for_flush(
+        index: usize,
+        result: io::Result<()>,
+        dropped: Option<Dropped>,
+    ) -> Option<Self> {
+        let count = dropped.as_ref().map_or(0, Dropped::count);
+        let error = match (result, dropped) {
+            (Err(e), _) => e,
+            (Ok(()), Some(d)) => d.into_error(),
+            (Ok(()), None) => return None,
+        };
+        Some(BackendError {
+            index,
+            error,
+            dropped: count,
+        })
     }
 
     /// The backend's index, from 0 to `parallel_backends - 1`.
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// In a [`FlushError`]: how many spans this backend dropped (connect failures,
+    /// write errors and timeouts, panics of a user backend) since it last reported to a
+    /// flush, these included. 0 when the flush itself failed without drops, and in a
+    /// [`ShutdownReport`](crate::ShutdownReport).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// What went wrong.
@@ -249,7 +342,8 @@ impl StdError for BackendError {
 
 /// Why [`Client::flush`](crate::Client::flush) failed.
 ///
-/// Either some backends failed to write what they held (each is listed, by index) or the
+/// Either some backends failed (each is listed, by index: its flush failed, it dropped
+/// spans since its previous flush, or it had not finished by the flush's deadline) or the
 /// client was closed before the flush could reach its backends.
 #[derive(Debug)]
 pub struct FlushError {
@@ -261,15 +355,32 @@ enum FlushErrorKind {
     Backends {
         failures: Vec<BackendError>,
         backends: usize,
+        timed_out: bool,
     },
     Closed,
 }
 
 impl FlushError {
-    pub(crate) fn backends(failures: Vec<BackendError>, backends: usize) -> Self {
+    pub(crate) fn backends(failures: Vec<BackendError>, backends: usize, timed_out: bool) -> Self {
         FlushError {
-            kind: FlushErrorKind::Backends { failures, backends },
+            kind: FlushErrorKind::Backends {
+                failures,
+                backends,
+                timed_out,
+            },
         }
+    }
+
+    /// Whether the flush's deadline passed before every backend reported; those that had
+    /// not are listed with a `TimedOut` error (they go on with the spans they hold).
+    pub fn is_timed_out(&self) -> bool {
+        matches!(
+            self.kind,
+            FlushErrorKind::Backends {
+                timed_out: true,
+                ..
+            }
+        )
     }
 
     pub(crate) fn closed() -> Self {
@@ -304,10 +415,15 @@ impl fmt::Display for FlushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             FlushErrorKind::Closed => f.write_str("flush failed: the client is closed"),
-            FlushErrorKind::Backends { failures, backends } => {
+            FlushErrorKind::Backends {
+                failures,
+                backends,
+                timed_out,
+            } => {
+                let what = if *timed_out { "timed out" } else { "failed" };
                 write!(
                     f,
-                    "flush failed on {} of {} backends: [",
+                    "flush {what} on {} of {} backends: [",
                     failures.len(),
                     backends
                 )?;
@@ -393,6 +509,7 @@ mod tests {
                 BackendError::new(3, io::Error::other("boom")),
             ],
             8,
+            false,
         );
         let text = e.to_string();
         assert!(text.starts_with("flush failed on 2 of 8 backends: [backend 0: "));

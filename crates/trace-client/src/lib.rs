@@ -61,6 +61,8 @@
 //! | [`flush_interval`](ClientBuilder::flush_interval) | none |
 //! | [`backoff`](ClientBuilder::backoff) / [`max_backoff`](ClientBuilder::max_backoff) | 20 ms / 1 s |
 //! | [`connect_timeout`](ClientBuilder::connect_timeout) | 10 s |
+//! | [`write_timeout`](ClientBuilder::write_timeout) | 5 s without the receiver taking a byte |
+//! | [`flush_timeout`](ClientBuilder::flush_timeout) | 15 s |
 //! | [`max_datagram_size`](ClientBuilder::max_datagram_size) | 16 384 bytes |
 //!
 //! # What happens to a span
@@ -69,27 +71,49 @@
 //! closed) or **accepted**. An accepted span is then **queued** (in the queue, being
 //! written, or in a write buffer), **sent** (written to its connection) or **dropped**
 //! with a [`DropReason`]: the write failed (the connection is reset and the next span
-//! reconnects), no connection could be made within the connect timeout, it is too large,
-//! a user backend panicked, or the client shut down first. Nothing is retried, nothing is
-//! lost without being counted: `accepted == sent + dropped + queued` ([`ClientStats`]).
+//! reconnects), the receiver took nothing for the write timeout, there was no connection
+//! (see below), it is too large, a user backend panicked, or the client shut down first.
+//! Nothing is retried, nothing is lost without being counted:
+//! `accepted == sent + dropped + queued` ([`ClientStats`]).
 //!
 //! A [`Receipt`] ([`record_with_receipt`](Client::record_with_receipt)) tells one span's
 //! fate. For buffered streams it resolves when the span is in the buffer; the buffer
 //! reaches the socket when it is full, on [`flush`](Client::flush), on a
 //! [flush interval](ClientBuilder::flush_interval) tick or at shutdown.
 //!
-//! Reconnecting: the first attempt is immediate; after a failure a backend waits a delay
+//! # When the receiver is absent or stops reading
+//!
+//! Connecting: the first attempt is immediate; after a failure a backend waits a delay
 //! that doubles from [`backoff`](ClientBuilder::backoff) up to
 //! [`max_backoff`](ClientBuilder::max_backoff), drawn at random from the upper half of its
 //! range, and gives up (dropping the span it holds) once
 //! [`connect_timeout`](ClientBuilder::connect_timeout) has passed. While a backend waits,
 //! the others keep working and the queue fills up; nothing spins.
 //!
+//! Once a connect sequence has failed, the client's backends are **down**: instead of
+//! each span waiting for a connect timeout of its own (veneur), spans are dropped at once
+//! ([`DropReason::ConnectTimeout`]), so the queue drains and
+//! [`try_record`](Client::try_record) keeps being accepted. At each backoff time a down
+//! backend makes one connect attempt, with the span that starts it waiting for it at most
+//! `max_backoff`; the first success brings the backends back. A write that the receiver
+//! does not take a byte of for [`write_timeout`](ClientBuilder::write_timeout) drops the
+//! spans being written ([`DropReason::WriteTimeout`]), closes the connection and puts
+//! that backend down until its next backoff time.
+//!
+//! So with nothing listening (default settings): records never wait, memory stays within
+//! the queue and buffers, an idle client does nothing at all, the first
+//! [`flush`](Client::flush) fails after one connect timeout (10 s) and later ones at
+//! once, each listing the spans dropped, and [`shutdown`](Client::shutdown) returns
+//! without waiting for its deadline unless a connect sequence is under way.
+//!
 //! # Flush, shutdown, drop
 //!
 //! * [`flush`](Client::flush) resolves once every span recorded before it was written by
 //!   its backend (a backend busy writing is waited for, not skipped) and every buffer was
-//!   written; the error lists each backend that failed.
+//!   written, or when its [time limit](ClientBuilder::flush_timeout) passes. It fails,
+//!   listing each backend concerned, when a buffer could not be written, when a backend
+//!   dropped spans since its previous flush (no connection, write error, write timeout),
+//!   or when the time limit passed first.
 //! * [`shutdown(deadline)`](Client::shutdown) stops intake for every handle (later records
 //!   are refused as closed), lets the backends send what is queued, write their buffers
 //!   and close their connections (stream receivers see the end of the stream), then
@@ -140,6 +164,11 @@
 //!   in one atomic step, so no count is lost between reports.
 //! * Building a client no longer reseeds a process-global random generator, and a
 //!   [neutralised](Client::neutralized) client says it is closed.
+//! * A receiver that stopped reading held a backend forever, and with the receiver
+//!   down every span waited out a connect timeout of its own; here writes have a
+//!   [timeout](ClientBuilder::write_timeout) and a down client drops spans at once.
+//!   **Flush** returned success although spans had been dropped; here it reports them,
+//!   within a [time limit](ClientBuilder::flush_timeout).
 //! * Deliberately kept: records never wait ([`try_record`](Client::try_record)), a failed
 //!   write drops the span (no endless retries), the connect timeout bounds each connect
 //!   sequence, veneur's statistics names and reporting order.
@@ -168,6 +197,7 @@ mod client;
 pub mod default;
 mod error;
 mod future;
+mod link;
 mod message;
 mod stats;
 pub mod testing;
@@ -177,8 +207,8 @@ mod worker;
 pub use backend::Backend;
 pub use builder::{
     ClientBuilder, DEFAULT_BACKEND_CAPACITY, DEFAULT_BACKOFF, DEFAULT_BUFFER_SIZE,
-    DEFAULT_CAPACITY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_DATAGRAM_SIZE,
-    DEFAULT_PARALLEL_BACKENDS, MAX_CAPACITY,
+    DEFAULT_CAPACITY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAX_BACKOFF,
+    DEFAULT_MAX_DATAGRAM_SIZE, DEFAULT_PARALLEL_BACKENDS, DEFAULT_WRITE_TIMEOUT, MAX_CAPACITY,
 };
 pub use client::Client;
 pub use error::{

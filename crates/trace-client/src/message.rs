@@ -3,9 +3,11 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use ssf_proto::SsfSpan;
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::error::{BackendError, DeliveryError, FlushError};
 use crate::stats::Counters;
@@ -79,6 +81,11 @@ pub(crate) struct Shared {
     pub(crate) draining: Signal,
     /// Workers stop writing: what is left is dropped as closed.
     pub(crate) aborting: Signal,
+    /// A connect sequence failed and no backend has connected since: backends without a
+    /// connection are down (they try in the background instead of making spans wait).
+    pub(crate) peer_down: AtomicBool,
+    /// The time limit of [`Client::flush`](crate::Client::flush).
+    pub(crate) flush_timeout: Duration,
     /// The shared queue's receiving end (workers take batches under this lock).
     pub(crate) rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
     /// Per-worker control channels, for flush rounds.
@@ -99,12 +106,19 @@ impl Shared {
             closing: AtomicBool::new(false),
             draining: Signal::default(),
             aborting: Signal::default(),
+            peer_down: AtomicBool::new(false),
+            flush_timeout: crate::builder::DEFAULT_FLUSH_TIMEOUT,
             rx: tokio::sync::Mutex::new(rx),
             live_workers: AtomicUsize::new(controls.len()),
             controls,
             workers_done: Notify::new(),
             final_errors: Mutex::new(Vec::new()),
         }
+    }
+
+    pub(crate) fn with_flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = timeout;
+        self
     }
 
     pub(crate) fn workers(&self) -> usize {
@@ -162,18 +176,28 @@ impl Shared {
     }
 }
 
-/// One flush call: every worker reports its backend's result; the last one resolves it.
+/// One flush call: every worker reports its backend's result; the last one resolves it,
+/// unless the flush's deadline resolved it first.
 #[derive(Debug)]
 pub(crate) struct FlushRound {
-    remaining: AtomicUsize,
     backends: usize,
     state: Mutex<RoundState>,
 }
 
 #[derive(Debug)]
 struct RoundState {
+    reported: Vec<bool>,
+    remaining: usize,
     failures: Vec<BackendError>,
     reply: Option<oneshot::Sender<Result<(), FlushError>>>,
+    resolved: bool,
+}
+
+fn flush_timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the flush deadline passed before this backend finished",
+    )
 }
 
 impl FlushRound {
@@ -182,35 +206,119 @@ impl FlushRound {
         reply: Option<oneshot::Sender<Result<(), FlushError>>>,
     ) -> Self {
         FlushRound {
-            remaining: AtomicUsize::new(backends),
             backends,
             state: Mutex::new(RoundState {
+                reported: vec![false; backends],
+                remaining: backends,
                 failures: Vec::new(),
                 reply,
+                resolved: false,
             }),
         }
     }
 
-    /// Records backend `index`'s result; the last call counts the flush and replies.
-    pub(crate) fn complete(&self, index: usize, result: io::Result<()>, counters: &Counters) {
+    /// Records backend `index`'s outcome (`None`: success); the last report counts the
+    /// flush and replies. Returns false when the round was already resolved (by its
+    /// deadline): the report reached nobody.
+    pub(crate) fn complete(
+        &self,
+        index: usize,
+        failure: Option<BackendError>,
+        counters: &Counters,
+    ) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = result {
-            state.failures.push(BackendError::new(index, e));
+        if state.resolved {
+            return false;
         }
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let mut failures = std::mem::take(&mut state.failures);
-            let reply = state.reply.take();
-            drop(state);
-            counters.flushed(failures.is_empty());
-            let result = if failures.is_empty() {
-                Ok(())
-            } else {
-                failures.sort_by_key(BackendError::index);
-                Err(FlushError::backends(failures, self.backends))
-            };
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
-            }
+        match state.reported.get_mut(index) {
+            Some(seen) if !*seen => *seen = true,
+            // Reported already (or no such backend): nothing changes.
+            _ => return true,
+        }
+        state.failures.extend(failure);
+        state.remaining -= 1;
+        if state.remaining == 0 {
+            self.resolve(state, false, counters);
+        }
+        true
+    }
+
+    /// Resolves the round at its deadline: the backends that have not reported are
+    /// listed as timed out. Does nothing if the round is resolved already.
+    pub(crate) fn expire(&self, counters: &Counters) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.resolved {
+            return;
+        }
+        let late: Vec<usize> = (0..self.backends)
+            .filter(|i| !state.reported.get(*i).copied().unwrap_or(true))
+            .collect();
+        for i in late {
+            state.failures.push(BackendError::new(i, flush_timed_out()));
+        }
+        self.resolve(state, true, counters);
+    }
+
+    fn resolve(
+        &self,
+        mut state: std::sync::MutexGuard<'_, RoundState>,
+        timed_out: bool,
+        counters: &Counters,
+    ) {
+        state.resolved = true;
+        let mut failures = std::mem::take(&mut state.failures);
+        let reply = state.reply.take();
+        drop(state);
+        counters.flushed(failures.is_empty());
+        let result = if failures.is_empty() {
+            Ok(())
+        } else {
+            failures.sort_by_key(BackendError::index);
+            Err(FlushError::backends(failures, self.backends, timed_out))
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
         }
     }
+}
+
+/// Queues a flush marker and waits for the round it starts, until `deadline`.
+///
+/// Waits for room in the queue if it is full (within the deadline). At the deadline the
+/// round is resolved with the backends that have not reported listed as timed out.
+pub(crate) async fn run_flush(
+    tx: mpsc::Sender<Message>,
+    shared: &Shared,
+    deadline: Instant,
+) -> Result<(), FlushError> {
+    let (reply, mut result) = oneshot::channel();
+    let round = Arc::new(FlushRound::new(shared.workers(), Some(reply)));
+    let queued = tokio::select! {
+        biased;
+        r = tx.send(Message::Flush(round.clone())) => Some(r.is_ok()),
+        _ = tokio::time::sleep_until(deadline) => None,
+        // Not queued: a shutdown began while waiting for room.
+        _ = shared.draining.wait() => Some(false),
+    };
+    // Holding a sender would keep the queue open after the last handle is dropped.
+    drop(tx);
+    match queued {
+        Some(true) => {}
+        Some(false) => {
+            shared.counters.flushed(false);
+            return Err(FlushError::closed());
+        }
+        None => round.expire(&shared.counters),
+    }
+    let got = match tokio::time::timeout_at(deadline, &mut result).await {
+        Ok(got) => got,
+        Err(_) => {
+            round.expire(&shared.counters);
+            // Resolved now: either a backend or `expire` replied.
+            result.await
+        }
+    };
+    // A round dropped unresolved means every worker that held it stopped: the client
+    // closed.
+    got.unwrap_or_else(|_| Err(FlushError::closed()))
 }

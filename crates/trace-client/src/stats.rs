@@ -25,7 +25,7 @@ pub(crate) struct Counters {
     report: [AtomicU64; 4],
 }
 
-const DROP_REASONS: usize = 5;
+const DROP_REASONS: usize = 6;
 const REFUSED_FULL: usize = 0;
 const REFUSED_CLOSED: usize = 1;
 const REPORT_FLUSHES_FAILED: usize = 0;
@@ -40,6 +40,7 @@ fn drop_index(reason: DropReason) -> usize {
         DropReason::ConnectTimeout => 2,
         DropReason::Oversize => 3,
         DropReason::Panicked => 4,
+        DropReason::WriteTimeout => 5,
     }
 }
 
@@ -130,6 +131,7 @@ impl Counters {
             connect_timeout: d(DropReason::ConnectTimeout),
             oversize: d(DropReason::Oversize),
             panicked: d(DropReason::Panicked),
+            write_timeout: d(DropReason::WriteTimeout),
         };
         let accepted = self.accepted.load(Ordering::Acquire);
         ClientStats {
@@ -161,6 +163,7 @@ pub struct DropCounts {
     connect_timeout: u64,
     oversize: u64,
     panicked: u64,
+    write_timeout: u64,
 }
 
 impl DropCounts {
@@ -174,9 +177,15 @@ impl DropCounts {
         self.write_error
     }
 
-    /// Dropped because no connection could be made within the connect timeout.
+    /// Dropped because there was no connection: a connect sequence ran out its timeout,
+    /// or the backend was down after one.
     pub fn connect_timeout(&self) -> u64 {
         self.connect_timeout
+    }
+
+    /// Dropped because the receiver took nothing for the write timeout.
+    pub fn write_timeout(&self) -> u64 {
+        self.write_timeout
     }
 
     /// Dropped because they were too large to send.
@@ -197,12 +206,18 @@ impl DropCounts {
             DropReason::ConnectTimeout => self.connect_timeout,
             DropReason::Oversize => self.oversize,
             DropReason::Panicked => self.panicked,
+            DropReason::WriteTimeout => self.write_timeout,
         }
     }
 
     /// All dropped spans.
     pub fn total(&self) -> u64 {
-        self.closed + self.write_error + self.connect_timeout + self.oversize + self.panicked
+        self.closed
+            + self.write_error
+            + self.connect_timeout
+            + self.oversize
+            + self.panicked
+            + self.write_timeout
     }
 }
 

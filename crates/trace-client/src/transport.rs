@@ -16,9 +16,11 @@ use ssf_codec::{DatagramCodec, SsfCodec};
 use ssf_proto::SsfSpan;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::Instant;
 
-use crate::backoff::{Backoff, connect_with_backoff};
-use crate::error::{DeliveryError, DropReason};
+use crate::backoff::Backoff;
+use crate::error::{DeliveryError, DropReason, Dropped};
+use crate::link::{Connect, ConnectFuture, Link};
 use crate::message::Shared;
 
 /// What a worker drives. Implemented by the built-in transports and, through an adapter,
@@ -36,6 +38,65 @@ pub(crate) trait Transport: Send + 'static {
     /// Forgets the connection and the buffer; returns how many spans the buffer held, for
     /// the worker to count as dropped.
     fn abort(&mut self) -> u64;
+
+    /// This backend's accounting.
+    fn ledger(&mut self) -> &mut Ledger;
+}
+
+/// One backend's accounting: the client's counters, and what this backend dropped since
+/// it last reported to a flush.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    shared: Arc<Shared>,
+    since_flush: Option<Dropped>,
+}
+
+impl Ledger {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Ledger {
+            shared,
+            since_flush: None,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    #[inline]
+    pub(crate) fn sent(&self, n: u64) {
+        self.shared.counters.sent(n);
+    }
+
+    /// Counts `n` dropped spans; delivery failures are kept for the next flush.
+    pub(crate) fn dropped(&mut self, reason: DropReason, n: u64, error: Option<&io::Error>) {
+        if n == 0 {
+            return;
+        }
+        self.shared.counters.dropped(reason, n);
+        if matches!(reason, DropReason::Oversize | DropReason::Closed) {
+            // Not a delivery failure: the span could never be sent, or the client is
+            // going away (a flush cannot be waiting).
+            return;
+        }
+        match &mut self.since_flush {
+            Some(d) => d.add(n),
+            None => self.since_flush = Some(Dropped::new(reason, n, error)),
+        }
+    }
+
+    /// What was dropped since the last report, for a flush.
+    pub(crate) fn take(&mut self) -> Option<Dropped> {
+        self.since_flush.take()
+    }
+
+    /// Puts back what a flush that timed out did not receive.
+    pub(crate) fn restore(&mut self, d: Dropped) {
+        match &mut self.since_flush {
+            Some(now) => now.add(d.count()),
+            None => self.since_flush = Some(d),
+        }
+    }
 }
 
 /// Connection settings shared by the network transports.
@@ -44,6 +105,7 @@ pub(crate) struct NetConfig {
     pub(crate) backoff: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     /// Write-buffer size for streams; `None` = every frame is written on its own.
     pub(crate) buffer_size: Option<usize>,
     pub(crate) max_datagram_size: usize,
@@ -64,6 +126,77 @@ fn oversize(e: ssf_codec::Error) -> DeliveryError {
     )
 }
 
+// ===== writes with a stall timeout =====
+
+/// A socket that can be written without waiting, and waited on until writable.
+pub(crate) trait TryWrite {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Why a write failed.
+pub(crate) fn write_failed(e: WriteFailure) -> (DropReason, io::Error) {
+    match e {
+        WriteFailure::Io(e) => (DropReason::WriteError, e),
+        WriteFailure::Stalled(t) => (
+            DropReason::WriteTimeout,
+            io::Error::new(io::ErrorKind::TimedOut, WriteStalled(t)),
+        ),
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum WriteFailure {
+    Io(io::Error),
+    Stalled(Duration),
+}
+
+/// The error inside the `TimedOut` I/O error of a stalled write.
+#[derive(Debug)]
+struct WriteStalled(Duration);
+
+impl std::fmt::Display for WriteStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the receiver took nothing for {:?} (write timeout)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for WriteStalled {}
+
+/// Writes all of `buf`, failing if the socket takes nothing for `timeout`. The timer is
+/// only set up when the socket is full.
+pub(crate) async fn write_all<W: TryWrite>(
+    w: &W,
+    mut buf: &[u8],
+    timeout: Duration,
+) -> Result<(), WriteFailure> {
+    let mut deadline: Option<Instant> = None;
+    while !buf.is_empty() {
+        match w.try_write(buf) {
+            Ok(0) => return Err(WriteFailure::Io(io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                buf = &buf[n..];
+                deadline = None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                match tokio::time::timeout_at(at, w.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(WriteFailure::Io(e)),
+                    Err(_) => return Err(WriteFailure::Stalled(timeout)),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(WriteFailure::Io(e)),
+        }
+    }
+    Ok(())
+}
+
 // ===== streams =====
 
 #[derive(Debug, Clone)]
@@ -74,21 +207,31 @@ enum StreamTarget {
 }
 
 #[derive(Debug)]
-enum Conn {
+pub(crate) enum Conn {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(tokio::net::UnixStream),
 }
 
-impl Conn {
-    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+impl TryWrite for Conn {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Conn::Tcp(s) => s.write_all(buf).await,
+            Conn::Tcp(s) => s.try_write(buf),
             #[cfg(unix)]
-            Conn::Unix(s) => s.write_all(buf).await,
+            Conn::Unix(s) => s.try_write(buf),
         }
     }
 
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.writable().await,
+            #[cfg(unix)]
+            Conn::Unix(s) => s.writable().await,
+        }
+    }
+}
+
+impl Conn {
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Conn::Tcp(s) => s.shutdown().await,
@@ -98,7 +241,7 @@ impl Conn {
     }
 }
 
-async fn connect_stream(target: &StreamTarget) -> io::Result<Conn> {
+async fn connect_stream(target: StreamTarget) -> io::Result<Conn> {
     match target {
         StreamTarget::Tcp(addr) => {
             let mut last = None;
@@ -119,21 +262,26 @@ async fn connect_stream(target: &StreamTarget) -> io::Result<Conn> {
     }
 }
 
+impl Connect for StreamTarget {
+    type Conn = Conn;
+
+    fn connect(&self) -> ConnectFuture<Conn> {
+        Box::pin(connect_stream(self.clone()))
+    }
+}
+
 /// A framed stream (unix or TCP), unbuffered or with a write buffer.
 #[derive(Debug)]
 pub(crate) struct StreamTransport {
-    target: StreamTarget,
-    conn: Option<Conn>,
-    connected_before: bool,
+    link: Link<StreamTarget>,
     /// Unbuffered: scratch space for one frame. Buffered: the frames not yet written.
     buf: BytesMut,
     buffer_size: Option<usize>,
     /// Spans in `buf` (buffered mode).
     pending: u64,
     codec: SsfCodec,
-    backoff: Backoff,
-    connect_timeout: Duration,
-    shared: Arc<Shared>,
+    write_timeout: Duration,
+    ledger: Ledger,
 }
 
 impl StreamTransport {
@@ -141,54 +289,41 @@ impl StreamTransport {
     pub(crate) fn new(addr: &Address, config: &NetConfig, shared: Arc<Shared>) -> Option<Self> {
         let target = stream_target(addr)?;
         Some(StreamTransport {
-            target,
-            conn: None,
-            connected_before: false,
+            link: Link::new(
+                target,
+                Backoff::new(config.backoff, config.max_backoff),
+                config.connect_timeout,
+                config.max_backoff,
+                shared.clone(),
+            ),
             buf: BytesMut::new(),
             buffer_size: config.buffer_size,
             pending: 0,
             codec: SsfCodec::new(),
-            backoff: Backoff::new(config.backoff, config.max_backoff),
-            connect_timeout: config.connect_timeout,
-            shared,
+            write_timeout: config.write_timeout,
+            ledger: Ledger::new(shared),
         })
-    }
-
-    async fn ensure_conn(&mut self) -> io::Result<()> {
-        if self.conn.is_none() {
-            let target = &self.target;
-            let conn = connect_with_backoff(&mut self.backoff, self.connect_timeout, || {
-                connect_stream(target)
-            })
-            .await?;
-            if self.connected_before {
-                self.shared.counters.reconnected();
-            }
-            self.connected_before = true;
-            self.conn = Some(conn);
-        }
-        Ok(())
     }
 
     /// Connects if needed, then writes `self.buf` in one go.
     async fn write_out(&mut self) -> Result<(), (DropReason, io::Error)> {
-        if let Err(e) = self.ensure_conn().await {
-            return Err((DropReason::ConnectTimeout, e));
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err((
-                DropReason::ConnectTimeout,
-                io::ErrorKind::NotConnected.into(),
-            ));
+        let conn = match self.link.get().await {
+            Ok(c) => c,
+            Err(e) => return Err((DropReason::ConnectTimeout, e)),
         };
-        match conn.write_all(&self.buf).await {
+        match write_all(conn, &self.buf, self.write_timeout).await {
             Ok(()) => {
-                self.shared.counters.wrote(self.buf.len());
+                self.ledger.shared().counters.wrote(self.buf.len());
                 Ok(())
             }
             Err(e) => {
-                self.conn = None;
-                Err((DropReason::WriteError, e))
+                let (reason, e) = write_failed(e);
+                if reason == DropReason::WriteTimeout {
+                    self.link.stalled();
+                } else {
+                    self.link.reset();
+                }
+                Err((reason, e))
             }
         }
     }
@@ -199,11 +334,10 @@ impl StreamTransport {
             return Ok(());
         }
         let result = self.write_out().await;
-        let counters = &self.shared.counters;
         let n = std::mem::take(&mut self.pending);
         match &result {
-            Ok(()) => counters.sent(n),
-            Err((reason, _)) => counters.dropped(*reason, n),
+            Ok(()) => self.ledger.sent(n),
+            Err((reason, e)) => self.ledger.dropped(*reason, n, Some(e)),
         }
         self.buf.clear();
         shrink(&mut self.buf, self.buffer_size.unwrap_or(0));
@@ -211,11 +345,10 @@ impl StreamTransport {
     }
 
     async fn send_unbuffered(&mut self, span: &SsfSpan) -> Result<(), DeliveryError> {
-        let counters = &self.shared.counters;
         self.buf.clear();
         shrink(&mut self.buf, 0);
         if let Err(e) = self.codec.encode_frame(span, &mut self.buf) {
-            counters.dropped(DropReason::Oversize, 1);
+            self.ledger.dropped(DropReason::Oversize, 1, None);
             return Err(oversize(e));
         }
         let result = self.write_out().await;
@@ -223,11 +356,11 @@ impl StreamTransport {
         self.buf.clear();
         match result {
             Ok(()) => {
-                self.shared.counters.sent(1);
+                self.ledger.sent(1);
                 Ok(())
             }
             Err((reason, e)) => {
-                self.shared.counters.dropped(reason, 1);
+                self.ledger.dropped(reason, 1, Some(&e));
                 Err(DeliveryError::new(reason, Some(e)))
             }
         }
@@ -240,7 +373,7 @@ impl StreamTransport {
             let _ = self.write_buffer().await;
         }
         if let Err(e) = self.codec.encode_frame(span, &mut self.buf) {
-            self.shared.counters.dropped(DropReason::Oversize, 1);
+            self.ledger.dropped(DropReason::Oversize, 1, None);
             return Err(oversize(e));
         }
         self.pending += 1;
@@ -292,7 +425,7 @@ impl Transport for StreamTransport {
 
     async fn close(&mut self) -> io::Result<()> {
         let flushed = self.write_buffer().await.map_err(|(_, e)| e);
-        let closed = match self.conn.take() {
+        let closed = match self.link.take() {
             Some(mut c) => c.shutdown().await,
             None => Ok(()),
         };
@@ -300,28 +433,22 @@ impl Transport for StreamTransport {
     }
 
     fn abort(&mut self) -> u64 {
-        self.conn = None;
+        drop(self.link.take());
         self.buf.clear();
         std::mem::take(&mut self.pending)
+    }
+
+    fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 }
 
 // ===== UDP =====
 
-/// One span per datagram, size-checked, over a connected UDP socket.
 #[derive(Debug)]
-pub(crate) struct UdpTransport {
-    addr: Address,
-    socket: Option<UdpSocket>,
-    connected_before: bool,
-    buf: Vec<u8>,
-    codec: DatagramCodec,
-    backoff: Backoff,
-    connect_timeout: Duration,
-    shared: Arc<Shared>,
-}
+struct UdpTarget(Address);
 
-async fn connect_udp(addr: &Address) -> io::Result<UdpSocket> {
+async fn connect_udp(addr: Address) -> io::Result<UdpSocket> {
     let mut last = None;
     for a in addr.resolve().await? {
         let local = if a.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
@@ -338,17 +465,62 @@ async fn connect_udp(addr: &Address) -> io::Result<UdpSocket> {
     Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable)))
 }
 
+impl Connect for UdpTarget {
+    type Conn = UdpSocket;
+
+    fn connect(&self) -> ConnectFuture<UdpSocket> {
+        Box::pin(connect_udp(self.0.clone()))
+    }
+}
+
+/// One span per datagram, size-checked, over a connected UDP socket.
+#[derive(Debug)]
+pub(crate) struct UdpTransport {
+    link: Link<UdpTarget>,
+    buf: Vec<u8>,
+    codec: DatagramCodec,
+    write_timeout: Duration,
+    ledger: Ledger,
+}
+
 impl UdpTransport {
     pub(crate) fn new(addr: &Address, config: &NetConfig, shared: Arc<Shared>) -> Self {
         UdpTransport {
-            addr: addr.clone(),
-            socket: None,
-            connected_before: false,
+            link: Link::new(
+                UdpTarget(addr.clone()),
+                Backoff::new(config.backoff, config.max_backoff),
+                config.connect_timeout,
+                config.max_backoff,
+                shared.clone(),
+            ),
             buf: Vec::new(),
             codec: DatagramCodec::with_max_size(config.max_datagram_size),
-            backoff: Backoff::new(config.backoff, config.max_backoff),
-            connect_timeout: config.connect_timeout,
-            shared,
+            write_timeout: config.write_timeout,
+            ledger: Ledger::new(shared),
+        }
+    }
+}
+
+/// Sends one datagram, failing if the socket stays full for `timeout`.
+async fn send_datagram(
+    socket: &UdpSocket,
+    buf: &[u8],
+    timeout: Duration,
+) -> Result<usize, WriteFailure> {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        match socket.try_send(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                match tokio::time::timeout_at(at, socket.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(WriteFailure::Io(e)),
+                    Err(_) => return Err(WriteFailure::Stalled(timeout)),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(WriteFailure::Io(e)),
         }
     }
 }
@@ -357,48 +529,34 @@ impl Transport for UdpTransport {
     async fn send(&mut self, span: &SsfSpan) -> Result<(), DeliveryError> {
         self.buf.clear();
         if let Err(e) = self.codec.encode(span, &mut self.buf) {
-            self.shared.counters.dropped(DropReason::Oversize, 1);
+            self.ledger.dropped(DropReason::Oversize, 1, None);
             return Err(oversize(e));
         }
-        if self.socket.is_none() {
-            let addr = &self.addr;
-            match connect_with_backoff(&mut self.backoff, self.connect_timeout, || {
-                connect_udp(addr)
-            })
-            .await
-            {
-                Ok(s) => {
-                    if self.connected_before {
-                        self.shared.counters.reconnected();
-                    }
-                    self.connected_before = true;
-                    self.socket = Some(s);
-                }
-                Err(e) => {
-                    self.shared.counters.dropped(DropReason::ConnectTimeout, 1);
-                    return Err(DeliveryError::new(DropReason::ConnectTimeout, Some(e)));
-                }
+        let socket = match self.link.get().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.ledger.dropped(DropReason::ConnectTimeout, 1, Some(&e));
+                return Err(DeliveryError::new(DropReason::ConnectTimeout, Some(e)));
             }
-        }
-        let Some(socket) = self.socket.as_ref() else {
-            return Err(DeliveryError::closed());
         };
-        let counters = &self.shared.counters;
-        match socket.send(&self.buf).await {
+        match send_datagram(socket, &self.buf, self.write_timeout).await {
             Ok(n) => {
-                counters.sent(1);
-                counters.wrote(n);
+                self.ledger.sent(1);
+                self.ledger.shared().counters.wrote(n);
                 Ok(())
             }
             Err(e) => {
-                // "Connection refused" reports an earlier datagram's ICMP error; the socket
-                // itself is fine. Anything else: start over with a fresh socket (and a
-                // fresh name lookup).
-                if e.kind() != io::ErrorKind::ConnectionRefused {
-                    self.socket = None;
+                let (reason, e) = write_failed(e);
+                match reason {
+                    DropReason::WriteTimeout => self.link.stalled(),
+                    // "Connection refused" reports an earlier datagram's ICMP error; the
+                    // socket itself is fine. Anything else: start over with a fresh
+                    // socket (and a fresh name lookup).
+                    _ if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                    _ => self.link.reset(),
                 }
-                counters.dropped(DropReason::WriteError, 1);
-                Err(DeliveryError::new(DropReason::WriteError, Some(e)))
+                self.ledger.dropped(reason, 1, Some(&e));
+                Err(DeliveryError::new(reason, Some(e)))
             }
         }
     }
@@ -408,12 +566,16 @@ impl Transport for UdpTransport {
     }
 
     async fn close(&mut self) -> io::Result<()> {
-        self.socket = None;
+        drop(self.link.take());
         Ok(())
     }
 
     fn abort(&mut self) -> u64 {
-        self.socket = None;
+        drop(self.link.take());
         0
+    }
+
+    fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 }

@@ -64,7 +64,11 @@ fn discard(msg: Message, shared: &Shared) {
         Message::Flush(round) => {
             // Nobody will flush any backend for this round any more.
             for i in 0..shared.workers() {
-                round.complete(i, Err(shut_down_error()), &shared.counters);
+                round.complete(
+                    i,
+                    Some(BackendError::new(i, shut_down_error())),
+                    &shared.counters,
+                );
             }
         }
     }
@@ -134,9 +138,11 @@ impl<T: Transport> Worker<T> {
                             Message::Flush(round) => {
                                 for (i, ctl) in shared.controls.iter().enumerate() {
                                     if i != index && ctl.send(round.clone()).is_err() {
+                                        let stopped =
+                                            io::Error::other("backend worker has stopped");
                                         round.complete(
                                             i,
-                                            Err(io::Error::other("backend worker has stopped")),
+                                            Some(BackendError::new(i, stopped)),
                                             &shared.counters,
                                         );
                                     }
@@ -175,12 +181,18 @@ impl<T: Transport> Worker<T> {
         // is closed); answer those already here.
         control.close();
         while let Ok(round) = control.try_recv() {
-            round.complete(index, Err(shut_down_error()), &shared.counters);
+            round.complete(
+                index,
+                Some(BackendError::new(index, shut_down_error())),
+                &shared.counters,
+            );
         }
     }
 }
 
-/// Flushes this worker's backend for a round. Returns false if the deadline cut it off.
+/// Flushes this worker's backend for a round, reporting the flush's error or, failing
+/// that, the spans the backend dropped since its previous report. Returns false if the
+/// deadline cut it off.
 async fn flush_own<T: Transport>(
     index: usize,
     transport: &mut T,
@@ -194,11 +206,22 @@ async fn flush_own<T: Transport>(
     };
     match result {
         Some(r) => {
-            round.complete(index, r, &shared.counters);
+            let dropped = transport.ledger().take();
+            let failure = BackendError::for_flush(index, r, dropped.clone());
+            if !round.complete(index, failure, &shared.counters) {
+                // The flush gave up waiting: keep the drops for the next one.
+                if let Some(d) = dropped {
+                    transport.ledger().restore(d);
+                }
+            }
             true
         }
         None => {
-            round.complete(index, Err(shut_down_error()), &shared.counters);
+            round.complete(
+                index,
+                Some(BackendError::new(index, shut_down_error())),
+                &shared.counters,
+            );
             false
         }
     }

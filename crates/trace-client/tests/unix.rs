@@ -210,12 +210,15 @@ async fn buffered_reconnect_reports_a_flush_error_naming_the_backend() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_connect_sequence_gives_up_at_the_connect_timeout_then_the_next_span_connects() {
+async fn a_connect_sequence_gives_up_at_the_connect_timeout_then_spans_fail_fast_until_a_retry_connects()
+ {
     let (_dir, path) = socket_path(); // nothing listens yet
     let timeout = Duration::from_secs(10);
+    let max_backoff = Duration::from_millis(500);
     let client = Client::builder(unix_url(&path))
         .parallel_backends(1)
         .connect_timeout(timeout)
+        .max_backoff(max_backoff)
         .build()
         .unwrap();
     let start = tokio::time::Instant::now();
@@ -229,17 +232,35 @@ async fn a_connect_sequence_gives_up_at_the_connect_timeout_then_the_next_span_c
     // the clock only moves when every task sleeps).
     assert_eq!(start.elapsed(), timeout);
 
+    // The backend is down: the next spans are dropped at once, without a new sequence.
     let listener = unix_listener(&path);
+    let start = tokio::time::Instant::now();
+    for id in 2..5 {
+        let err = client
+            .record_with_receipt(span(id))
+            .unwrap()
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), DropReason::ConnectTimeout);
+        assert_eq!(
+            err.io_error().unwrap().kind(),
+            std::io::ErrorKind::NotConnected
+        );
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    // At the backoff time the next span tries once, and connects.
+    tokio::time::sleep(max_backoff).await;
     client
-        .record_with_receipt(span(2))
+        .record_with_receipt(span(5))
         .unwrap()
         .await
         .expect("connected");
     let (conn, _) = listener.accept().await.unwrap();
     let mut frames = FramedRead::new(conn, SsfCodec::new());
-    assert_eq!(read_spans(&mut frames, 1).await[0].id, 2);
+    assert_eq!(read_spans(&mut frames, 1).await[0].id, 5);
     let stats = client.stats();
-    assert_eq!((stats.sent(), stats.dropped().connect_timeout()), (1, 1));
+    assert_eq!((stats.sent(), stats.dropped().connect_timeout()), (1, 4));
     assert_settled(&stats);
 }
 
