@@ -2,6 +2,14 @@
 //! a [`Client`]; the report says how many were attempted, accepted, refused, sent,
 //! dropped (by reason) and, with an in-process receiver, delivered, with the throughput
 //! and the process's CPU time and peak memory.
+//!
+//! Besides the client run there are three reference modes, so every figure can be set
+//! against a ceiling measured the same way: `--raw` (a pre-encoded span written in a
+//! plain loop, no client), `--encode-only` (encoding alone, no I/O) and `--idle` (a
+//! client whose receiver is absent, to show it costs nothing while it waits).
+
+mod raw;
+mod sink;
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -10,19 +18,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
+use ssf_codec::SsfCodec;
 use ssf_codec::addr::Address;
 use ssf_proto::SsfSpan;
 use ssf_proto::sample::{self, SampleExt};
-use ssf_receiver::Receiver;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use trace_client::{Client, DropCounts, TryRecordError};
+use trace_client::{Client, DropCounts, DropReason, TryRecordError};
 
 use crate::emit::chain;
 use crate::{Failure, args, usage};
+
+use sink::Local;
 
 /// The most producer tasks `--producers` accepts.
 const MAX_PRODUCERS: usize = 4096;
@@ -30,25 +41,43 @@ const MAX_PRODUCERS: usize = 4096;
 /// The most backends (connections) `--backends` accepts.
 const MAX_BACKENDS: usize = 1024;
 
-/// The in-process receiver's span channel: room for bursts without holding so many
-/// spans that the receiver dominates the memory figure.
-const RECEIVER_CAPACITY: usize = 4096;
-
 /// How long the client may take to send what is queued when production ends.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
-/// How long an in-process receiver may stay idle before the spans it has not received
-/// are taken as lost (UDP may lose datagrams).
-const DELIVERY_IDLE: Duration = Duration::from_millis(500);
+/// How long an `--idle` client may take to shut down: its receiver is absent, so what it
+/// holds is dropped at this deadline.
+const IDLE_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Span indexes an unpaced producer claims at once (fewer contended atomic operations).
+const CLAIM: u64 = 64;
+
+/// Spans a producer records between two voluntary yields, so that producers never keep
+/// a runtime thread from the client's backends for long.
+const YIELD_EVERY: u64 = 256;
+
+/// How many times in a row a producer yields on a full queue before it waits for room
+/// with [`Client::record`].
+const MAX_YIELDS: u32 = 64;
 
 /// Options of `ssf bench`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Each span is typical of a service: a name, a service, 5 tags, a counter and a timing \
-sample, fresh IDs and timestamps. Without --addr, a receiver is started in this process \
-(--in-process, UDP by default) and the spans it receives are counted as delivered. \
-spans_per_sec is sent spans divided by the time from the first span to the end of the \
-client's shutdown (everything written).")]
+sample (about 280 bytes encoded), fresh IDs and timestamps. Without --addr, a receiver is \
+started in this process (--in-process, UDP by default) and the spans it receives are \
+counted as delivered; --count-only makes it count frames or datagrams without decoding \
+them, so the run measures the client rather than the receiver. spans_per_sec is sent \
+spans divided by the time from the first span to the end of the client's shutdown \
+(everything written).
+
+Producers record with try_record and, when the queue is full, yield to the runtime and \
+try again (--no-wait counts the refusal and moves on instead).
+
+Reference modes: --raw writes one pre-encoded span in a plain loop on blocking sockets \
+(64 KiB writes of repeated frames on streams, one datagram per span in sendmmsg batches \
+on UDP), the ceiling for the transport; --encode-only encodes the span into a reused \
+buffer, the encoding rate; --idle SECS points a client at a receiver that is absent, \
+offers it --spans spans, then reports the CPU time it used over SECS seconds.")]
 pub(crate) struct BenchArgs {
     /// Send to this address (veneur, `ssf tail`, ...) instead of an in-process receiver.
     #[arg(long, value_name = "URL", value_parser = args::address, conflicts_with = "in_process")]
@@ -56,6 +85,9 @@ pub(crate) struct BenchArgs {
     /// Start a receiver in this process on this transport [default: udp].
     #[arg(long, value_enum, value_name = "TRANSPORT")]
     in_process: Option<Transport>,
+    /// Make the in-process receiver count frames or datagrams without decoding them.
+    #[arg(long, conflicts_with = "addr")]
+    count_only: bool,
     /// How many spans to send (ignored with --duration).
     #[arg(long, value_name = "N", default_value = "100000", value_parser = args::positive)]
     spans: u64,
@@ -65,7 +97,8 @@ pub(crate) struct BenchArgs {
     /// Send for this many seconds instead of a number of spans.
     #[arg(long, value_name = "SECS", value_parser = args::seconds)]
     duration: Option<Duration>,
-    /// How many producer tasks record spans at once.
+    /// How many producer tasks record spans at once (with --raw: writer threads, each
+    /// with its own connection).
     #[arg(long, value_name = "N", default_value = "1", value_parser = args::positive_usize)]
     producers: usize,
     /// Buffer writes on stream connections (flushed when full and at shutdown).
@@ -77,9 +110,24 @@ pub(crate) struct BenchArgs {
     /// The client's number of parallel backends [default: the client's default].
     #[arg(long, value_name = "N", value_parser = args::positive_usize)]
     backends: Option<usize>,
-    /// Use try_record and count refusals instead of waiting for room in the queue.
+    /// Count refusals instead of waiting for room in the queue.
     #[arg(long)]
     no_wait: bool,
+    /// Write a pre-encoded span in a plain loop, without the client: the ceiling.
+    #[arg(long, conflicts_with_all = ["rate", "buffered", "capacity", "backends", "no_wait"])]
+    raw: bool,
+    /// Only encode the span --spans times (or for --duration) into a reused buffer.
+    #[arg(long, conflicts_with_all = [
+        "addr", "in_process", "count_only", "rate", "producers", "buffered", "capacity",
+        "backends", "no_wait", "raw",
+    ])]
+    encode_only: bool,
+    /// Offer --spans spans to a client whose receiver is absent, then report the CPU
+    /// time it uses over this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = args::positive_seconds, conflicts_with_all = [
+        "count_only", "rate", "duration", "producers", "no_wait", "raw", "encode_only",
+    ])]
+    idle: Option<Duration>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -87,7 +135,7 @@ pub(crate) struct BenchArgs {
 
 /// Where an in-process receiver listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Transport {
+pub(crate) enum Transport {
     /// UDP on 127.0.0.1, a free port.
     Udp,
     /// A unix stream socket in a fresh temporary directory.
@@ -97,7 +145,7 @@ enum Transport {
 }
 
 impl Transport {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Unix => "unix",
@@ -109,9 +157,11 @@ impl Transport {
 /// Counters shared by the producers.
 #[derive(Debug, Default)]
 struct Tally {
-    /// Span indexes claimed (= attempted).
+    /// Span indexes claimed.
     claimed: AtomicU64,
     attempted: AtomicU64,
+    /// `Full` refusals that were tried again (the client counts them as refusals).
+    retried: AtomicU64,
 }
 
 /// The work every producer shares.
@@ -142,30 +192,67 @@ pub(crate) async fn run(a: BenchArgs) -> Result<ExitCode, Failure> {
             "--backends must be at most {MAX_BACKENDS}"
         )));
     }
-    let local_transport = a
-        .addr
-        .is_none()
-        .then(|| a.in_process.unwrap_or(Transport::Udp).as_str());
-    let mut local = match (&a.addr, a.in_process) {
-        (Some(_), _) => None,
-        (None, t) => Some(Local::start(t.unwrap_or(Transport::Udp)).await?),
+    let report = if a.encode_only {
+        encode_only(&a).await?
+    } else if let Some(idle) = a.idle {
+        idle_client(&a, idle).await?
+    } else if a.raw {
+        raw_run(&a).await?
+    } else {
+        client_run(&a).await?
     };
-    let addr = match (&a.addr, &local) {
-        (Some(addr), _) => addr.clone(),
-        (None, Some(l)) => l.addr.clone(),
-        (None, None) => return Err(Failure::Runtime("no address to send to".to_owned())),
+    let text = if a.json {
+        let mut line = serde_json::to_string(&report)
+            .map_err(|e| Failure::Runtime(format!("cannot render the report: {e}")))?;
+        line.push('\n');
+        line
+    } else {
+        report.human()
     };
+    let mut out = tokio::io::stdout();
+    out.write_all(text.as_bytes())
+        .await
+        .and(out.flush().await)
+        .map_err(|e| Failure::Runtime(format!("cannot write output: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
 
-    let mut builder = Client::from_address(addr.clone()).buffered(a.buffered);
+/// The in-process receiver's transport, when there is one.
+fn local_transport(a: &BenchArgs) -> Option<Transport> {
+    a.addr
+        .is_none()
+        .then(|| a.in_process.unwrap_or(Transport::Udp))
+}
+
+/// Starts the in-process receiver (unless `--addr`) and says where to send.
+async fn destination(a: &BenchArgs) -> Result<(Address, Option<Local>), Failure> {
+    match (&a.addr, local_transport(a)) {
+        (Some(addr), _) => Ok((addr.clone(), None)),
+        (None, Some(t)) => {
+            let local = Local::start(t, a.count_only).await?;
+            Ok((local.addr.clone(), Some(local)))
+        }
+        (None, None) => Err(Failure::Runtime("no address to send to".to_owned())),
+    }
+}
+
+fn build_client(a: &BenchArgs, addr: Address) -> Result<Client, Failure> {
+    let mut builder = Client::from_address(addr).buffered(a.buffered);
     if let Some(n) = a.capacity {
         builder = builder.capacity(n);
     }
     if let Some(n) = a.backends {
         builder = builder.parallel_backends(n);
     }
-    let client = builder
+    builder
         .build()
-        .map_err(|e| Failure::Usage(format!("cannot build the client: {}", chain(&e))))?;
+        .map_err(|e| Failure::Usage(format!("cannot build the client: {}", chain(&e))))
+}
+
+/// The client under load: producers record spans, then the client shuts down.
+async fn client_run(a: &BenchArgs) -> Result<Report, Failure> {
+    let (addr, local) = destination(a).await?;
+    let client = build_client(a, addr.clone())?;
 
     let start = Instant::now();
     let load = Arc::new(Load {
@@ -185,78 +272,228 @@ pub(crate) async fn run(a: BenchArgs) -> Result<ExitCode, Failure> {
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| tokio::spawn(progress(Arc::clone(&load))));
+    let ticker = Ticker::start();
     while producers.join_next().await.is_some() {}
-    let report = client.shutdown(SHUTDOWN_DEADLINE).await;
+    let shutdown = client.shutdown(SHUTDOWN_DEADLINE).await;
     let elapsed = start.elapsed();
-    let delivered = match local.take() {
-        Some(l) => Some(l.finish(report.sent()).await),
+    let delivered = match local {
+        Some(l) => Some(l.finish(shutdown.sent()).await),
         None => None,
     };
-    if let Some(p) = progress {
-        p.abort();
-        let mut err = tokio::io::stderr();
-        let _ = err.write_all(b"\r\x1b[K").await;
-        let _ = err.flush().await;
-    }
+    end_progress(progress).await;
+    let max_tick_late = ticker.stop();
 
-    let stats = report.stats();
-    let t = &load.tally;
-    let attempted = t.attempted.load(Ordering::Relaxed);
+    let stats = shutdown.stats();
     let secs = elapsed.as_secs_f64();
-    let report = Report {
-        address: addr.to_string(),
-        transport: local_transport,
-        attempted,
-        accepted: stats.accepted(),
-        refused: stats.refused(),
-        sent: stats.sent(),
-        dropped: Dropped::from(stats.dropped()),
-        delivered,
-        timed_out: report.timed_out(),
-        elapsed_s: round(secs, 6),
-        spans_per_sec: round(per_sec(stats.sent(), secs), 1),
-        cpu_s: usage::cpu_seconds().map(|c| round(c, 6)),
-        peak_rss_bytes: usage::peak_rss_bytes(),
-    };
-    let text = if a.json {
-        let mut line = serde_json::to_string(&report)
-            .map_err(|e| Failure::Runtime(format!("cannot render the report: {e}")))?;
-        line.push('\n');
-        line
-    } else {
-        report.human()
-    };
-    let mut out = tokio::io::stdout();
-    out.write_all(text.as_bytes())
-        .await
-        .and(out.flush().await)
-        .map_err(|e| Failure::Runtime(format!("cannot write output: {e}")))?;
-    Ok(ExitCode::SUCCESS)
+    let mut report = Report::new("client", a, Some(addr.to_string()));
+    let retried = load.tally.retried.load(Ordering::Relaxed);
+    report.attempted = load.tally.attempted.load(Ordering::Relaxed);
+    report.accepted = Some(stats.accepted());
+    report.refused = Some(stats.refused().saturating_sub(retried));
+    report.full_retries = Some(retried);
+    report.sent = stats.sent();
+    report.dropped = Some(Dropped::from(stats.dropped()));
+    report.delivered = delivered;
+    report.timed_out = Some(shutdown.timed_out());
+    report.elapsed_s = round(secs, 6);
+    report.spans_per_sec = round(per_sec(stats.sent(), secs), 1);
+    report.max_tick_late_ms = Some(round(max_tick_late.as_secs_f64() * 1e3, 3));
+    Ok(report.with_usage())
 }
 
-/// A typical span: name, service, 5 tags, a counter and a timing sample.
+/// `--raw`: the transport's ceiling, without the client.
+async fn raw_run(a: &BenchArgs) -> Result<Report, Failure> {
+    let (addr, local) = destination(a).await?;
+    let span = reference_span();
+    let frame = if addr.is_udp() {
+        ssf_proto::wire::encode_to_vec(&span)
+    } else {
+        let mut buf = BytesMut::new();
+        SsfCodec::new()
+            .encode_frame(&span, &mut buf)
+            .map_err(|e| Failure::Runtime(format!("cannot encode the span: {e}")))?;
+        buf.to_vec()
+    };
+    let start = std::time::Instant::now();
+    let until = raw::Until {
+        spans: a.duration.is_none().then_some(a.spans),
+        deadline: a.duration.map(|d| start + d),
+    };
+    let outcome = raw::run(&addr, frame, a.producers, until).await;
+    let elapsed = start.elapsed();
+    let sent = outcome.as_ref().map_or(0, |o| o.sent);
+    let delivered = match local {
+        Some(l) => Some(l.finish(sent).await),
+        None => None,
+    };
+    let outcome = outcome.map_err(|e| Failure::Runtime(format!("cannot write to {addr}: {e}")))?;
+
+    let secs = elapsed.as_secs_f64();
+    let mut report = Report::new("raw", a, Some(addr.to_string()));
+    report.attempted = outcome.sent + outcome.refused;
+    report.refused = (outcome.refused > 0).then_some(outcome.refused);
+    report.sent = outcome.sent;
+    report.delivered = delivered;
+    report.elapsed_s = round(secs, 6);
+    report.spans_per_sec = round(per_sec(outcome.sent, secs), 1);
+    Ok(report.with_usage())
+}
+
+/// `--encode-only`: the rate of encoding one typical span as a frame into a reused
+/// buffer (on a blocking thread: it never yields).
+async fn encode_only(a: &BenchArgs) -> Result<Report, Failure> {
+    let limit = a.duration.is_none().then_some(a.spans);
+    let duration = a.duration;
+    let span = reference_span();
+    let (encoded, secs) = tokio::task::spawn_blocking(move || {
+        let codec = SsfCodec::new();
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let start = std::time::Instant::now();
+        let deadline = duration.map(|d| start + d);
+        let mut n: u64 = 0;
+        loop {
+            if limit.is_some_and(|l| n >= l) {
+                break;
+            }
+            if n % 1024 == 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                break;
+            }
+            buf.clear();
+            // The span is well under the frame limit; a failure would only end the loop.
+            if codec
+                .encode_frame(std::hint::black_box(&span), &mut buf)
+                .is_err()
+            {
+                break;
+            }
+            std::hint::black_box(buf.len());
+            n += 1;
+        }
+        (n, start.elapsed().as_secs_f64())
+    })
+    .await
+    .map_err(|e| Failure::Runtime(format!("the encoding thread failed: {e}")))?;
+    let mut report = Report::new("encode", a, None);
+    report.attempted = encoded;
+    report.sent = encoded;
+    report.elapsed_s = round(secs, 6);
+    report.spans_per_sec = round(per_sec(encoded, secs), 1);
+    Ok(report.with_usage())
+}
+
+/// An address on `transport` where nothing listens: a unix path in a fresh directory,
+/// or a loopback port that was just free.
+async fn absent(transport: Transport) -> Result<(Address, Option<std::path::PathBuf>), Failure> {
+    let io = |e: std::io::Error| Failure::Runtime(format!("cannot find a free address: {e}"));
+    match transport {
+        Transport::Unix => {
+            let dir = sink::socket_dir()?;
+            Ok((Address::unix(dir.join("absent.sock")), Some(dir)))
+        }
+        Transport::Tcp => {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(io)?;
+            Ok((Address::tcp(l.local_addr().map_err(io)?), None))
+        }
+        Transport::Udp => {
+            let s = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .map_err(io)?;
+            Ok((Address::udp(s.local_addr().map_err(io)?), None))
+        }
+    }
+}
+
+/// `--idle SECS`: a client offered `--spans` spans while its receiver is absent; the
+/// CPU time it uses over the following SECS seconds is reported.
+async fn idle_client(a: &BenchArgs, idle: Duration) -> Result<Report, Failure> {
+    let (addr, dir) = match (&a.addr, local_transport(a)) {
+        (Some(addr), _) => (addr.clone(), None),
+        (None, t) => absent(t.unwrap_or(Transport::Udp)).await?,
+    };
+    let client = build_client(a, addr.clone())?;
+    let template = template();
+    let start = Instant::now();
+    let mut attempted = 0;
+    for i in 0..a.spans {
+        attempted += 1;
+        if let Err(TryRecordError::Closed(_)) = client.try_record(next_span(&template)) {
+            break;
+        }
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let ticker = Ticker::start();
+    let cpu_before = usage::cpu_seconds();
+    tokio::time::sleep(idle).await;
+    let cpu_after = usage::cpu_seconds();
+    let max_tick_late = ticker.stop();
+    let shutdown = client.shutdown(IDLE_SHUTDOWN_DEADLINE).await;
+    let elapsed = start.elapsed();
+    if let Some(d) = &dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    let stats = shutdown.stats();
+    let mut report = Report::new("idle", a, Some(addr.to_string()));
+    report.attempted = attempted;
+    report.accepted = Some(stats.accepted());
+    report.refused = Some(stats.refused());
+    report.sent = stats.sent();
+    report.dropped = Some(Dropped::from(stats.dropped()));
+    report.timed_out = Some(shutdown.timed_out());
+    report.elapsed_s = round(elapsed.as_secs_f64(), 6);
+    report.spans_per_sec = round(per_sec(stats.sent(), elapsed.as_secs_f64()), 1);
+    report.idle_s = Some(round(idle.as_secs_f64(), 6));
+    report.max_tick_late_ms = Some(round(max_tick_late.as_secs_f64() * 1e3, 3));
+    report.idle_cpu_s = cpu_before
+        .zip(cpu_after)
+        .map(|(b, a)| round((a - b).max(0.0), 6));
+    Ok(report.with_usage())
+}
+
+/// The tags of a typical span (and of its samples' first tag set).
+fn typical_tags() -> std::collections::BTreeMap<String, String> {
+    sample::tags([
+        ("http.method", "POST"),
+        ("http.path", "/v1/charges"),
+        ("http.status_code", "200"),
+        ("region", "eu-west-1"),
+        ("host", "web-17"),
+    ])
+}
+
+/// A typical span: name, service, 5 tags, a counter and a timing sample; the same span
+/// the codec benchmark encodes. IDs and timestamps are filled in per span.
 fn template() -> SsfSpan {
-    let tags = sample::tags([
-        ("env", "bench"),
-        ("region", "local"),
-        ("route", "/checkout"),
-        ("method", "POST"),
-        ("status", "200"),
-    ]);
     SsfSpan {
-        name: "bench.request".into(),
-        service: "ssf-bench".into(),
-        tags: tags.clone(),
+        service: "checkout-service".into(),
+        name: "POST /v1/charges".into(),
+        tags: typical_tags(),
         metrics: vec![
-            sample::count("bench.requests", 1.0).with_tags(tags.clone()),
+            sample::count("charges.created", 1.0).with_tag("currency", "eur"),
             sample::timing(
-                "bench.latency",
-                Duration::from_micros(1250),
+                "charges.latency",
+                Duration::from_micros(2_500),
                 Duration::from_millis(1),
-            )
-            .with_tags(tags),
+            ),
         ],
         ..Default::default()
+    }
+}
+
+/// The typical span with fixed, full-size IDs and timestamps: what `--raw` writes and
+/// `--encode-only` encodes (276 bytes).
+fn reference_span() -> SsfSpan {
+    SsfSpan {
+        trace_id: 4_611_686_018_427_387_903,
+        id: 2_305_843_009_213_693_951,
+        parent_id: 1_152_921_504_606_846_975,
+        start_timestamp: 1_700_000_000_000_000_000,
+        end_timestamp: 1_700_000_000_250_000_000,
+        ..template()
     }
 }
 
@@ -271,45 +508,82 @@ fn next_span(template: &SsfSpan) -> SsfSpan {
     span
 }
 
+/// Claims the next span indexes: `(first, end)`, or `None` when there are none left.
+fn claim(load: &Load) -> Option<(u64, u64)> {
+    let t = &load.tally;
+    // Paced spans have their own due times: claim them one by one.
+    let n = if load.interval.is_some() { 1 } else { CLAIM };
+    let first = t.claimed.fetch_add(n, Ordering::Relaxed);
+    let end = match load.limit {
+        Some(limit) => first.saturating_add(n).min(limit),
+        None => first.saturating_add(n),
+    };
+    (first < end).then_some((first, end))
+}
+
 async fn produce(load: Arc<Load>) {
     let t = &load.tally;
+    let mut recorded: u64 = 0;
+    while let Some((first, end)) = claim(&load) {
+        for i in first..end {
+            if let Some(interval) = load.interval {
+                // A span due beyond the clock's range, or after the deadline, is never
+                // sent.
+                let due = Duration::try_from_secs_f64(i as f64 * interval)
+                    .ok()
+                    .and_then(|d| load.start.checked_add(d));
+                let Some(due) = due.filter(|&due| load.deadline.is_none_or(|d| due < d)) else {
+                    return;
+                };
+                if due > Instant::now() {
+                    tokio::time::sleep_until(due).await;
+                }
+            }
+            if load.deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
+            }
+            t.attempted.fetch_add(1, Ordering::Relaxed);
+            if !offer(&load, next_span(&load.template)).await {
+                return;
+            }
+            recorded += 1;
+            if recorded % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+/// Records one span; false once the client is closed. The client counts acceptances and
+/// refusals itself.
+///
+/// Waiting for room is `try_record` and, on a full queue, a yield to the runtime (where
+/// the backends make room) before trying again: a wake-up per span through
+/// [`Client::record`] costs more than the span itself once producers outrun the
+/// backends. A queue that stays full through [`MAX_YIELDS`] yields is waited for with
+/// `record`, so a stalled client does not make the producers spin.
+async fn offer(load: &Load, mut span: SsfSpan) -> bool {
+    let mut yields = 0;
     loop {
-        let i = t.claimed.fetch_add(1, Ordering::Relaxed);
-        if load.limit.is_some_and(|n| i >= n) {
-            break;
-        }
-        if let Some(interval) = load.interval {
-            // A span due beyond the clock's range, or after the deadline, is never sent.
-            let due = Duration::try_from_secs_f64(i as f64 * interval)
-                .ok()
-                .and_then(|d| load.start.checked_add(d));
-            let Some(due) = due.filter(|&due| load.deadline.is_none_or(|d| due < d)) else {
-                break;
-            };
-            if due > Instant::now() {
-                tokio::time::sleep_until(due).await;
+        match load.client.try_record(span) {
+            Ok(()) => return true,
+            // A queue that stays full (a receiver that is gone): wait without spinning.
+            Err(TryRecordError::Full(s)) if load.wait && yields >= MAX_YIELDS => {
+                load.tally.retried.fetch_add(1, Ordering::Relaxed);
+                return load.client.record(s).await.is_ok();
             }
-        }
-        if load.deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        let span = next_span(&load.template);
-        t.attempted.fetch_add(1, Ordering::Relaxed);
-        // The client counts acceptances and refusals itself.
-        if load.wait {
-            if load.client.record(span).await.is_err() {
-                break;
+            Err(TryRecordError::Full(s)) if load.wait => {
+                span = s;
+                yields += 1;
+                load.tally.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
             }
-        } else {
-            match load.client.try_record(span) {
-                Ok(()) => {}
+            Err(TryRecordError::Full(_)) => {
                 // Let the backends (maybe on this thread) make room.
-                Err(TryRecordError::Full(_)) => tokio::task::yield_now().await,
-                Err(_) => break,
+                tokio::task::yield_now().await;
+                return true;
             }
-        }
-        if i % 256 == 255 {
-            tokio::task::yield_now().await;
+            Err(_) => return false,
         }
     }
 }
@@ -336,118 +610,104 @@ async fn progress(load: Arc<Load>) {
     }
 }
 
-/// An in-process receiver and the task counting what it receives.
-struct Local {
-    addr: Address,
-    handle: ssf_receiver::ReceiverHandle,
-    delivered: Arc<AtomicU64>,
-    counter: tokio::task::JoinHandle<()>,
-    dir: Option<std::path::PathBuf>,
+/// A task ticking every [`TICK`], recording how late it woke up at worst: whether the
+/// runtime stays responsive while the client works.
+struct Ticker {
+    max_late_us: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl Local {
-    async fn start(transport: Transport) -> Result<Local, Failure> {
-        let mut dir = None;
-        let url = match transport {
-            Transport::Udp => "udp://127.0.0.1:0".to_owned(),
-            Transport::Tcp => "tcp://127.0.0.1:0".to_owned(),
-            Transport::Unix => {
-                let d = std::env::temp_dir().join(format!(
-                    "ssf-bench-{}-{:x}",
-                    std::process::id(),
-                    trace_client::new_id()
-                ));
-                std::fs::create_dir(&d)
-                    .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", d.display())))?;
-                let url = format!("unix://{}", d.join("ssf.sock").display());
-                dir = Some(d);
-                url
+/// The period of [`Ticker`].
+const TICK: Duration = Duration::from_millis(10);
+
+impl Ticker {
+    fn start() -> Ticker {
+        let max_late_us = Arc::new(AtomicU64::new(0));
+        let max = Arc::clone(&max_late_us);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let due = tick.tick().await;
+                let late = Instant::now().saturating_duration_since(due);
+                let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+                max.fetch_max(us, Ordering::Relaxed);
             }
-        };
-        let bound = async {
-            Receiver::builder()
-                .listen(&url)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?
-                .capacity(RECEIVER_CAPACITY)
-                .bind()
-                .await
-        };
-        let mut receiver = match bound.await {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(d) = &dir {
-                    let _ = std::fs::remove_dir_all(d);
-                }
-                return Err(Failure::Runtime(format!("cannot listen on {url}: {e}")));
-            }
-        };
-        let addr = receiver.local_addr().clone();
-        let handle = receiver.handle();
-        let delivered = Arc::new(AtomicU64::new(0));
-        let count = Arc::clone(&delivered);
-        let counter = tokio::spawn(async move {
-            while receiver.recv().await.is_some() {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            receiver.shutdown().await;
         });
-        Ok(Local {
-            addr,
-            handle,
-            delivered,
-            counter,
-            dir,
-        })
+        Ticker { max_late_us, task }
     }
 
-    /// Waits until `sent` spans arrived or none arrived for a while, stops the receiver
-    /// and returns how many arrived.
-    async fn finish(self, sent: u64) -> u64 {
-        let mut last = self.delivered.load(Ordering::Relaxed);
-        let mut since = Instant::now();
-        while last < sent && since.elapsed() < DELIVERY_IDLE {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let now = self.delivered.load(Ordering::Relaxed);
-            if now != last {
-                last = now;
-                since = Instant::now();
-            }
-        }
-        self.handle.shutdown();
-        let _ = self.counter.await;
-        if let Some(d) = &self.dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
-        self.delivered.load(Ordering::Relaxed)
+    /// Stops the ticker and returns the worst lateness.
+    fn stop(self) -> Duration {
+        self.task.abort();
+        Duration::from_micros(self.max_late_us.load(Ordering::Relaxed))
     }
 }
 
-impl std::fmt::Debug for Local {
+impl std::fmt::Debug for Ticker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Local")
-            .field("addr", &self.addr)
+        f.debug_struct("Ticker")
+            .field("max_late_us", &self.max_late_us.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+/// Stops the progress line and clears it.
+async fn end_progress(progress: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(p) = progress {
+        p.abort();
+        let mut err = tokio::io::stderr();
+        let _ = err.write_all(b"\r\x1b[K").await;
+        let _ = err.flush().await;
     }
 }
 
 /// What `ssf bench` reports, in the order printed by `--json`.
 #[derive(Debug, Serialize)]
 struct Report {
-    address: String,
-    /// The in-process receiver's transport; absent with `--addr`.
+    /// `client`, `raw`, `encode` or `idle`.
+    mode: &'static str,
+    /// Where spans went; absent with `--encode-only`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    /// The in-process receiver's transport; absent with `--addr` and `--encode-only`.
     #[serde(skip_serializing_if = "Option::is_none")]
     transport: Option<&'static str>,
+    /// `receiver` (decodes every span) or `count-only`; absent without an in-process
+    /// receiver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink: Option<&'static str>,
+    producers: usize,
+    buffered: bool,
     attempted: u64,
-    accepted: u64,
-    refused: u64,
+    /// Client counters; absent where no client ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accepted: Option<u64>,
+    /// Spans refused for good (`--no-wait`: the queue was full; otherwise: the client
+    /// closed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<u64>,
+    /// Times a producer found the queue full and tried the same span again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_retries: Option<u64>,
     sent: u64,
-    dropped: Dropped,
-    /// Spans the in-process receiver got; absent with `--addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<Dropped>,
+    /// Spans the in-process receiver got; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     delivered: Option<u64>,
-    timed_out: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timed_out: Option<bool>,
     elapsed_s: f64,
     spans_per_sec: f64,
+    /// `--idle`: the idle period and the CPU time used in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_cpu_s: Option<f64>,
+    /// How late, at worst, a task ticking every 10 ms woke up while the client ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tick_late_ms: Option<f64>,
     cpu_s: Option<f64>,
     peak_rss_bytes: Option<u64>,
 }
@@ -457,9 +717,12 @@ struct Report {
 struct Dropped {
     closed: u64,
     write_error: u64,
+    write_timeout: u64,
     connect_timeout: u64,
     oversize: u64,
     panicked: u64,
+    /// Every reason, these and any the client adds.
+    total: u64,
 }
 
 impl From<DropCounts> for Dropped {
@@ -467,45 +730,107 @@ impl From<DropCounts> for Dropped {
         Dropped {
             closed: d.closed(),
             write_error: d.write_error(),
+            write_timeout: d.get(DropReason::WriteTimeout),
             connect_timeout: d.connect_timeout(),
             oversize: d.oversize(),
             panicked: d.panicked(),
+            total: d.total(),
         }
-    }
-}
-
-impl Dropped {
-    fn total(&self) -> u64 {
-        self.closed + self.write_error + self.connect_timeout + self.oversize + self.panicked
     }
 }
 
 impl Report {
+    fn new(mode: &'static str, a: &BenchArgs, address: Option<String>) -> Report {
+        let local = address.is_some() && a.idle.is_none();
+        let transport = local.then(|| local_transport(a)).flatten();
+        Report {
+            mode,
+            address,
+            transport: transport.map(Transport::as_str),
+            sink: transport.map(|_| {
+                if a.count_only {
+                    "count-only"
+                } else {
+                    "receiver"
+                }
+            }),
+            producers: a.producers,
+            buffered: a.buffered,
+            attempted: 0,
+            accepted: None,
+            refused: None,
+            full_retries: None,
+            sent: 0,
+            dropped: None,
+            delivered: None,
+            timed_out: None,
+            elapsed_s: 0.0,
+            spans_per_sec: 0.0,
+            idle_s: None,
+            idle_cpu_s: None,
+            max_tick_late_ms: None,
+            cpu_s: None,
+            peak_rss_bytes: None,
+        }
+    }
+
+    fn with_usage(mut self) -> Report {
+        self.cpu_s = usage::cpu_seconds().map(|c| round(c, 6));
+        self.peak_rss_bytes = usage::peak_rss_bytes();
+        self
+    }
+
     fn human(&self) -> String {
-        let d = &self.dropped;
-        let mut text = format!(
-            "sent {} spans to {} in {:.3}s: {:.0} spans/s\n\
-             attempted {}, accepted {}, refused {}, dropped {} \
-             (closed {}, write_error {}, connect_timeout {}, oversize {}, panicked {})\n",
-            self.sent,
-            self.address,
-            self.elapsed_s,
-            self.spans_per_sec,
-            self.attempted,
-            self.accepted,
-            self.refused,
-            d.total(),
-            d.closed,
-            d.write_error,
-            d.connect_timeout,
-            d.oversize,
-            d.panicked,
-        );
+        let mut text = match (self.mode, &self.address) {
+            ("encode", _) | (_, None) => format!(
+                "encoded {} spans in {:.3}s: {:.0} spans/s\n",
+                self.sent, self.elapsed_s, self.spans_per_sec
+            ),
+            (mode, Some(addr)) => format!(
+                "{}sent {} spans to {addr} in {:.3}s: {:.0} spans/s\n",
+                if mode == "raw" { "raw: " } else { "" },
+                self.sent,
+                self.elapsed_s,
+                self.spans_per_sec,
+            ),
+        };
+        if let (Some(accepted), Some(refused), Some(d)) =
+            (self.accepted, self.refused, &self.dropped)
+        {
+            let _ = writeln!(
+                text,
+                "attempted {}, accepted {accepted}, refused {refused}, dropped {} \
+                 (closed {}, write_error {}, write_timeout {}, connect_timeout {}, oversize {}, \
+                 panicked {})",
+                self.attempted,
+                d.total,
+                d.closed,
+                d.write_error,
+                d.write_timeout,
+                d.connect_timeout,
+                d.oversize,
+                d.panicked,
+            );
+            if let Some(n) = self.full_retries.filter(|&n| n > 0) {
+                let _ = writeln!(
+                    text,
+                    "the queue was full {n} times; those spans were offered again"
+                );
+            }
+        } else if let Some(refused) = self.refused {
+            let _ = writeln!(text, "{refused} datagrams refused by the kernel");
+        }
         if let Some(n) = self.delivered {
             let _ = writeln!(text, "delivered {n} to the in-process receiver");
         }
-        if self.timed_out {
+        if self.timed_out == Some(true) {
             text.push_str("the client's shutdown timed out\n");
+        }
+        if let (Some(s), Some(c)) = (self.idle_s, self.idle_cpu_s) {
+            let _ = writeln!(text, "idle for {s:.1}s using {c:.3}s of cpu");
+        }
+        if let Some(ms) = self.max_tick_late_ms {
+            let _ = writeln!(text, "a 10 ms ticker ran at most {ms:.1} ms late");
         }
         let cpu = self.cpu_s.map_or("?".to_owned(), |c| format!("{c:.3}s"));
         let rss = self.peak_rss_bytes.map_or("?".to_owned(), |b| {
@@ -539,6 +864,8 @@ mod tests {
         assert!(ssf_proto::is_valid_trace(&a));
         assert_ne!(a.id, b.id);
         assert_eq!(a.end_timestamp - a.start_timestamp, 1_250_000);
+        let len = ssf_proto::wire::encoded_len(&reference_span());
+        assert!((230..=280).contains(&len), "{len} bytes");
     }
 
     #[test]

@@ -514,6 +514,13 @@ fn bad_arguments_give_one_line_and_exit_code_2() {
             "udp",
         ],
         &["bench", "--in-process", "carrier-pigeon"],
+        &["bench", "--raw", "--rate", "5"],
+        &["bench", "--raw", "--buffered"],
+        &["bench", "--encode-only", "--in-process", "tcp"],
+        &["bench", "--encode-only", "--raw"],
+        &["bench", "--count-only", "--addr", "udp://127.0.0.1:9"],
+        &["bench", "--idle", "0"],
+        &["bench", "--idle", "1", "--duration", "1"],
     ];
     for args in cases {
         let out = ssf(args);
@@ -643,4 +650,118 @@ fn bench_without_waiting_counts_refusals() {
     assert_eq!(n("accepted") + n("refused"), 2000);
     assert_eq!(n("sent"), n("accepted"));
     assert_eq!(n("delivered"), n("sent"));
+}
+
+/// Runs `ssf bench` with `args` plus `--json` and parses its report.
+fn bench_json(args: &[&str]) -> Value {
+    let mut all = vec!["bench", "--json"];
+    all.extend_from_slice(args);
+    let out = ssf(&all);
+    assert_ok(&out);
+    serde_json::from_str(text(&out.stdout).trim()).expect("one JSON object")
+}
+
+fn field(r: &Value, key: &str) -> u64 {
+    r[key].as_u64().unwrap_or_else(|| panic!("{key}: {r}"))
+}
+
+#[cfg(unix)]
+#[test]
+fn bench_raw_writes_whole_frames_to_a_counting_sink() {
+    for (transport, producers) in [("unix", "1"), ("tcp", "2")] {
+        let r = bench_json(&[
+            "--raw",
+            "--in-process",
+            transport,
+            "--count-only",
+            "--producers",
+            producers,
+            "--spans",
+            "5000",
+        ]);
+        assert_eq!(r["mode"], "raw", "{r}");
+        assert_eq!(r["sink"], "count-only", "{r}");
+        assert_eq!(field(&r, "sent"), 5000, "{r}");
+        assert_eq!(field(&r, "delivered"), 5000, "{r}");
+        assert!(r.get("accepted").is_none(), "no client ran: {r}");
+    }
+}
+
+#[test]
+fn bench_raw_sends_one_datagram_per_span() {
+    let r = bench_json(&[
+        "--raw",
+        "--in-process",
+        "udp",
+        "--count-only",
+        "--spans",
+        "300",
+    ]);
+    assert_eq!(field(&r, "sent"), 300, "{r}");
+    // The kernel may drop datagrams a busy reader did not take in time, never add any.
+    let delivered = field(&r, "delivered");
+    assert!((1..=300).contains(&delivered), "{r}");
+}
+
+#[test]
+fn bench_count_only_counts_what_the_client_sent() {
+    for transport in ["tcp", "unix"] {
+        if transport == "unix" && !cfg!(unix) {
+            continue;
+        }
+        let r = bench_json(&[
+            "--in-process",
+            transport,
+            "--count-only",
+            "--buffered",
+            "--capacity",
+            "8",
+            "--producers",
+            "2",
+            "--spans",
+            "3000",
+        ]);
+        assert_eq!(r["mode"], "client", "{r}");
+        assert_eq!(field(&r, "accepted"), 3000, "{r}");
+        assert_eq!(field(&r, "refused"), 0, "{r}");
+        assert_eq!(field(&r, "sent"), 3000, "{r}");
+        assert_eq!(field(&r, "delivered"), 3000, "{r}");
+        assert!(r["max_tick_late_ms"].as_f64().is_some(), "{r}");
+    }
+}
+
+#[test]
+fn bench_encode_only_needs_no_network() {
+    let r = bench_json(&["--encode-only", "--spans", "1000"]);
+    assert_eq!(r["mode"], "encode", "{r}");
+    assert_eq!(field(&r, "sent"), 1000, "{r}");
+    assert!(r.get("address").is_none(), "{r}");
+    assert!(r["spans_per_sec"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+}
+
+#[test]
+fn bench_idle_client_reports_its_cpu_time_and_drops() {
+    let r = bench_json(&[
+        "--idle",
+        "0.3",
+        "--in-process",
+        "tcp",
+        "--capacity",
+        "4",
+        "--backends",
+        "1",
+        "--spans",
+        "50",
+    ]);
+    assert_eq!(r["mode"], "idle", "{r}");
+    assert_eq!(field(&r, "sent"), 0, "nothing listens: {r}");
+    assert_eq!(field(&r, "accepted") + field(&r, "refused"), 50, "{r}");
+    assert!(field(&r, "refused") > 0, "a full queue refuses: {r}");
+    assert_eq!(
+        field(&r, "accepted"),
+        r["dropped"]["total"].as_u64().unwrap_or(u64::MAX),
+        "every accepted span is dropped: {r}"
+    );
+    assert!(r["idle_cpu_s"].as_f64().is_some(), "{r}");
+    assert_eq!(r["idle_s"], 0.3, "{r}");
 }
