@@ -70,6 +70,20 @@
 //! Methods and paths longer than [`MAX_TAG_LEN`] bytes are cut, in tags and in the default
 //! span name.
 //!
+//! # With `tracing`
+//!
+//! The crate does not depend on `tracing`; with `tracing-ssf` exporting `tracing` spans,
+//! the two meet both ways:
+//!
+//! * server side, `tracing` spans opened by a handler are children of the request's span:
+//!   `tracing-ssf` continues the task's [current span](trace_client::context::current)
+//!   when no exported `tracing` span encloses them. With
+//!   [`ServerTraceLayer::enter_with`]`(tracing_ssf::enter_context)` the request's span is
+//!   also the handler's current `tracing` span, which holds even when the connection's task
+//!   runs inside another `tracing` span;
+//! * client side, [`ClientTraceLayer::context_from`]`(tracing_ssf::current_context)` injects
+//!   the current `tracing` span into outgoing requests.
+//!
 //! # Feature flags
 //!
 //! None.

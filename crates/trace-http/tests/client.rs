@@ -184,3 +184,61 @@ async fn without_spans_nothing_is_recorded() {
     assert!(text.starts_with("ClientTrace { inner: ()"), "{text}");
     assert!(format!("{:?}", ClientTrace::layer().clone()).contains("Envoy"));
 }
+
+fn from_hook() -> Option<SpanContext> {
+    Some(SpanContext::new(70, 71))
+}
+
+fn nothing_from_hook() -> Option<SpanContext> {
+    None
+}
+
+#[tokio::test]
+async fn context_from_comes_after_the_extensions_and_before_the_current_span() {
+    let ids = |headers: &HeaderMap| {
+        let ctx = propagation::extract_headers(headers, DEFAULT_EXTRACT_FORMATS).unwrap();
+        (ctx.trace_id, ctx.span_id)
+    };
+    let layer = ClientTraceLayer::new().context_from(from_hook);
+    // Alone.
+    assert_eq!(
+        ids(&sent_headers(&layer, get("http://b/x")).await),
+        (70, 71)
+    );
+    // Before the task's current span.
+    let headers = context::in_span(
+        SpanContext::new(3, 4),
+        sent_headers(&layer, get("http://b/x")),
+    )
+    .await;
+    assert_eq!(ids(&headers), (70, 71));
+    // After the extensions.
+    let mut req = get("http://b/x");
+    req.extensions_mut().insert(SpanContext::new(1, 2));
+    assert_eq!(ids(&sent_headers(&layer, req).await), (1, 2));
+    // A hook with nothing falls back to the current span.
+    let layer = ClientTraceLayer::new().context_from(nothing_from_hook);
+    let headers = context::in_span(
+        SpanContext::new(3, 4),
+        sent_headers(&layer, get("http://b/x")),
+    )
+    .await;
+    assert_eq!(ids(&headers), (3, 4));
+    assert!(sent_headers(&layer, get("http://b/x")).await.is_empty());
+    let text = format!("{:?}", layer.clone());
+    assert!(text.contains("context_from: true"), "{text}");
+}
+
+#[tokio::test]
+async fn client_spans_are_children_of_the_context_from_span() {
+    let (client, mut rx) = Client::channel(8);
+    let layer = ClientTraceLayer::new()
+        .spans(true)
+        .client(client)
+        .context_from(from_hook);
+    let headers = sent_headers(&layer, get("http://b/items")).await;
+    let span = next_span(&mut rx).await;
+    assert_eq!((span.trace_id, span.parent_id), (70, 71));
+    let ctx = propagation::extract_headers(&headers, DEFAULT_EXTRACT_FORMATS).unwrap();
+    assert_eq!((ctx.trace_id, ctx.span_id), (70, span.id));
+}

@@ -412,3 +412,101 @@ async fn axum_routers_accept_the_layer() {
     assert_eq!((span.trace_id, span.parent_id), (5, 6));
     assert_eq!(span.name, "GET /users/9");
 }
+
+thread_local! {
+    /// The span IDs "entered" by the `enter_with` hook of the tests below, innermost last:
+    /// a stand-in for another instrumentation's current span.
+    static ENTERED: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Leaves the entered span when dropped.
+struct Entered;
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        ENTERED.with(|e| e.borrow_mut().pop());
+    }
+}
+
+fn entered() -> Option<i64> {
+    ENTERED.with(|e| e.borrow().last().copied())
+}
+
+#[tokio::test]
+async fn enter_with_makes_the_span_current_for_another_instrumentation() {
+    let (client, mut rx) = Client::channel(8);
+    let hooked = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&hooked);
+    let layer = ServerTraceLayer::new()
+        .client(client)
+        .exclude(|req| req.uri.path() == "/healthz")
+        .enter_with(move |ctx: &SpanContext| {
+            seen.lock().unwrap().push(ctx.span_id);
+            let id = ctx.span_id;
+            move || {
+                ENTERED.with(|e| e.borrow_mut().push(id));
+                Entered
+            }
+        });
+    let text = format!("{layer:?}");
+    assert!(text.contains("enter_with: Some("), "{text}");
+    let svc = layer.layer(service_fn(|_req: Request<Full<Bytes>>| async {
+        let before = entered();
+        // Pending once: the second poll must enter again.
+        tokio::task::yield_now().await;
+        let after = entered();
+        let body = format!("{before:?}|{after:?}");
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+    }));
+
+    let res = svc.clone().oneshot(request("/", &[])).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let span = next_span(&mut rx).await;
+    let id = span.id;
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("Some({id})|Some({id})")
+    );
+    assert_eq!(entered(), None, "left after each poll");
+    assert_eq!(*hooked.lock().unwrap(), [id], "once per request");
+
+    // Excluded requests have no span: the hook is not called.
+    let res = svc.oneshot(request("/healthz", &[])).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"None|None");
+    assert_eq!(hooked.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn enter_with_covers_call_too() {
+    let (client, mut rx) = Client::channel(8);
+    /// Answers with what was entered during `call`.
+    #[derive(Clone)]
+    struct SeesEnteredInCall;
+    impl Service<Request<Full<Bytes>>> for SeesEnteredInCall {
+        type Response = Response<Full<Bytes>>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _req: Request<Full<Bytes>>) -> Self::Future {
+            let body = format!("{:?}", entered());
+            std::future::ready(Ok(Response::new(Full::new(Bytes::from(body)))))
+        }
+    }
+    let svc = ServerTraceLayer::new()
+        .client(client)
+        .enter_with(|ctx: &SpanContext| {
+            let id = ctx.span_id;
+            move || {
+                ENTERED.with(|e| e.borrow_mut().push(id));
+                Entered
+            }
+        })
+        .layer(SeesEnteredInCall);
+    let res = svc.oneshot(request("/", &[])).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let span = next_span(&mut rx).await;
+    assert_eq!(String::from_utf8_lossy(&body), format!("Some({})", span.id));
+}

@@ -2,8 +2,8 @@ use std::fmt;
 
 use http::request::Parts;
 use tower_layer::Layer;
-use trace_client::Client;
 use trace_client::propagation::{DEFAULT_INJECT_FORMAT, HeaderFormat};
+use trace_client::{Client, SpanContext};
 
 use super::ClientTrace;
 use crate::common::default_span_name;
@@ -20,13 +20,18 @@ use crate::server::DefaultSpanName;
 /// | [`spans`](Self::spans) | `false`: inject the caller's span, start none |
 /// | [`span_name`](Self::span_name) | [`default_span_name`]: `METHOD /path` (implies `spans(true)`) |
 /// | [`client`](Self::client) | the [default client](trace_client::default) |
+/// | [`context_from`](Self::context_from) | none: the caller's span comes from the request's extensions or [`trace_client::context::current`] |
 #[derive(Clone)]
 pub struct ClientTraceLayer<N = DefaultSpanName> {
     pub(crate) format: HeaderFormat,
     pub(crate) spans: bool,
     pub(crate) span_name: N,
     pub(crate) client: Option<Client>,
+    pub(crate) context_from: Option<ContextFn>,
 }
+
+/// A function returning the caller's span context, for [`ClientTraceLayer::context_from`].
+pub type ContextFn = fn() -> Option<SpanContext>;
 
 impl ClientTraceLayer {
     /// A layer with the default settings (see the table above).
@@ -36,6 +41,7 @@ impl ClientTraceLayer {
             spans: false,
             span_name: default_span_name,
             client: None,
+            context_from: None,
         }
     }
 }
@@ -73,6 +79,7 @@ impl<N> ClientTraceLayer<N> {
             spans: true,
             span_name,
             client: self.client,
+            context_from: self.context_from,
         }
     }
 
@@ -80,6 +87,26 @@ impl<N> ClientTraceLayer<N> {
     /// [default client](trace_client::default).
     pub fn client(mut self, client: Client) -> Self {
         self.client = Some(client);
+        self
+    }
+
+    /// A function giving the caller's span context when the request's extensions hold
+    /// none, asked before [`trace_client::context::current`]: the way to carry the spans of
+    /// another instrumentation into requests. With
+    /// [`tracing-ssf`](https://docs.rs/tracing-ssf), `context_from(tracing_ssf::current_context)`
+    /// injects the current `tracing` span.
+    ///
+    /// The caller's span is, in this order: a [`SpanContext`] in the request's extensions;
+    /// else what `f` returns; else the task's current span
+    /// ([`trace_client::context::current`]). `f` comes before the task's current span
+    /// because a span of the other instrumentation is usually the more recent one: inside a
+    /// handler traced by the [server middleware](crate::server), the task's current span is
+    /// the request's span, and the `tracing` spans the handler opens are its descendants.
+    ///
+    /// `f` is called once per request, in [`Service::call`](tower_service::Service::call),
+    /// on the caller's task.
+    pub fn context_from(mut self, f: ContextFn) -> Self {
+        self.context_from = Some(f);
         self
     }
 }
@@ -94,6 +121,7 @@ impl<S, N: Clone> Layer<S> for ClientTraceLayer<N> {
             spans: self.spans,
             span_name: self.span_name.clone(),
             client: self.client.clone(),
+            context_from: self.context_from,
         }
     }
 }
@@ -105,6 +133,7 @@ impl<N> fmt::Debug for ClientTraceLayer<N> {
             .field("spans", &self.spans)
             .field("span_name", &std::any::type_name::<N>())
             .field("client", &self.client)
+            .field("context_from", &self.context_from.is_some())
             .finish()
     }
 }

@@ -3,7 +3,9 @@
 //! For each request, [`ClientTrace`]:
 //!
 //! 1. finds the caller's span context: a [`SpanContext`](trace_client::SpanContext) in
-//!    the request's extensions, else the task's
+//!    the request's extensions, else what the
+//!    [`context_from`](ClientTraceLayer::context_from) function returns (if one is set:
+//!    `tracing_ssf::current_context` gives the current `tracing` span), else the task's
 //!    [current span](trace_client::context::current) (set by the
 //!    [server middleware](crate::server) for a handler's future, or by
 //!    [`in_span`](trace_client::context::in_span));
@@ -57,5 +59,5 @@ mod layer;
 mod service;
 
 pub use self::future::ResponseFuture;
-pub use self::layer::ClientTraceLayer;
+pub use self::layer::{ClientTraceLayer, ContextFn};
 pub use self::service::ClientTrace;

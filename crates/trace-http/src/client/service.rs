@@ -7,7 +7,7 @@ use tower_service::Service;
 use trace_client::propagation::{self, HeaderFormat};
 use trace_client::{Client, Span, SpanContext, context};
 
-use super::{ClientTraceLayer, ResponseFuture};
+use super::{ClientTraceLayer, ContextFn, ResponseFuture};
 use crate::common::tag_request;
 use crate::macros::define_inner_service_accessors;
 use crate::server::DefaultSpanName;
@@ -24,6 +24,7 @@ pub struct ClientTrace<S, N = DefaultSpanName> {
     pub(crate) spans: bool,
     pub(crate) span_name: N,
     pub(crate) client: Option<Client>,
+    pub(crate) context_from: Option<ContextFn>,
 }
 
 impl<S> ClientTrace<S> {
@@ -66,6 +67,7 @@ where
             .extensions
             .get::<SpanContext>()
             .cloned()
+            .or_else(|| self.context_from.and_then(|f| f()))
             .or_else(context::current);
         let span = self.spans.then(|| {
             let name = (self.span_name)(&parts);
@@ -98,6 +100,7 @@ impl<S: fmt::Debug, N> fmt::Debug for ClientTrace<S, N> {
             .field("spans", &self.spans)
             .field("span_name", &std::any::type_name::<N>())
             .field("client", &self.client)
+            .field("context_from", &self.context_from.is_some())
             .finish()
     }
 }

@@ -19,15 +19,19 @@ pin_project! {
     /// error) and records it, or hands it to the [`ResponseBody`]. Dropped before
     /// completion (the connection went away), it records the span tagged
     /// `http.canceled: true`.
+    ///
+    /// `P` is the type of the [`enter_with`](super::ServerTraceLayer::enter_with) hook's
+    /// `enter` function, called around each poll of the inner future.
     #[must_use = "futures do nothing unless you .await or poll them"]
-    pub struct ResponseFuture<F: Future> {
+    pub struct ResponseFuture<F: Future, P = fn()> {
         #[pin]
         inner: Inner<F>,
         span: Option<Span>,
         body_end: bool,
+        enter: Option<P>,
     }
 
-    impl<F: Future> PinnedDrop for ResponseFuture<F> {
+    impl<F: Future, P> PinnedDrop for ResponseFuture<F, P> {
         fn drop(this: Pin<&mut Self>) {
             if let Some(span) = this.project().span {
                 // Dropping the span records it.
@@ -45,12 +49,13 @@ pin_project! {
     }
 }
 
-impl<F: Future> ResponseFuture<F> {
-    pub(crate) fn traced(future: InSpan<F>, span: Span, body_end: bool) -> Self {
+impl<F: Future, P> ResponseFuture<F, P> {
+    pub(crate) fn traced(future: InSpan<F>, span: Span, body_end: bool, enter: Option<P>) -> Self {
         ResponseFuture {
             inner: Inner::Traced { future },
             span: Some(span),
             body_end,
+            enter,
         }
     }
 
@@ -59,13 +64,15 @@ impl<F: Future> ResponseFuture<F> {
             inner: Inner::Untraced { future },
             span: None,
             body_end: false,
+            enter: None,
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, P, G, B, E> Future for ResponseFuture<F, P>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    P: FnMut() -> G,
     B: Body,
     E: fmt::Display,
 {
@@ -74,7 +81,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = match this.inner.project() {
-            InnerProj::Traced { future } => ready!(future.poll(cx)),
+            InnerProj::Traced { future } => {
+                let _entered = this.enter.as_mut().map(|enter| enter());
+                ready!(future.poll(cx))
+            }
             InnerProj::Untraced { future } => ready!(future.poll(cx)),
         };
         let Some(mut span) = this.span.take() else {
@@ -99,7 +109,7 @@ where
     }
 }
 
-impl<F: Future> fmt::Debug for ResponseFuture<F> {
+impl<F: Future, P> fmt::Debug for ResponseFuture<F, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("span", &self.span)

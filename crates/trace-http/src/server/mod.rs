@@ -14,7 +14,8 @@
 //!    the inner service's `call` and its future run, so spans started by the handler
 //!    ([`Span::child_of_current`](trace_client::Span::child_of_current),
 //!    [`span!`](trace_client::span!)) and the [client middleware](crate::client) are its
-//!    children;
+//!    children; [`enter_with`](ServerTraceLayer::enter_with) makes it current for another
+//!    instrumentation too, such as `tracing`;
 //! 5. tags it `http.method`, `http.path`, `span.kind: server` and, once the response is
 //!    ready, `http.status_code`; a 5xx status or a service error marks it as an error;
 //! 6. records it on the [configured client](ServerTraceLayer::client) (else the default
@@ -74,5 +75,5 @@ mod service;
 
 pub use self::body::ResponseBody;
 pub use self::future::ResponseFuture;
-pub use self::layer::{DefaultExclude, DefaultSpanName, ServerTraceLayer};
+pub use self::layer::{DefaultEnter, DefaultExclude, DefaultSpanName, ServerTraceLayer};
 pub use self::service::ServerTrace;

@@ -7,9 +7,11 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 use trace_client::propagation::{self, HeaderFormat};
-use trace_client::{Client, Span, context};
+use trace_client::{Client, Span, SpanContext, context};
 
-use super::{DefaultExclude, DefaultSpanName, ResponseBody, ResponseFuture, ServerTraceLayer};
+use super::{
+    DefaultEnter, DefaultExclude, DefaultSpanName, ResponseBody, ResponseFuture, ServerTraceLayer,
+};
 use crate::common::tag_request;
 use crate::macros::define_inner_service_accessors;
 use crate::tags;
@@ -18,13 +20,14 @@ use crate::tags;
 ///
 /// See the [module docs](crate::server) for what it does.
 #[derive(Clone)]
-pub struct ServerTrace<S, N = DefaultSpanName, E = DefaultExclude> {
+pub struct ServerTrace<S, N = DefaultSpanName, E = DefaultExclude, H = DefaultEnter> {
     pub(crate) inner: S,
     pub(crate) formats: Arc<[HeaderFormat]>,
     pub(crate) span_name: N,
     pub(crate) exclude: E,
     pub(crate) client: Option<Client>,
     pub(crate) body_end: bool,
+    pub(crate) enter: Option<H>,
 }
 
 impl<S> ServerTrace<S> {
@@ -42,11 +45,11 @@ impl ServerTrace<()> {
     }
 }
 
-impl<S, N, E> ServerTrace<S, N, E> {
+impl<S, N, E, H> ServerTrace<S, N, E, H> {
     define_inner_service_accessors!();
 }
 
-impl<S, N, E> ServerTrace<S, N, E>
+impl<S, N, E, H> ServerTrace<S, N, E, H>
 where
     N: Fn(&Parts) -> String,
 {
@@ -73,17 +76,19 @@ where
     }
 }
 
-impl<S, N, E, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTrace<S, N, E>
+impl<S, N, E, H, P, G, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTrace<S, N, E, H>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: fmt::Display,
     ResBody: Body,
     N: Fn(&Parts) -> String,
     E: Fn(&Parts) -> bool,
+    H: Fn(&SpanContext) -> P,
+    P: FnMut() -> G,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, P>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -100,14 +105,18 @@ where
         let ctx = span.context();
         parts.extensions.insert(ctx.clone());
         let req = Request::from_parts(parts, body);
+        let mut enter = self.enter.as_ref().map(|hook| hook(&ctx));
         // Some services do their work in `call` itself: make the span current there too.
         let inner = &mut self.inner;
-        let future = ctx.clone().in_scope(|| inner.call(req));
-        ResponseFuture::traced(context::in_span(ctx, future), span, self.body_end)
+        let future = ctx.clone().in_scope(|| {
+            let _entered = enter.as_mut().map(|enter| enter());
+            inner.call(req)
+        });
+        ResponseFuture::traced(context::in_span(ctx, future), span, self.body_end, enter)
     }
 }
 
-impl<S: fmt::Debug, N, E> fmt::Debug for ServerTrace<S, N, E> {
+impl<S: fmt::Debug, N, E, H> fmt::Debug for ServerTrace<S, N, E, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerTrace")
             .field("inner", &self.inner)
@@ -116,6 +125,10 @@ impl<S: fmt::Debug, N, E> fmt::Debug for ServerTrace<S, N, E> {
             .field("exclude", &std::any::type_name::<E>())
             .field("client", &self.client)
             .field("record_at_body_end", &self.body_end)
+            .field(
+                "enter_with",
+                &self.enter.as_ref().map(|_| std::any::type_name::<H>()),
+            )
             .finish()
     }
 }
