@@ -30,12 +30,17 @@ pub(crate) enum Bound {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Binds one listen address, reporting the address actually bound (with the real port).
-pub(crate) async fn bind(addr: &Address, unix_mode: u32) -> io::Result<(Bound, Address)> {
+/// `recv_buffer` is the `SO_RCVBUF` to ask for UDP sockets (0: the system default).
+pub(crate) async fn bind(
+    addr: &Address,
+    unix_mode: u32,
+    recv_buffer: usize,
+) -> io::Result<(Bound, Address)> {
     let context = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
     match addr.scheme() {
         Scheme::Udp | Scheme::Udp4 | Scheme::Udp6 => {
             let candidates = addr.resolve().await.map_err(context)?;
-            let sock = first_ok(&candidates, |a| async move { UdpSocket::bind(a).await })
+            let sock = first_ok(&candidates, |a| async move { bind_udp(a, recv_buffer) })
                 .await
                 .map_err(context)?;
             let local = sock.local_addr().map_err(context)?;
@@ -63,6 +68,21 @@ pub(crate) async fn bind(addr: &Address, unix_mode: u32) -> io::Result<(Bound, A
             format!("cannot listen on {addr}: unsupported scheme"),
         )),
     }
+}
+
+/// Binds a UDP socket as [`UdpSocket::bind`] does, asking for a receive buffer of
+/// `recv_buffer` bytes first (before binding, so that no datagram arrives under the
+/// default). A refused size is ignored: the kernel's default still works.
+fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if recv_buffer > 0 {
+        let _ = sock.set_recv_buffer_size(recv_buffer);
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
 }
 
 /// Tries each candidate in turn; returns the first success or the last error.

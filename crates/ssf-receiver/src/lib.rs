@@ -40,6 +40,26 @@
 //! # }
 //! ```
 //!
+//! # Hostile input
+//!
+//! Whatever arrives, the receiver does not panic, counts the input under its
+//! [`RejectReason`], and goes on serving the other connections and datagrams:
+//!
+//! * a stream connection's read buffer holds at most one frame, and an announced length
+//!   over [`max_frame_length`](ReceiverBuilder::max_frame_length) closes the connection
+//!   before any of its body is read; with
+//!   [`max_connections`](ReceiverBuilder::max_connections) per listener, memory is bounded
+//!   by the frame limit times the connections (16 MiB × 1024 by default; lower both for an
+//!   exposed listener);
+//! * a connection over the limit is closed on arrival, and
+//!   [`read_timeout`](ReceiverBuilder::read_timeout) closes connections that idle or
+//!   dribble a frame too slowly, so that they cannot hold the places for ever;
+//! * wrong versions, lengths up to `u32::MAX` and frames cut short close their connection
+//!   only; bodies that are not spans (invalid UTF-8 in a string, say) are skipped;
+//! * empty, over-long and undecodable datagrams are dropped; the UDP receive buffer is
+//!   sized by [`recv_buffer_size`](ReceiverBuilder::recv_buffer_size) so that bursts wait
+//!   in the kernel instead of being lost.
+//!
 //! # Shutdown
 //!
 //! [`Receiver::shutdown`] stops every listener and reader, removes the unix socket files
@@ -96,6 +116,11 @@ pub const DEFAULT_UNIX_MODE: u32 = 0o666;
 /// The largest datagram size limit that can be configured: the largest UDP payload.
 pub const MAX_DATAGRAM_SIZE: usize = 65_535;
 
+/// The default receive buffer (`SO_RCVBUF`) asked for UDP listeners: 4 MiB, room for
+/// about a thousand 1 KiB datagrams or a few milliseconds of a fast sender while the
+/// reader is busy. The kernel may grant less (on Linux, at most `net.core.rmem_max`).
+pub const DEFAULT_RECV_BUFFER_SIZE: usize = 4 * 1024 * 1024;
+
 /// Configures and binds a [`Receiver`]. Made by [`Receiver::builder`].
 ///
 /// | setting | default |
@@ -105,6 +130,8 @@ pub const MAX_DATAGRAM_SIZE: usize = 65_535;
 /// | [`max_frame_length`](Self::max_frame_length) | [`MAX_FRAME_LENGTH`] (16 MiB) |
 /// | [`max_datagram_size`](Self::max_datagram_size) | [`DEFAULT_MAX_DATAGRAM_SIZE`] (16 384 bytes) |
 /// | [`max_connections`](Self::max_connections) | [`DEFAULT_MAX_CONNECTIONS`] (1024 per listener) |
+/// | [`read_timeout`](Self::read_timeout) | none: connections may idle for ever |
+/// | [`recv_buffer_size`](Self::recv_buffer_size) | [`DEFAULT_RECV_BUFFER_SIZE`] (4 MiB, as the kernel allows) |
 /// | [`unix_mode`](Self::unix_mode) | [`DEFAULT_UNIX_MODE`] (`0o666`) |
 /// | [`normalize`](Self::normalize) | `true` |
 /// | [`on_reject`](Self::on_reject) | none |
@@ -137,6 +164,8 @@ pub struct ReceiverBuilder {
     max_frame_length: usize,
     max_datagram_size: usize,
     max_connections: usize,
+    read_timeout: Option<Duration>,
+    recv_buffer_size: usize,
     unix_mode: u32,
     normalize: bool,
     on_reject: Option<reject::RejectHook>,
@@ -150,6 +179,8 @@ impl Default for ReceiverBuilder {
             max_frame_length: MAX_FRAME_LENGTH,
             max_datagram_size: DEFAULT_MAX_DATAGRAM_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            read_timeout: None,
+            recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
             unix_mode: DEFAULT_UNIX_MODE,
             normalize: true,
             on_reject: None,
@@ -165,6 +196,8 @@ impl fmt::Debug for ReceiverBuilder {
             .field("max_frame_length", &self.max_frame_length)
             .field("max_datagram_size", &self.max_datagram_size)
             .field("max_connections", &self.max_connections)
+            .field("read_timeout", &self.read_timeout)
+            .field("recv_buffer_size", &self.recv_buffer_size)
             .field("unix_mode", &format_args!("{:#o}", self.unix_mode))
             .field("normalize", &self.normalize)
             .field("on_reject", &self.on_reject.is_some())
@@ -226,6 +259,57 @@ impl ReceiverBuilder {
         self
     }
 
+    /// How long a stream connection may take to deliver each whole frame; `None` (the
+    /// default) for no limit.
+    ///
+    /// The clock starts when the connection is accepted and again each time a frame is
+    /// complete, so this closes a connection that sends nothing for that long as well as
+    /// one that dribbles a frame too slowly to finish it in time (a "slow loris"), however
+    /// steadily it sends bytes. Time spent waiting for the consumer to take spans does not
+    /// count. A closed connection is counted in `timeouts` and reported as
+    /// [`RejectReason::Timeout`]; senders such as `trace-client` reconnect when they next
+    /// have something to send. Pick a value well above the time the largest expected frame
+    /// takes to arrive on the slowest link, and above the pause between spans of a quiet
+    /// client, as an idle connection is closed too. A zero duration counts as `None`.
+    ///
+    /// With [`max_connections`](Self::max_connections), this bounds how long idle or
+    /// slow connections can hold the listener's places.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ssf_receiver::Receiver;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let receiver = Receiver::builder()
+    ///     .listen("tcp://127.0.0.1:0")?
+    ///     .max_connections(256)
+    ///     .read_timeout(Duration::from_secs(60))
+    ///     .bind()
+    ///     .await?;
+    /// # receiver.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.read_timeout = timeout.into().filter(|t| !t.is_zero());
+        self
+    }
+
+    /// The receive buffer (`SO_RCVBUF`) to ask for each UDP listener, in bytes; 0 keeps
+    /// the system's default. The kernel holds datagrams there while the reader is busy,
+    /// and drops what does not fit, so a larger buffer loses fewer datagrams in bursts.
+    ///
+    /// The kernel may grant less than asked: Linux caps the request at
+    /// `net.core.rmem_max` (raise it with `sysctl -w net.core.rmem_max=...`) and reports
+    /// twice the granted value, the rest being its bookkeeping.
+    /// [`Receiver::recv_buffer_sizes`] tells what each listener got. A request the system
+    /// refuses is ignored rather than failing [`bind`](Self::bind).
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.recv_buffer_size = bytes;
+        self
+    }
+
     /// The permissions given to unix socket files (not to abstract sockets).
     pub fn unix_mode(mut self, mode: u32) -> Self {
         self.unix_mode = mode;
@@ -240,7 +324,8 @@ impl ReceiverBuilder {
     }
 
     /// Calls `f` for every rejected input (empty, undecodable or over-long datagram,
-    /// corrupt frame, framing error, connection over the limit), on the reader's task.
+    /// corrupt frame, framing error, connection over the limit or timed out), on the
+    /// reader's task.
     /// `f` should be quick; it runs on the runtime.
     ///
     /// ```
@@ -292,7 +377,7 @@ impl ReceiverBuilder {
         }
         let mut bound = Vec::with_capacity(self.addrs.len());
         for addr in &self.addrs {
-            bound.push(bind::bind(addr, self.unix_mode).await?);
+            bound.push(bind::bind(addr, self.unix_mode, self.recv_buffer_size).await?);
         }
         let (tx, rx) = mpsc::channel(self.capacity);
         let shared = Arc::new(Shared {
@@ -308,15 +393,20 @@ impl ReceiverBuilder {
             max_frame_length: self.max_frame_length,
             max_datagram_size: self.max_datagram_size,
             max_connections: self.max_connections,
+            read_timeout: self.read_timeout,
         };
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::with_capacity(bound.len());
+        let mut recv_buffers = Vec::new();
         #[cfg(unix)]
         let mut files = Vec::new();
         for (b, local) in bound {
             let ctx = ctx.clone();
             match b {
                 Bound::Udp(sock) => {
+                    if let Ok(size) = socket2::SockRef::from(&sock).recv_buffer_size() {
+                        recv_buffers.push((local.clone(), size));
+                    }
                     tasks.spawn(task::run_udp(sock, ctx));
                 }
                 Bound::Tcp(l) => {
@@ -340,6 +430,7 @@ impl ReceiverBuilder {
         Ok(Receiver {
             rx,
             addrs,
+            recv_buffers,
             shared,
             tasks,
             #[cfg(unix)]
@@ -363,6 +454,7 @@ struct Shared {
 pub struct Receiver {
     rx: mpsc::Receiver<SsfSpan>,
     addrs: Vec<Address>,
+    recv_buffers: Vec<(Address, usize)>,
     shared: Arc<Shared>,
     tasks: JoinSet<()>,
     #[cfg(unix)]
@@ -409,6 +501,30 @@ impl Receiver {
     pub fn local_addr(&self) -> &Address {
         // A receiver is only built with at least one address.
         &self.addrs[0]
+    }
+
+    /// The receive buffer size of each UDP listener, as the system reports it (on Linux,
+    /// twice what was granted; see [`ReceiverBuilder::recv_buffer_size`]), in the order of
+    /// [`local_addrs`](Self::local_addrs). Stream listeners are not listed.
+    ///
+    /// ```
+    /// use ssf_receiver::Receiver;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let receiver = Receiver::builder()
+    ///     .listen("udp://127.0.0.1:0")?
+    ///     .recv_buffer_size(256 * 1024)
+    ///     .bind()
+    ///     .await?;
+    /// let (addr, size) = &receiver.recv_buffer_sizes()[0];
+    /// assert_eq!(addr, receiver.local_addr());
+    /// assert!(*size > 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recv_buffer_sizes(&self) -> &[(Address, usize)] {
+        &self.recv_buffers
     }
 
     /// The next span; `None` once every reader has stopped after shutdown and the

@@ -17,6 +17,9 @@ pub enum RejectReason {
     CorruptFrame,
     /// A connection closed on arrival because its listener was at its limit.
     ConnectionLimit,
+    /// A stream connection closed because no whole frame arrived within the
+    /// [`read_timeout`](crate::ReceiverBuilder::read_timeout): idle, or too slow.
+    Timeout,
 }
 
 impl RejectReason {
@@ -36,6 +39,7 @@ impl RejectReason {
             RejectReason::Framing => "framing",
             RejectReason::CorruptFrame => "processing",
             RejectReason::ConnectionLimit => "connection_limit",
+            RejectReason::Timeout => "timeout",
         }
     }
 }
@@ -81,6 +85,7 @@ mod tests {
             (RejectReason::Framing, "framing"),
             (RejectReason::CorruptFrame, "processing"),
             (RejectReason::ConnectionLimit, "connection_limit"),
+            (RejectReason::Timeout, "timeout"),
         ];
         for (reason, name) in all {
             assert_eq!(reason.as_str(), name);

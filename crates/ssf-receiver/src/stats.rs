@@ -1,5 +1,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::RejectReason;
+
 /// A snapshot of a [`Receiver`](crate::Receiver)'s counters.
 ///
 /// Every counter only grows. Datagram counters concern UDP listeners, frame and
@@ -18,8 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// | `corrupt_frames` | frames whose body is not a span (skipped, the stream goes on) |
 /// | `connections_accepted` | stream connections accepted and read |
 /// | `connections_rejected` | connections closed at once because the listener was at its limit |
+/// | `timeouts` | connections closed by the [`read_timeout`](crate::ReceiverBuilder::read_timeout) |
 /// | `disconnects` | streams that ended cleanly (end of input between frames) |
 /// | `bytes` | payload bytes read from every socket |
+///
+/// Each [`RejectReason`] has its counter; [`rejects`](Self::rejects) picks it by reason.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReceiverStats {
@@ -43,10 +48,48 @@ pub struct ReceiverStats {
     pub connections_accepted: u64,
     /// Stream connections closed on arrival because the listener was at its limit.
     pub connections_rejected: u64,
+    /// Stream connections closed because no whole frame arrived within the read timeout.
+    pub timeouts: u64,
     /// Stream connections that ended cleanly, between two frames.
     pub disconnects: u64,
     /// Payload bytes read from all sockets.
     pub bytes: u64,
+}
+
+impl ReceiverStats {
+    /// The counter of inputs rejected for `reason`.
+    ///
+    /// ```
+    /// use ssf_receiver::{ReceiverStats, RejectReason};
+    /// let stats = ReceiverStats::default();
+    /// assert_eq!(stats.rejects(RejectReason::Timeout), stats.timeouts);
+    /// ```
+    pub fn rejects(&self, reason: RejectReason) -> u64 {
+        match reason {
+            RejectReason::EmptyDatagram => self.empty_datagrams,
+            RejectReason::UndecodableDatagram => self.undecodable_datagrams,
+            RejectReason::TruncatedDatagram => self.truncated_datagrams,
+            RejectReason::Framing => self.framing_errors,
+            RejectReason::CorruptFrame => self.corrupt_frames,
+            RejectReason::ConnectionLimit => self.connections_rejected,
+            RejectReason::Timeout => self.timeouts,
+        }
+    }
+
+    /// Every input rejected, for whatever reason.
+    pub fn rejected(&self) -> u64 {
+        [
+            self.empty_datagrams,
+            self.undecodable_datagrams,
+            self.truncated_datagrams,
+            self.framing_errors,
+            self.corrupt_frames,
+            self.connections_rejected,
+            self.timeouts,
+        ]
+        .into_iter()
+        .fold(0, u64::saturating_add)
+    }
 }
 
 /// The live counters behind [`ReceiverStats`].
@@ -62,6 +105,7 @@ pub(crate) struct Counters {
     pub(crate) corrupt_frames: AtomicU64,
     pub(crate) connections_accepted: AtomicU64,
     pub(crate) connections_rejected: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
     pub(crate) disconnects: AtomicU64,
     pub(crate) bytes: AtomicU64,
 }
@@ -90,6 +134,7 @@ impl Counters {
             corrupt_frames: get(&self.corrupt_frames),
             connections_accepted: get(&self.connections_accepted),
             connections_rejected: get(&self.connections_rejected),
+            timeouts: get(&self.timeouts),
             disconnects: get(&self.disconnects),
             bytes: get(&self.bytes),
         }
@@ -114,6 +159,7 @@ mod tests {
             &c.corrupt_frames,
             &c.connections_accepted,
             &c.connections_rejected,
+            &c.timeouts,
             &c.disconnects,
             &c.bytes,
         ];
@@ -133,9 +179,35 @@ mod tests {
             s.corrupt_frames,
             s.connections_accepted,
             s.connections_rejected,
+            s.timeouts,
             s.disconnects,
             s.bytes,
         ];
-        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]);
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14]);
+    }
+
+    #[test]
+    fn every_reason_has_its_counter() {
+        let c = Counters::default();
+        let by_reason = [
+            (RejectReason::EmptyDatagram, &c.empty_datagrams),
+            (RejectReason::UndecodableDatagram, &c.undecodable_datagrams),
+            (RejectReason::TruncatedDatagram, &c.truncated_datagrams),
+            (RejectReason::Framing, &c.framing_errors),
+            (RejectReason::CorruptFrame, &c.corrupt_frames),
+            (RejectReason::ConnectionLimit, &c.connections_rejected),
+            (RejectReason::Timeout, &c.timeouts),
+        ];
+        for (i, (_, counter)) in by_reason.iter().enumerate() {
+            add(counter, 1 << i);
+        }
+        // Counters that are not rejections stay out of the total.
+        add(&c.spans, 1000);
+        add(&c.connections_accepted, 1000);
+        let s = c.snapshot();
+        for (i, (reason, _)) in by_reason.iter().enumerate() {
+            assert_eq!(s.rejects(*reason), 1 << i, "{reason}");
+        }
+        assert_eq!(s.rejected(), (1 << by_reason.len()) - 1);
     }
 }

@@ -4,6 +4,7 @@
 use std::error::Error as _;
 use std::io::Read as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::reject::{Reject, RejectHook, RejectReason};
@@ -45,6 +47,7 @@ pub(crate) struct Ctx {
     pub(crate) max_frame_length: usize,
     pub(crate) max_datagram_size: usize,
     pub(crate) max_connections: usize,
+    pub(crate) read_timeout: Option<Duration>,
 }
 
 impl Ctx {
@@ -114,6 +117,7 @@ impl std::fmt::Debug for Ctx {
             .field("max_frame_length", &self.max_frame_length)
             .field("max_datagram_size", &self.max_datagram_size)
             .field("max_connections", &self.max_connections)
+            .field("read_timeout", &self.read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -259,6 +263,9 @@ enum End {
     Eof,
     /// A framing or I/O error.
     Framing(CodecError),
+    /// No whole frame within the read timeout `after`; `buffered` bytes of a partial
+    /// frame were waiting.
+    Timeout { after: Duration, buffered: usize },
 }
 
 /// Reads frames from one connection until it ends, a framing error, or shutdown; after
@@ -278,6 +285,55 @@ pub(crate) async fn run_stream<S: AsyncRead + Dup + Unpin>(io: S, peer: String, 
                 },
             );
         }
+        End::Timeout { after, buffered } => {
+            incr(&ctx.counters.timeouts);
+            ctx.reject(RejectReason::Timeout, &|| peer.clone(), &|| {
+                if buffered == 0 {
+                    format!("no frame within {after:?}; connection closed")
+                } else {
+                    format!(
+                        "frame not complete within {after:?} ({buffered} bytes of it \
+                         received); connection closed"
+                    )
+                }
+            });
+        }
+    }
+}
+
+/// The read timeout's clock: reset at each whole frame, it fires when the next one takes
+/// too long.
+struct Deadline {
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Deadline {
+    fn new(timeout: Option<Duration>) -> Option<Deadline> {
+        let timeout = timeout?;
+        // A timeout beyond the clock's range is no timeout.
+        let at = Instant::now().checked_add(timeout)?;
+        Some(Deadline {
+            timeout,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+        })
+    }
+
+    fn restart(&mut self) {
+        if let Some(at) = Instant::now().checked_add(self.timeout) {
+            self.sleep.as_mut().reset(at);
+        }
+    }
+}
+
+/// Waits for the deadline, if there is one, for ever otherwise.
+async fn expired(deadline: &mut Option<Deadline>) -> Duration {
+    match deadline {
+        Some(d) => {
+            d.sleep.as_mut().await;
+            d.timeout
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -287,10 +343,13 @@ async fn read_stream<S: AsyncRead + Dup + Unpin>(mut io: S, peer: &str, ctx: &Ct
     let mut draining = false;
     let mut drained = 0usize;
     let mut direct: Option<std::fs::File> = None;
+    let mut deadline = Deadline::new(ctx.read_timeout);
     loop {
+        let mut progressed = false;
         loop {
             match codec.decode_frame(&mut buf) {
                 Ok(Some(body)) => {
+                    progressed = true;
                     incr(&ctx.counters.frames);
                     let len = body.len();
                     match wire::decode(body.freeze()) {
@@ -309,6 +368,13 @@ async fn read_stream<S: AsyncRead + Dup + Unpin>(mut io: S, peer: &str, ctx: &Ct
                 }
                 Ok(None) => break,
                 Err(e) => return End::Framing(e),
+            }
+        }
+        // The clock restarts after the spans are delivered: waiting for the consumer
+        // does not count against the sender.
+        if progressed {
+            if let Some(d) = deadline.as_mut() {
+                d.restart();
             }
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
@@ -344,6 +410,9 @@ async fn read_stream<S: AsyncRead + Dup + Unpin>(mut io: S, peer: &str, ctx: &Ct
                     continue;
                 }
                 r = io.read_buf(&mut buf) => r,
+                after = expired(&mut deadline) => {
+                    return End::Timeout { after, buffered: buf.len() };
+                }
             }
         };
         match read {
