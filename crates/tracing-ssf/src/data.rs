@@ -35,6 +35,9 @@ pub(crate) struct SpanData {
     pub(crate) error: bool,
     pub(crate) indicator: bool,
     pub(crate) samples: Vec<SsfSample>,
+    /// `false` for a span standing for an SSF span recorded elsewhere
+    /// ([`SpanData::stand_for`]): the layer does not export it.
+    pub(crate) export: bool,
 }
 
 impl SpanData {
@@ -56,6 +59,7 @@ impl SpanData {
             error: false,
             indicator: false,
             samples: Vec::new(),
+            export: true,
         }
     }
 
@@ -76,6 +80,16 @@ impl SpanData {
         if !parent.resource.is_empty() {
             self.resource = Some(Arc::from(parent.resource.as_str()));
         }
+    }
+
+    /// Makes the span stand for `ctx`, an SSF span recorded elsewhere: it takes `ctx`'s
+    /// identity, its children become `ctx`'s children, and it is not exported.
+    pub(crate) fn stand_for(&mut self, ctx: &SpanContext) {
+        self.trace_id = ctx.trace_id;
+        self.span_id = ctx.span_id;
+        self.parent_id = ctx.parent_id;
+        self.resource = (!ctx.resource.is_empty()).then(|| Arc::from(ctx.resource.as_str()));
+        self.export = false;
     }
 
     /// Sets the error flag and the error tags as `trace_client::Span::error` does for an
@@ -462,6 +476,19 @@ mod tests {
         data.set_parent(&SpanContext::new(9, 10));
         assert_eq!(data.context().resource, "GET /");
         assert_eq!((data.trace_id, data.parent_id), (9, 10));
+    }
+
+    #[test]
+    fn standing_for_a_context() {
+        let mut data = SpanData::new(1, 2, 0, Some(Arc::from("old")), 10);
+        let ctx = SpanContext::new(7, 8)
+            .with_parent_id(6)
+            .with_resource("GET /");
+        data.stand_for(&ctx);
+        assert_eq!(data.context(), ctx);
+        assert!(!data.export);
+        data.stand_for(&SpanContext::new(7, 9));
+        assert_eq!(data.context(), SpanContext::new(7, 9));
     }
 
     #[test]

@@ -13,8 +13,9 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::data::SpanData;
 use crate::stats::LayerStats;
 
-/// A function running a closure on the [`SpanData`] of a span, if it has any.
-type WithDataFn = fn(&Dispatch, &span::Id, &mut dyn FnMut(&mut SpanData));
+/// A function running a closure on the [`SpanData`] of a span, if it has any; with
+/// `nearest`, on that of the span or else of its nearest ancestor that has one.
+type WithDataFn = fn(&Dispatch, &span::Id, bool, &mut dyn FnMut(&mut SpanData));
 
 /// The layer's function table: runs a closure on the [`SpanData`] of span `id`, if the
 /// subscriber knows the span and the layer exports it; with the layer's sample cap and
@@ -42,18 +43,24 @@ impl WithContext {
     /// The table of a layer not attached to any subscriber: it finds nothing.
     pub(crate) fn detached() -> Self {
         WithContext {
-            with_data: |_, _, _| {},
+            with_data: |_, _, _, _| {},
             max_samples: 0,
             stats: LayerStats::default(),
         }
     }
 
-    fn with_data(&self, dispatch: &Dispatch, id: &span::Id, f: &mut dyn FnMut(&mut SpanData)) {
-        (self.with_data)(dispatch, id, f);
+    fn with_data(
+        &self,
+        dispatch: &Dispatch,
+        id: &span::Id,
+        nearest: bool,
+        f: &mut dyn FnMut(&mut SpanData),
+    ) {
+        (self.with_data)(dispatch, id, nearest, f);
     }
 }
 
-fn with_data<S>(dispatch: &Dispatch, id: &span::Id, f: &mut dyn FnMut(&mut SpanData))
+fn with_data<S>(dispatch: &Dispatch, id: &span::Id, nearest: bool, f: &mut dyn FnMut(&mut SpanData))
 where
     S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -63,23 +70,33 @@ where
     let Some(span) = subscriber.span(id) else {
         return;
     };
-    let mut extensions = span.extensions_mut();
-    if let Some(data) = extensions.get_mut::<SpanData>() {
-        f(data);
+    if !nearest {
+        if let Some(data) = span.extensions_mut().get_mut::<SpanData>() {
+            f(data);
+        }
+        return;
+    }
+    for span in span.scope() {
+        if let Some(data) = span.extensions_mut().get_mut::<SpanData>() {
+            f(data);
+            return;
+        }
     }
 }
 
-/// Runs `f` on the SSF state of `span`; returns `None` when the span is disabled, closed,
+/// Runs `f` on the SSF state of `span` (with `nearest`, of `span` or else of its nearest
+/// exported ancestor); returns `None` when there is none: the span is disabled, closed,
 /// filtered out of the layer, or no [`SsfLayer`](crate::SsfLayer) is installed.
 fn with_span_data<R>(
     span: &tracing::Span,
+    nearest: bool,
     f: impl FnOnce(&mut SpanData, &WithContext) -> R,
 ) -> Option<R> {
     let mut f = Some(f);
     let mut result = None;
     span.with_subscriber(|(id, dispatch)| {
         if let Some(table) = dispatch.downcast_ref::<WithContext>() {
-            table.with_data(dispatch, id, &mut |data| {
+            table.with_data(dispatch, id, nearest, &mut |data| {
                 if let Some(f) = f.take() {
                     result = Some(f(data, table));
                 }
@@ -158,6 +175,38 @@ pub trait SsfSpanExt {
     /// ```
     fn set_ssf_parent(&self, parent: SpanContext);
 
+    /// Makes the span stand for an SSF span recorded elsewhere, usually the request span
+    /// of trace-http's server middleware or a `trace_client::Span`: the span takes `ctx`'s
+    /// trace ID, span ID, parent ID and resource, `tracing` spans created inside it become
+    /// children of `ctx`, and the layer does **not** export it, since its owner records it.
+    ///
+    /// Fields recorded on the span, samples added to it and events inside it (metric or
+    /// error-level) are dropped with it: put them on the span's owner or on a child span.
+    /// Call it right after creating the span, before creating children. A context that is
+    /// not [valid](SpanContext::is_valid) is ignored. [`context_span`] creates such a span.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use trace_client::SpanContext;
+    /// use tracing_ssf::{SsfLayer, SsfSpanExt};
+    /// use tracing_subscriber::layer::SubscriberExt;
+    ///
+    /// let (client, mut rx) = trace_client::Client::channel(16);
+    /// let subscriber = tracing_subscriber::registry().with(SsfLayer::new(client));
+    /// tracing::subscriber::with_default(subscriber, || {
+    ///     let request = tracing::info_span!("request");
+    ///     let owner = SpanContext::new(12345, 67890); // recorded by someone else
+    ///     request.set_ssf_context(owner.clone());
+    ///     assert_eq!(request.ssf_context(), Some(owner));
+    ///     request.in_scope(|| tracing::info_span!("query").in_scope(|| {}));
+    /// });
+    /// let query = rx.try_recv().unwrap();
+    /// assert_eq!((query.name.as_str(), query.trace_id, query.parent_id), ("query", 12345, 67890));
+    /// assert!(rx.try_recv().is_err(), "the stand-in is not exported");
+    /// ```
+    fn set_ssf_context(&self, ctx: SpanContext);
+
     /// Adds an SSF sample (a metric) to the span, sent with it when it closes.
     ///
     /// A span holds at most [`SsfLayer::max_samples`](crate::SsfLayer::max_samples)
@@ -187,20 +236,122 @@ pub trait SsfSpanExt {
 
 impl SsfSpanExt for tracing::Span {
     fn ssf_context(&self) -> Option<SpanContext> {
-        with_span_data(self, |data, _| data.context())
+        with_span_data(self, false, |data, _| data.context())
     }
 
     fn set_ssf_parent(&self, parent: SpanContext) {
         if parent.is_valid() {
-            with_span_data(self, |data, _| data.set_parent(&parent));
+            with_span_data(self, false, |data, _| data.set_parent(&parent));
+        }
+    }
+
+    fn set_ssf_context(&self, ctx: SpanContext) {
+        if ctx.is_valid() {
+            with_span_data(self, false, |data, _| data.stand_for(&ctx));
         }
     }
 
     fn add_ssf_sample(&self, sample: SsfSample) {
-        with_span_data(self, |data, table| {
+        with_span_data(self, false, |data, table| {
             if !data.push_sample(sample, table.max_samples) {
                 table.stats.add_samples_dropped(1);
             }
         });
     }
+}
+
+/// The target of the spans [`context_span`] creates.
+pub const CONTEXT_TARGET: &str = "tracing_ssf::context";
+
+/// The SSF context of the current `tracing` span, or of its nearest ancestor an
+/// [`SsfLayer`](crate::SsfLayer) exports (spans filtered out of the layer are skipped, as
+/// when exporting); `None` outside every exported span or without the layer.
+///
+/// It is [`tracing::Span::current()`]`.`[`ssf_context()`](SsfSpanExt::ssf_context), but
+/// for a current span filtered out of the layer. Its signature fits trace-http's
+/// `ClientTraceLayer::context_from`, so that outgoing requests carry the current `tracing`
+/// span: `ClientTraceLayer::new().context_from(tracing_ssf::current_context)`.
+///
+/// # Examples
+///
+/// ```
+/// use tracing_ssf::{SsfLayer, SsfSpanExt};
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let (client, _rx) = trace_client::Client::channel(16);
+/// let subscriber = tracing_subscriber::registry().with(SsfLayer::new(client));
+/// tracing::subscriber::with_default(subscriber, || {
+///     assert_eq!(tracing_ssf::current_context(), None);
+///     let span = tracing::info_span!("work");
+///     let _entered = span.enter();
+///     assert_eq!(tracing_ssf::current_context(), span.ssf_context());
+///     assert!(tracing_ssf::current_context().is_some());
+/// });
+/// ```
+pub fn current_context() -> Option<SpanContext> {
+    with_span_data(&tracing::Span::current(), true, |data, _| data.context())
+}
+
+/// A new `tracing` span standing for `ctx`, an SSF span recorded elsewhere (see
+/// [`SsfSpanExt::set_ssf_context`]): entering it makes `tracing` spans created inside it
+/// children of `ctx`; the layer does not export it.
+///
+/// It is an `INFO` span named `ssf.context` with the target [`CONTEXT_TARGET`]; a filter
+/// that hides it (a level above `INFO`, a target list without `tracing_ssf`) makes it
+/// disabled, and entering it then does nothing.
+pub fn context_span(ctx: SpanContext) -> tracing::Span {
+    let span = tracing::info_span!(target: "tracing_ssf::context", "ssf.context");
+    span.set_ssf_context(ctx);
+    span
+}
+
+/// For trace-http's `ServerTraceLayer::enter_with`: makes each request's span the current
+/// `tracing` span of its handler.
+///
+/// Called with the request span's context, it creates a [`context_span`] for it and
+/// returns a function entering that span (the server middleware calls it around each poll
+/// of the handler and drops the guard after). `tracing` spans the handler opens are then
+/// children of the request's span, even when the connection's task runs inside another
+/// exported `tracing` span, and [`current_context`] in the handler is the request's
+/// context.
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use http::{Request, Response};
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tracing::Instrument;
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (client, mut rx) = trace_client::Client::channel(16);
+/// let layer = tracing_ssf::SsfLayer::new(client.clone());
+/// let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+///
+/// let service = trace_http::ServerTraceLayer::new()
+///     .client(client)
+///     .enter_with(tracing_ssf::enter_context)
+///     .layer(service_fn(|_req: Request<()>| async {
+///         let _query = tracing::info_span!("query").entered();
+///         Ok::<_, Infallible>(Response::new(String::new()))
+///     }));
+/// // The connection is served inside a `tracing` span of its own.
+/// let request = Request::get("/users").body(())?;
+/// service.oneshot(request).instrument(tracing::info_span!("connection")).await?;
+///
+/// let (query, request, connection) = (rx.try_recv()?, rx.try_recv()?, rx.try_recv()?);
+/// assert_eq!(request.name, "GET /users");
+/// assert_eq!((query.trace_id, query.parent_id), (request.trace_id, request.id));
+/// assert_eq!(connection.name, "connection");
+/// # Ok(())
+/// # }
+/// ```
+pub fn enter_context(
+    ctx: &SpanContext,
+) -> impl FnMut() -> tracing::span::EnteredSpan + Send + Sync + use<> {
+    let span = context_span(ctx.clone());
+    move || span.clone().entered()
 }

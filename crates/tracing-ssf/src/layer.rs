@@ -283,6 +283,10 @@ where
         let Some(data) = span.extensions_mut().remove::<SpanData>() else {
             return;
         };
+        if !data.export {
+            // It stands for a span recorded elsewhere (`SsfSpanExt::set_ssf_context`).
+            return;
+        }
         let service = match &self.service {
             Some(own) => own.clone(),
             None => trace_client::service_name().to_owned(),

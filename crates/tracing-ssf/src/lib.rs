@@ -8,7 +8,9 @@
 //!
 //! [`SsfSpanExt`] adds SSF methods to [`tracing::Span`]: read a span's
 //! [`SpanContext`](trace_client::SpanContext) to inject into outgoing requests, continue a
-//! remote trace extracted from incoming headers, attach SSF samples.
+//! remote trace extracted from incoming headers, make a span stand for an SSF span recorded
+//! elsewhere, attach SSF samples. [`current_context`] and [`enter_context`] connect the
+//! layer to trace-http's middleware (see [With trace-http](#with-trace-http)).
 //!
 //! # Quick start
 //!
@@ -57,6 +59,7 @@
 //! | the nearest ancestor span this layer exports | `trace_id` and `parent_id` |
 //! | no such ancestor, but the task runs inside a [`trace_client::context`] scope (and the span is not an explicit root, `parent: None`) | continues that context's trace |
 //! | [`SsfSpanExt::set_ssf_parent`] | continues the given (usually remote) trace |
+//! | [`SsfSpanExt::set_ssf_context`] (and [`context_span`], [`enter_context`]) | not exported: the span stands for the given SSF span, recorded by its owner; its children are that span's children |
 //! | none of the above | a new trace: `trace_id` = `id` |
 //! | [`SsfLayer::service`] | `service` (default: [`trace_client::service_name`]) |
 //! | field `error` with a `bool` value | the `error` flag |
@@ -134,6 +137,30 @@
 //! events overwrite earlier ones and each span grow with its logging. Send logs to a log
 //! pipeline (a `fmt` layer beside this one) instead.
 //!
+//! # With trace-http
+//!
+//! trace-http's tower middleware records one span per HTTP request with trace-client; the
+//! two meet both ways:
+//!
+//! * **Server**: its `ServerTraceLayer` makes the request's span the task's
+//!   [`trace_client::context::current`] span for the handler, and a `tracing` span with no
+//!   exported ancestor continues that span (see the table above), so the handler's
+//!   `tracing` spans are its children. When the connection's task runs inside an exported
+//!   `tracing` span of its own, that span would be their parent instead: add
+//!   `.enter_with(tracing_ssf::enter_context)` to the layer, and the request's span is
+//!   also the handler's current `tracing` span (a [`context_span`] standing for it).
+//! * **Client**: its `ClientTraceLayer` injects the request's extensions' context or the
+//!   task's trace-client span; add `.context_from(tracing_ssf::current_context)` and it
+//!   injects the current `tracing` span, so the server called becomes its child.
+//!
+//! ```
+//! use trace_http::{ClientTraceLayer, ServerTraceLayer};
+//!
+//! let server = ServerTraceLayer::new().enter_with(tracing_ssf::enter_context);
+//! let client = ClientTraceLayer::new().context_from(tracing_ssf::current_context);
+//! # let _ = (server, client);
+//! ```
+//!
 //! # Across `.await` and `tokio::spawn`
 //!
 //! A future instrumented with [`tracing::Instrument`] (or an `async fn` with
@@ -173,7 +200,7 @@ mod ext;
 mod layer;
 mod stats;
 
-pub use ext::SsfSpanExt;
+pub use ext::{CONTEXT_TARGET, SsfSpanExt, context_span, current_context, enter_context};
 pub use layer::{DEFAULT_MAX_SAMPLES, DEFAULT_MAX_VALUE_LEN, SsfLayer};
 pub use stats::LayerStats;
 

@@ -471,3 +471,79 @@ fn internal_metric_events_are_ignored() {
     });
     assert!(drain(&mut rx)["op"].metrics.is_empty());
 }
+
+#[test]
+fn current_context_is_the_nearest_exported_span() {
+    let (client, _rx) = Client::channel(16);
+    let layer = SsfLayer::new(client).with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        assert_eq!(tracing_ssf::current_context(), None);
+        let outer = tracing::info_span!("outer");
+        let _outer = outer.enter();
+        let expected = outer.ssf_context().expect("exported");
+        assert_eq!(tracing_ssf::current_context(), Some(expected.clone()));
+        // A span filtered out of the layer has no context of its own: its nearest
+        // exported ancestor's is the one its exported children would continue.
+        let hidden = tracing::debug_span!("hidden");
+        let _hidden = hidden.enter();
+        assert_eq!(hidden.ssf_context(), None);
+        assert_eq!(tracing_ssf::current_context(), Some(expected));
+    });
+}
+
+#[test]
+fn stand_in_spans_give_their_children_and_are_not_exported() {
+    let (client, mut rx) = Client::channel(16);
+    let layer = SsfLayer::new(client);
+    let stats = layer.stats();
+    tracing::subscriber::with_default(subscriber(layer), || {
+        let owner = SpanContext::new(500, 501)
+            .with_parent_id(499)
+            .with_resource("GET /");
+        let stand_in = tracing_ssf::context_span(owner.clone());
+        assert_eq!(
+            stand_in.metadata().map(|m| m.target()),
+            Some(tracing_ssf::CONTEXT_TARGET)
+        );
+        assert_eq!(stand_in.ssf_context(), Some(owner));
+        stand_in.in_scope(|| {
+            tracing::info!(counter.lost = 1);
+            let child = tracing::info_span!("child");
+            let ctx = child.ssf_context().expect("exported");
+            assert_eq!((ctx.trace_id, ctx.parent_id), (500, 501));
+            assert_eq!(ctx.resource, "GET /");
+        });
+        // An invalid context is ignored: the span stays an ordinary exported span.
+        let plain = tracing::info_span!("plain");
+        plain.set_ssf_context(SpanContext::new(0, 1));
+        assert_ne!(plain.ssf_context().map(|c| c.trace_id), Some(0));
+    });
+    let spans = drain(&mut rx);
+    assert_eq!(spans.len(), 2, "{:?}", spans.keys());
+    assert_eq!(spans["child"].parent_id, 501);
+    assert!(spans.contains_key("plain"));
+    assert_eq!(stats.exported(), 2);
+}
+
+#[test]
+fn enter_context_enters_a_stand_in_each_time() {
+    let (client, mut rx) = Client::channel(16);
+    tracing::subscriber::with_default(subscriber(SsfLayer::new(client)), || {
+        let mut enter = tracing_ssf::enter_context(&SpanContext::new(600, 601));
+        for _ in 0..2 {
+            let _entered = enter();
+            assert_eq!(tracing_ssf::current_context().map(|c| c.span_id), Some(601));
+            let _child = tracing::info_span!("child").entered();
+        }
+        assert_eq!(tracing_ssf::current_context(), None);
+    });
+    let mut count = 0;
+    while let Ok(span) = rx.try_recv() {
+        assert_eq!(
+            (span.name.as_str(), span.trace_id, span.parent_id),
+            ("child", 600, 601)
+        );
+        count += 1;
+    }
+    assert_eq!(count, 2);
+}
