@@ -1,31 +1,7 @@
-//! Feeds arbitrary bytes, split into arbitrary chunks, to the stream decoder: it must
-//! never panic and never buffer more than one frame (max length + 5) beyond a chunk.
+//! Arbitrary bytes, split into arbitrary chunks, through the stream decoder; see `checks::decode_stream`.
 #![no_main]
 
-use bytes::BytesMut;
-use libfuzzer_sys::fuzz_target;
-use ssf_codec::{HEADER_LEN, SsfCodec};
-use tokio_util::codec::Decoder;
+#[path = "../checks.rs"]
+mod checks;
 
-fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
-    let max = 1024;
-    let mut codec = SsfCodec::with_max_frame_length(max);
-    let mut buf = BytesMut::new();
-    let chunk = usize::from(split).max(1);
-    for piece in rest.chunks(chunk) {
-        buf.extend_from_slice(piece);
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(e) => {
-                    assert!(e.is_framing());
-                    return;
-                }
-            }
-        }
-        assert!(buf.len() <= HEADER_LEN + max + chunk);
-    }
-    let _ = codec.decode_eof(&mut buf);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::decode_stream(data));
