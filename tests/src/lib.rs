@@ -171,6 +171,8 @@ pub struct Endpoint {
     transport: Transport,
     url: String,
     seen: Arc<Seen>,
+    /// Seconds per span when the consumer is held to a rate.
+    interval: Option<f64>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -201,6 +203,21 @@ impl Endpoint {
     ///
     /// When no receiver can be bound.
     pub async fn start(transport: Transport, seen: Arc<Seen>) -> (Endpoint, Incarnation) {
+        Self::start_at_rate(transport, seen, None).await
+    }
+
+    /// As [`start`](Self::start), with a consumer that takes at most `rate` spans per
+    /// second, when given: a slow receiver (its readers wait when its channel is full,
+    /// so stream clients are pushed back).
+    ///
+    /// # Panics
+    ///
+    /// When no receiver can be bound.
+    pub async fn start_at_rate(
+        transport: Transport,
+        seen: Arc<Seen>,
+        rate: Option<f64>,
+    ) -> (Endpoint, Incarnation) {
         let (dir, url) = match transport {
             Transport::Udp => (None, "udp://127.0.0.1:0".to_owned()),
             Transport::Tcp => (None, "tcp://127.0.0.1:0".to_owned()),
@@ -218,6 +235,7 @@ impl Endpoint {
             transport,
             url,
             seen,
+            interval: rate.map(|r| 1.0 / r),
             _dir: dir,
         };
         let incarnation = endpoint.run(receiver);
@@ -258,10 +276,18 @@ impl Endpoint {
         let handle = receiver.handle();
         let received = Arc::new(AtomicU64::new(0));
         let (seen, count) = (Arc::clone(&self.seen), Arc::clone(&received));
+        let interval = self.interval;
         let consumer = tokio::spawn(async move {
+            let start = Instant::now();
             while let Some(span) = receiver.recv().await {
                 seen.add(span.id);
-                count.fetch_add(1, Ordering::Relaxed);
+                let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(i) = interval {
+                    let due = start + Duration::from_secs_f64(n as f64 * i);
+                    if due > Instant::now() {
+                        tokio::time::sleep_until(due).await;
+                    }
+                }
             }
             receiver
         });

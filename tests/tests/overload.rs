@@ -1,8 +1,9 @@
-//! Overload: producers offer ten times the rate the client sustains to a live unix
-//! receiver. The client refuses what does not fit (and counts it), its memory stays
-//! bounded by the queue capacity, the accounting stays exact, everything accepted is
-//! delivered, and the process stays responsive: a task ticking every 10 ms on the same
-//! runtime is never late by a second.
+//! Overload: producers offer ten times the rate the client sustains to a slow unix
+//! receiver (its consumer takes 10 000 spans per second; the receiver pushes back). The
+//! client refuses what does not fit (and counts it), its memory stays bounded by the
+//! queue capacity, the accounting stays exact, everything accepted is delivered, and the
+//! process stays responsive: a task ticking every 10 ms on the same runtime is never
+//! late by a second.
 //!
 //! The default run lasts 3 seconds; the minute-long run is ignored:
 //! `cargo test -p integration-tests --release --test overload -- --ignored`.
@@ -21,6 +22,9 @@ use trace_client::Client;
 
 const PRODUCERS: u64 = 2;
 
+/// Spans per second the receiver's consumer takes.
+const RECEIVER_RATE: f64 = 10_000.0;
+
 /// The most resident memory the scenario may add, client and receiver together: the
 /// client holds at most its queue (64 spans by default) and the batches its backends
 /// took from it, the receiver its channel (4096 spans); the rest is allocator slack.
@@ -30,16 +34,21 @@ const RSS_GROWTH_LIMIT: u64 = 64 << 20;
 const LATENESS_LIMIT: Duration = Duration::from_secs(1);
 
 /// The rate the client sustains: spans sent per second while one producer records
-/// for `secs` seconds, waiting for room.
+/// for `secs` seconds, waiting for room, after half a second filling the buffers on the
+/// way.
 async fn sustained_rate(client: &Client, secs: f64) -> f64 {
+    let mut id = 0i64;
+    let mut record_for = async |secs: f64| {
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < secs {
+            id += 1;
+            client.record(span(id)).await.expect("open client");
+        }
+    };
+    record_for(0.5).await;
     let start = Instant::now();
     let sent_before = client.stats().sent();
-    let mut id = 0i64;
-    while start.elapsed().as_secs_f64() < secs {
-        id += 1;
-        client.record(span(id)).await.expect("open client");
-    }
-    client.flush().await.expect("flush");
+    record_for(secs).await;
     (client.stats().sent() - sent_before) as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -69,7 +78,8 @@ async fn offer(client: Client, rate: f64, duration: Duration) -> u64 {
 fn overload(duration: Duration) {
     runtime(true).block_on(async {
         let seen = Seen::new(0);
-        let (endpoint, receiver) = Endpoint::start(Transport::Unix, Arc::clone(&seen)).await;
+        let (endpoint, receiver) =
+            Endpoint::start_at_rate(Transport::Unix, Arc::clone(&seen), Some(RECEIVER_RATE)).await;
         let client = Client::builder(endpoint.url()).build().expect("client");
 
         let sustained = sustained_rate(&client, 1.0).await;
@@ -134,7 +144,16 @@ fn overload(duration: Duration) {
 
         // Refused spans are counted; accounting is exact; all accepted spans arrive.
         assert_eq!(offered, accepted + refused, "{summary}");
-        assert!(refused > 0, "the client was not overloaded: {summary}");
+        // Many times the sustained rate was offered (ten times, unless the producers
+        // could not keep that pace), and the excess refused.
+        assert!(
+            offered as f64 >= 5.0 * sustained * duration.as_secs_f64(),
+            "the producers did not offer ten times the rate: {summary}"
+        );
+        assert!(
+            refused as f64 >= 0.5 * offered as f64,
+            "the client was not overloaded: {summary}"
+        );
         assert_eq!(
             refused,
             stats.refused_full() - before.refused_full(),

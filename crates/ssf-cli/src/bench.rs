@@ -66,7 +66,8 @@ Each span is typical of a service: a name, a service, 5 tags, a counter and a ti
 sample (about 280 bytes encoded), fresh IDs and timestamps. Without --addr, a receiver is \
 started in this process (--in-process, UDP by default) and the spans it receives are \
 counted as delivered; --count-only makes it count frames or datagrams without decoding \
-them, so the run measures the client rather than the receiver. spans_per_sec is sent \
+them, so the run measures the client rather than the receiver (--sink-rate makes that \
+receiver slow, for overload runs). spans_per_sec is sent \
 spans divided by the time from the first span to the end of the client's shutdown \
 (everything written).
 
@@ -88,6 +89,10 @@ pub(crate) struct BenchArgs {
     /// Make the in-process receiver count frames or datagrams without decoding them.
     #[arg(long, conflicts_with = "addr")]
     count_only: bool,
+    /// Make the counting receiver take at most this many spans per second, a slow
+    /// receiver: streams push back on the client, UDP loses what the kernel cannot hold.
+    #[arg(long, value_name = "SPANS_PER_SEC", value_parser = args::rate, requires = "count_only")]
+    sink_rate: Option<f64>,
     /// How many spans to send (ignored with --duration).
     #[arg(long, value_name = "N", default_value = "100000", value_parser = args::positive)]
     spans: u64,
@@ -229,7 +234,11 @@ async fn destination(a: &BenchArgs) -> Result<(Address, Option<Local>), Failure>
     match (&a.addr, local_transport(a)) {
         (Some(addr), _) => Ok((addr.clone(), None)),
         (None, Some(t)) => {
-            let local = Local::start(t, a.count_only).await?;
+            let sink = match (a.count_only, a.sink_rate) {
+                (false, _) => sink::Kind::Receiver,
+                (true, rate) => sink::Kind::Counting { rate },
+            };
+            let local = Local::start(t, sink).await?;
             Ok((local.addr.clone(), Some(local)))
         }
         (None, None) => Err(Failure::Runtime("no address to send to".to_owned())),

@@ -521,6 +521,8 @@ fn bad_arguments_give_one_line_and_exit_code_2() {
         &["bench", "--count-only", "--addr", "udp://127.0.0.1:9"],
         &["bench", "--idle", "0"],
         &["bench", "--idle", "1", "--duration", "1"],
+        &["bench", "--sink-rate", "100"],
+        &["bench", "--count-only", "--sink-rate", "0"],
     ];
     for args in cases {
         let out = ssf(args);
@@ -705,10 +707,12 @@ fn bench_raw_sends_one_datagram_per_span() {
 
 #[test]
 fn bench_count_only_counts_what_the_client_sent() {
-    for transport in ["tcp", "unix"] {
-        if transport == "unix" && !cfg!(unix) {
-            continue;
-        }
+    let transports: &[&str] = if cfg!(unix) {
+        &["tcp", "unix"]
+    } else {
+        &["tcp"]
+    };
+    for &transport in transports {
         let r = bench_json(&[
             "--in-process",
             transport,
@@ -764,4 +768,26 @@ fn bench_idle_client_reports_its_cpu_time_and_drops() {
     );
     assert!(r["idle_cpu_s"].as_f64().is_some(), "{r}");
     assert_eq!(r["idle_s"], 0.3, "{r}");
+}
+
+#[test]
+fn bench_sink_rate_holds_the_counting_receiver_back() {
+    let start = std::time::Instant::now();
+    let r = bench_json(&[
+        "--in-process",
+        "tcp",
+        "--count-only",
+        "--sink-rate",
+        "2000",
+        "--spans",
+        "2000",
+    ]);
+    // Counting 2000 spans at 2000 per second cannot take less than about a second (the
+    // last read's spans are counted before the wait); slowness cannot fail this.
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(500),
+        "{:?}: {r}",
+        start.elapsed()
+    );
+    assert_eq!(field(&r, "delivered"), 2000, "{r}");
 }

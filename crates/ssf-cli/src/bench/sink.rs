@@ -35,8 +35,8 @@ const READ_BUFFER: usize = 64 * 1024;
 /// The most connections a counting sink reads at once; more are closed on arrival.
 const MAX_SINK_CONNECTIONS: usize = 1024;
 
-/// The receive buffer asked for on the counting sink's UDP socket (the kernel caps it at
-/// `net.core.rmem_max`).
+/// The receive buffer asked for on UDP sockets of the in-process receivers (the kernel
+/// caps it at `net.core.rmem_max`).
 const UDP_RECV_BUFFER: usize = 8 << 20;
 
 /// A receiver running in this process and the count of spans it received.
@@ -78,18 +78,61 @@ pub(crate) fn socket_dir() -> Result<PathBuf, Failure> {
     Ok(d)
 }
 
+/// Which receiver runs in this process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    /// The SSF receiver: decodes and normalises every span.
+    Receiver,
+    /// Counts frames or datagrams without decoding them, at most `rate` per second.
+    Counting { rate: Option<f64> },
+}
+
+/// Holds a counting sink to a rate: readers take turns, and each waits until the spans it
+/// read are due before counting them (and reading again), so the count never runs ahead
+/// of the rate, however many connections there are.
+#[derive(Debug)]
+struct Limiter {
+    start: Instant,
+    /// Seconds per span.
+    interval: f64,
+    /// Spans let through so far.
+    total: tokio::sync::Mutex<u64>,
+}
+
+impl Limiter {
+    fn new(rate: f64) -> Limiter {
+        Limiter {
+            start: Instant::now(),
+            interval: 1.0 / rate,
+            total: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    /// Waits until `n` more spans are due.
+    async fn take(&self, n: u64) {
+        let mut total = self.total.lock().await;
+        *total += n;
+        // A total due beyond the clock's range is waited for a day at a time.
+        let due = Duration::try_from_secs_f64(*total as f64 * self.interval)
+            .ok()
+            .and_then(|d| self.start.checked_add(d))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
 impl Local {
-    /// Starts a receiver on `transport`: the SSF receiver, or with `count_only` a sink
-    /// that counts frames or datagrams without decoding them.
-    pub(crate) async fn start(transport: Transport, count_only: bool) -> Result<Local, Failure> {
+    /// Starts a receiver of `kind` on `transport`.
+    pub(crate) async fn start(transport: Transport, kind: Kind) -> Result<Local, Failure> {
         let dir = match transport {
             Transport::Unix => Some(socket_dir()?),
             Transport::Udp | Transport::Tcp => None,
         };
-        let started = if count_only {
-            Self::start_counting(transport, dir.clone()).await
-        } else {
-            Self::start_receiver(transport, dir.clone()).await
+        let started = match kind {
+            Kind::Counting { rate } => Self::start_counting(transport, dir.clone(), rate).await,
+            Kind::Receiver => Self::start_receiver(transport, dir.clone()).await,
         };
         match started {
             Ok(local) => Ok(local),
@@ -115,6 +158,7 @@ impl Local {
             .listen(&url)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
             .capacity(RECEIVER_CAPACITY)
+            .recv_buffer_size(UDP_RECV_BUFFER)
             .bind()
             .await?;
         let addr = receiver.local_addr().clone();
@@ -135,9 +179,16 @@ impl Local {
         })
     }
 
-    async fn start_counting(transport: Transport, dir: Option<PathBuf>) -> io::Result<Local> {
+    async fn start_counting(
+        transport: Transport,
+        dir: Option<PathBuf>,
+        rate: Option<f64>,
+    ) -> io::Result<Local> {
         let delivered = Arc::new(AtomicU64::new(0));
-        let count = Arc::clone(&delivered);
+        let count = Arc::new(Counter {
+            count: Arc::clone(&delivered),
+            limiter: rate.map(Limiter::new),
+        });
         let mut tasks = JoinSet::new();
         let addr = match (&dir, transport) {
             (Some(d), _) => {
@@ -210,14 +261,26 @@ impl Local {
     }
 }
 
+/// Where a counting sink counts, and its rate limit.
+#[derive(Debug)]
+struct Counter {
+    count: Arc<AtomicU64>,
+    limiter: Option<Limiter>,
+}
+
+impl Counter {
+    async fn add(&self, n: u64) {
+        if let Some(l) = &self.limiter {
+            l.take(n).await;
+        }
+        self.count.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// Reads one connection in its own task if the connection limit allows; otherwise the
 /// connection is closed at once.
-fn spawn_reader<S>(
-    readers: &mut JoinSet<()>,
-    limit: &Arc<Semaphore>,
-    conn: S,
-    count: &Arc<AtomicU64>,
-) where
+fn spawn_reader<S>(readers: &mut JoinSet<()>, limit: &Arc<Semaphore>, conn: S, count: &Arc<Counter>)
+where
     S: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
@@ -231,7 +294,7 @@ fn spawn_reader<S>(
 }
 
 /// Counts the frames of one stream until it ends, fails, or breaks the framing.
-async fn count_frames<S: tokio::io::AsyncRead + Unpin>(mut conn: S, count: &AtomicU64) {
+async fn count_frames<S: tokio::io::AsyncRead + Unpin>(mut conn: S, count: &Counter) {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut walker = FrameWalker::default();
     loop {
@@ -241,23 +304,19 @@ async fn count_frames<S: tokio::io::AsyncRead + Unpin>(mut conn: S, count: &Atom
         };
         let Some(bytes) = buf.get(..n) else { return };
         match walker.feed(bytes) {
-            Ok(frames) => {
-                count.fetch_add(frames, Ordering::Relaxed);
-            }
+            Ok(frames) => count.add(frames).await,
             Err(_) => return,
         }
     }
 }
 
 /// Counts the non-empty datagrams arriving on `socket`.
-async fn count_datagrams(socket: UdpSocket, count: Arc<AtomicU64>) {
+async fn count_datagrams(socket: UdpSocket, count: Arc<Counter>) {
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
         match socket.recv(&mut buf).await {
             Ok(0) => {}
-            Ok(_) => {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(_) => count.add(1).await,
             // An ICMP error for something this socket never sent; keep reading.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
             Err(_) => return,
