@@ -252,6 +252,23 @@ impl Endpoint {
         self.transport
     }
 
+    /// Datagrams the kernel dropped because the UDP receiver's socket had no room (the
+    /// `drops` column of `/proc/net/udp` for its port); 0 for streams and where it
+    /// cannot be read.
+    pub fn kernel_drops(&self) -> u64 {
+        let Some(port) = self
+            .url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+        else {
+            return 0;
+        };
+        if self.transport != Transport::Udp {
+            return 0;
+        }
+        udp_drops(port)
+    }
+
     /// Starts a new receiver on the same address (retrying while the old socket is
     /// still being closed).
     ///
@@ -403,6 +420,20 @@ pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The `drops` of the UDP sockets bound to `port` on 127.0.0.1 (`/proc/net/udp`).
+fn udp_drops(port: u16) -> u64 {
+    let Ok(table) = std::fs::read_to_string("/proc/net/udp") else {
+        return 0;
+    };
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
 }
 
 // ===== what the kernel can hold =====
@@ -565,6 +596,18 @@ mod tests {
         let len = min_span_len();
         assert!((150..=300).contains(&len), "{len}");
         assert!(ssf_proto::is_valid_trace(&span(7)));
+    }
+
+    #[test]
+    fn udp_drops_are_read_for_a_bound_port() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        // A fresh socket has dropped nothing; the table has a line for it (on Linux).
+        assert_eq!(udp_drops(port), 0);
+        if cfg!(target_os = "linux") {
+            let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+            assert!(table.contains(&format!("0100007F:{port:04X}")), "{table}");
+        }
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! * across the graceful restart nothing is lost on unix sockets and UDP; on TCP at most
 //!   one write per connection (the write that meets the closed peer and is answered with
 //!   a reset);
+//! * every span that went missing (dropped, or lost as above) went missing around a
+//!   kill, or in the first write of a connection after a restart (a backend finds its
+//!   connection closed only when it next writes to it, which may be much later: on unix
+//!   that write fails and its spans are dropped and counted); none in steady state
+//!   before the first restart;
 //! * after each restart the client delivers again (within its maximum backoff; no timing
 //!   is asserted);
 //! * afterwards no task and no file descriptor is left behind.
@@ -33,6 +38,10 @@ const BACKENDS: usize = 2;
 /// The client's queue capacity.
 const QUEUE: usize = 1024;
 
+/// The spans that the first write of each connection after a restart may carry (a write
+/// carries at most one batch, at most a queue's worth).
+const STALE_WRITES: u64 = (BACKENDS * QUEUE) as u64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Restart {
     /// The receiver dies with whatever it holds.
@@ -48,13 +57,11 @@ const PLAN: [(f64, Restart); 3] = [
     (0.7, Restart::Kill),
 ];
 
-/// Up to 10 IDs from 1 to `upto` that did not arrive and are in no window around a
-/// restart.
+/// The IDs from 1 to `upto` that did not arrive and are in no window around a restart.
 fn missing(seen: &Seen, upto: u64, windows: &[(u64, u64)]) -> Vec<u64> {
     (1..=upto)
         .filter(|&id| !seen.has(id as i64))
         .filter(|id| !windows.iter().any(|(lo, hi)| (lo..=hi).contains(&id)))
-        .take(10)
         .collect()
 }
 
@@ -84,9 +91,15 @@ fn scenario(transport: Transport, n: u64, rate: f64) {
             Arc::clone(&recorded),
         ));
 
-        // Spans that may be lost, the ID ranges they may come from, and what each
-        // incarnation received.
+        // Spans that may be lost, the ID ranges they may come from, what each
+        // incarnation received, and the datagrams the kernel dropped for lack of room
+        // (UDP has no flow control: a reader held up by a busy machine loses datagrams
+        // at any time; they may go missing anywhere).
         let mut allowance = 0u64;
+        let mut kernel_drops = 0u64;
+        // Spans of the first write of each connection after each restart, on streams.
+        let mut stale_writes = 0u64;
+        let mut first_cut = None;
         let mut windows = Vec::new();
         let mut lives = Vec::new();
         for (at, how) in PLAN {
@@ -99,11 +112,16 @@ fn scenario(transport: Transport, n: u64, rate: f64) {
                 Restart::Kill => {
                     let sent_before = client.stats().sent();
                     let cut = recorded.load(Ordering::Relaxed);
+                    first_cut.get_or_insert(cut);
+                    kernel_drops += endpoint.kernel_drops();
                     lives.push(receiver.kill().await);
                     tokio::time::sleep(DOWNTIME).await;
                     receiver = endpoint.restart().await;
                     let bound = kill_bound(transport, BACKENDS);
                     allowance += bound;
+                    if transport.is_stream() {
+                        stale_writes += STALE_WRITES;
+                    }
                     // Lost: what the dead receiver held (recorded before the kill) and
                     // what went to its closed sockets (recorded before the restart, or
                     // still queued then).
@@ -127,25 +145,32 @@ fn scenario(transport: Transport, n: u64, rate: f64) {
                     // Everything recorded is written; let it all arrive (on TCP some may
                     // still be in the client's send buffer), then stop.
                     let cut = recorded.load(Ordering::Relaxed);
+                    let settled = || {
+                        missing(&seen, cut, &windows).len() as u64
+                            <= kernel_drops + endpoint.kernel_drops() + stale_writes
+                    };
                     assert!(
-                        eventually(PATIENCE, || missing(&seen, cut, &windows).is_empty()).await,
+                        eventually(PATIENCE, settled).await,
                         "spans missing before a graceful restart: {:?}",
                         missing(&seen, cut, &windows)
+                            .iter()
+                            .take(10)
+                            .collect::<Vec<_>>()
                     );
+                    kernel_drops += endpoint.kernel_drops();
                     lives.push(receiver.stop().await);
                     tokio::time::sleep(DOWNTIME).await;
                     receiver = endpoint.restart().await;
-                    let cut = recorded.load(Ordering::Relaxed);
                     gate.resume();
                     // Each connection's first write after the pause meets the closed
-                    // peer: on unix it fails (dropped, counted), on TCP it may be taken
-                    // by the kernel and answered with a reset.
-                    allowance += if transport == Transport::Tcp {
-                        BACKENDS as u64
-                    } else {
-                        0
-                    };
-                    windows.push((cut + 1, cut + BACKENDS as u64));
+                    // peer: on unix it fails (its spans dropped, counted), on TCP it may
+                    // be taken by the kernel and answered with a reset.
+                    if transport.is_stream() {
+                        stale_writes += STALE_WRITES;
+                    }
+                    if transport == Transport::Tcp {
+                        allowance += STALE_WRITES;
+                    }
                 }
             }
         }
@@ -153,7 +178,12 @@ fn scenario(transport: Transport, n: u64, rate: f64) {
         let report = client.shutdown(PATIENCE).await;
         // The client closed its connections after its last write; let the receiver read
         // to their end before stopping it.
-        eventually(PATIENCE, || missing(&seen, n, &windows).is_empty()).await;
+        eventually(PATIENCE, || {
+            missing(&seen, n, &windows).len() as u64
+                <= kernel_drops + endpoint.kernel_drops() + stale_writes
+        })
+        .await;
+        kernel_drops += endpoint.kernel_drops();
         lives.push(receiver.stop().await);
 
         // Exact accounting.
@@ -174,22 +204,36 @@ fn scenario(transport: Transport, n: u64, rate: f64) {
         assert!(received <= report.sent(), "{received} > {report:?}");
         let lost = report.sent() - received;
         assert!(
-            lost <= allowance,
+            lost <= allowance + kernel_drops,
             "{}: {lost} sent spans lost, at most {allowance} allowed; {report:?}, lives {lives:?}",
             transport.name()
         );
-        // Every span missing (dropped or lost) went missing around a restart.
+        // Every span missing (dropped or lost) went missing around a kill, in a stale
+        // first write after a restart, or was dropped by the kernel for lack of room;
+        // nothing went missing before the first restart but for the kernel.
         let strays = missing(&seen, n, &windows);
+        let early = strays
+            .iter()
+            .filter(|&&id| first_cut.is_some_and(|c| id <= c))
+            .count() as u64;
         assert!(
-            strays.is_empty(),
-            "spans missing away from any restart: {strays:?}; windows {windows:?}"
+            strays.len() as u64 <= kernel_drops + stale_writes && early <= kernel_drops,
+            "{} spans missing away from any kill ({early} before the first restart; \
+             {kernel_drops} dropped by the kernel, {stale_writes} allowed in stale \
+             writes): {:?}...; windows {windows:?}; {report:?}",
+            strays.len(),
+            &strays[..strays.len().min(10)]
         );
         // The client came back after every restart.
         for (i, got) in lives.iter().enumerate().skip(1) {
             assert!(*got > 0, "nothing delivered after restart {i}: {lives:?}");
         }
-        // The last spans, recorded long after the last restart, all arrived.
-        assert!(seen.has(n as i64), "the last span was lost: {lives:?}");
+        // The last span, recorded long after the last restart, arrived (unless the kernel
+        // dropped datagrams, maybe this one).
+        assert!(
+            seen.has(n as i64) || kernel_drops > 0,
+            "the last span was lost: {lives:?}"
+        );
 
         drop(client);
         drop(endpoint);
