@@ -1,23 +1,38 @@
-//! Benchmarks of the client core: the cost of `try_record`, and end-to-end throughput to
-//! an in-process receiver over unix, TCP and UDP sockets.
+//! Benchmarks of the client core's hot paths:
 //!
-//! `cargo bench -p trace-client --bench client`
+//! * `try_record/*`: the producer's cost with 1 and 2 producer threads while a backend
+//!   drains the queue on a runtime thread; refusals (queue full) and a bare tokio channel
+//!   for comparison. After the timed runs, a sampler prints the median and 99th
+//!   percentile of single calls (every 64th call timed on its own).
+//! * `encode/*`: framing spans into one buffer, as a stream backend does (the encode-only
+//!   rate the end-to-end numbers can be set against).
+//! * `end_to_end/*`: record 10 000 spans, flush, and wait until a sink on its own thread
+//!   has them all: unix and TCP streams to a sink that only walks the 5-byte frame
+//!   headers, UDP to a socket nobody reads (measured up to the flush: every datagram
+//!   handed to the kernel), and beside it the `sendmmsg` ceiling: the same datagrams,
+//!   encoded beforehand, sent 64 per system call.
+//!
+//! `cargo bench -p trace-client --bench client` (add a filter such as `end_to_end` to run
+//! a part; `SSF_BENCH_RUNTIME_THREADS=2` gives the end-to-end runs a runtime of two
+//! threads instead of one). The machine's other load shows in every number: compare
+//! runs made together.
 #![allow(missing_docs, clippy::result_large_err)]
 
 use std::hint::black_box;
-use std::io;
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ssf_codec::Address;
 use ssf_proto::SsfSpan;
 use ssf_proto::sample::{self, SampleExt};
-use ssf_receiver::Receiver;
 use tokio::runtime::Runtime;
-use tokio::sync::Notify;
 use trace_client::{Backend, Client};
 
+/// A typical small span: a name, a service, one metric with a tag (about 90 bytes).
 fn span(id: i64) -> SsfSpan {
     SsfSpan {
         trace_id: 1,
@@ -32,30 +47,24 @@ fn span(id: i64) -> SsfSpan {
     }
 }
 
+/// A span that owns no heap memory: cloning and dropping it cost nothing, so the
+/// `try_record` numbers are the client's alone and the draining backend keeps up.
+fn flat_span(id: i64) -> SsfSpan {
+    SsfSpan {
+        trace_id: 1,
+        id,
+        parent_id: 1,
+        start_timestamp: 1_700_000_000_000_000_000,
+        end_timestamp: 1_700_000_000_000_100_000,
+        ..Default::default()
+    }
+}
+
 /// Throws spans away: the worker costs as little as possible.
 struct Discard;
 
 impl Backend for Discard {
     async fn send(&mut self, span: &SsfSpan) -> io::Result<()> {
-        black_box(span);
-        Ok(())
-    }
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// Sends one span per permit.
-struct Gated(Arc<tokio::sync::Semaphore>);
-
-impl Backend for Gated {
-    async fn send(&mut self, span: &SsfSpan) -> io::Result<()> {
-        self.0.acquire().await.expect("open").forget();
         black_box(span);
         Ok(())
     }
@@ -70,75 +79,166 @@ impl Backend for Stuck {
     }
 }
 
+fn runtime(threads: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Runs `per_thread` calls of `op` on each of `threads` threads at once, each on a span
+/// cloned from `template` beforehand (outside the timing, 1024 at a time); returns the
+/// mean time one thread spent in `op`.
+fn on_threads(
+    threads: usize,
+    per_thread: u64,
+    template: &SsfSpan,
+    op: &(dyn Fn(SsfSpan) + Sync),
+) -> Duration {
+    let total: Duration = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut timed = Duration::ZERO;
+                    let mut left = per_thread;
+                    while left > 0 {
+                        let n = left.min(1024);
+                        left -= n;
+                        let spans: Vec<SsfSpan> = (0..n).map(|_| template.clone()).collect();
+                        let start = Instant::now();
+                        for s in spans {
+                            op(s);
+                        }
+                        timed += start.elapsed();
+                    }
+                    timed
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).sum()
+    });
+    total / threads as u32
+}
+
+/// Median and 99th percentile of single calls (every 16th call of 200 000 per thread,
+/// timed on its own, so the clock's cost is in each sample; spans cloned beforehand).
+/// `pace`: a sleep after every 64 calls, so that the consumer gets a core and keeps up
+/// (the queue stays drained), as in application threads that do other work between
+/// spans. Without it, two producer threads spinning on a two-core machine leave the
+/// consumer little CPU, and most calls are refused.
+fn sample_latency(
+    label: &str,
+    threads: usize,
+    pace: Duration,
+    template: &SsfSpan,
+    op: &(dyn Fn(SsfSpan) -> bool + Sync),
+) {
+    const CALLS: usize = 200_000;
+    let (mut samples, accepted) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut v = Vec::with_capacity(CALLS / 16 + 1);
+                    let mut accepted = 0u64;
+                    for chunk in 0..CALLS / 1024 {
+                        let spans: Vec<SsfSpan> = (0..1024).map(|_| template.clone()).collect();
+                        for (i, s) in spans.into_iter().enumerate() {
+                            if !pace.is_zero() && i % 64 == 0 {
+                                std::thread::sleep(pace);
+                            }
+                            if (chunk * 1024 + i) % 16 == 0 {
+                                let t = Instant::now();
+                                let ok = op(s);
+                                v.push(t.elapsed().as_nanos() as u64);
+                                accepted += ok as u64;
+                            } else {
+                                accepted += op(s) as u64;
+                            }
+                        }
+                    }
+                    (v, accepted)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut accepted = 0;
+        for h in handles {
+            let (v, a) = h.join().expect("thread");
+            all.extend(v);
+            accepted += a;
+        }
+        (all, accepted)
+    });
+    samples.sort_unstable();
+    let clock = {
+        let t = Instant::now();
+        for _ in 0..1000 {
+            black_box(Instant::now());
+        }
+        t.elapsed().as_nanos() / 1000
+    };
+    let calls = (CALLS / 1024 * 1024 * threads) as f64;
+    let paced = if pace.is_zero() {
+        "unpaced".to_owned()
+    } else {
+        format!("bursts of 64, {pace:?} sleeps between")
+    };
+    eprintln!(
+        "{label} ({paced}): single call median {} ns, p99 {} ns, p99.9 {} ns (a clock \
+         read, ~{clock} ns, included); {:.1}% accepted",
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+        samples[samples.len() * 999 / 1000],
+        100.0 * accepted as f64 / calls,
+    );
+}
+
 fn try_record(c: &mut Criterion) {
-    const CHUNK: u64 = 1 << 10;
-    let rt = runtime();
-    let template = span(1);
+    let rt = runtime(1);
+    let template = flat_span(1);
     let mut group = c.benchmark_group("try_record");
 
-    // The producer's own cost: a queue with room and no consumer competing for it. The
-    // worker waits at a gate while a chunk is recorded, then drains it untimed.
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let client = rt.block_on(async {
-        Client::with_backend(Gated(gate.clone()))
-            .capacity(CHUNK as usize + 256)
-            .build()
-            .expect("client")
-    });
-    group.bench_function("uncontended", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(CHUNK);
-                left -= n;
-                let spans: Vec<SsfSpan> = (0..n).map(|_| template.clone()).collect();
-                let start = std::time::Instant::now();
-                for s in spans {
-                    let _ = black_box(client.try_record(s));
-                }
-                total += start.elapsed();
-                gate.add_permits(n as usize);
-                while client.stats().queued() > 0 {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-            }
-            total
-        })
-    });
-    assert_eq!(client.stats().refused(), 0);
+    for threads in [1, 2] {
+        // A backend on the runtime's thread drains the queue while the producers record.
+        let client = rt.block_on(async {
+            Client::with_backend(Discard)
+                .capacity(1 << 14)
+                .build()
+                .expect("client")
+        });
+        let record = |s: SsfSpan| {
+            let _ = black_box(client.try_record(s));
+        };
+        group.bench_function(format!("{threads}_thread_drained"), |b| {
+            b.iter_custom(|iters| on_threads(threads, iters, &template, &record))
+        });
+        let stats = client.stats();
+        eprintln!(
+            "try_record/{threads}_thread_drained: {} accepted, {} refused (queue full)",
+            stats.accepted(),
+            stats.refused()
+        );
+        for pace in [Duration::ZERO, Duration::from_micros(50)] {
+            sample_latency(
+                &format!("try_record/{threads}_thread_drained"),
+                threads,
+                pace,
+                &template,
+                &|s| client.try_record(s).is_ok(),
+            );
+        }
+        rt.block_on(client.shutdown(Duration::from_secs(10)));
+    }
 
-    // With a worker on another thread draining the queue at the same time (cross-core
-    // traffic on the channel; refusals when the worker falls behind are counted).
-    let client = rt.block_on(async {
-        Client::with_backend(Discard)
-            .capacity(1 << 16)
-            .build()
-            .expect("client")
-    });
-    group.bench_function("with_consumer", |b| {
-        b.iter_batched(
-            || template.clone(),
-            |s| black_box(client.try_record(s)),
-            BatchSize::SmallInput,
-        )
-    });
-    let stats = client.stats();
-    eprintln!(
-        "try_record/with_consumer: {} accepted, {} refused (queue full)",
-        stats.accepted(),
-        stats.refused()
-    );
-
-    // Refused: the queue is full and stays full. The refused span is dropped outside the
-    // timing.
+    // Refused: the queue is full and stays full.
     let full = rt.block_on(async {
         Client::with_backend(Stuck)
             .capacity(1)
             .build()
             .expect("client")
     });
-    while full.try_record(span(0)).is_ok() {
+    while full.try_record(flat_span(0)).is_ok() {
         std::thread::sleep(Duration::from_millis(1));
     }
     group.bench_function("refused_full", |b| {
@@ -149,159 +249,162 @@ fn try_record(c: &mut Criterion) {
         )
     });
 
-    // Baseline: a bare tokio channel of spans, without and with a consumer.
-    group.bench_function("baseline_tokio_mpsc_uncontended", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(CHUNK);
-                left -= n;
-                let (tx, rx) = tokio::sync::mpsc::channel::<SsfSpan>(CHUNK as usize);
-                let spans: Vec<SsfSpan> = (0..n).map(|_| template.clone()).collect();
-                let start = std::time::Instant::now();
-                for s in spans {
-                    let _ = black_box(tx.try_send(s));
-                }
-                total += start.elapsed();
-                drop(rx);
-            }
-            total
-        })
-    });
-    // The same gate as `uncontended`: the consumer (on the runtime's thread) drains each
-    // chunk after it was timed, so the channel's memory was last touched by another core.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SsfSpan>(CHUNK as usize + 256);
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let drained = Arc::new(AtomicU64::new(0));
-    {
-        let (gate, drained) = (gate.clone(), drained.clone());
+    // For comparison: a bare tokio channel drained by a task on the runtime's thread.
+    for threads in [1, 2] {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<SsfSpan>(1 << 14);
         rt.spawn(async move {
-            while let Some(s) = rx.recv().await {
-                gate.acquire().await.expect("open").forget();
-                drop(s);
-                drained.fetch_add(1, Ordering::Release);
+            let mut buf = Vec::with_capacity(64);
+            while rx.recv_many(&mut buf, 64).await > 0 {
+                buf.clear();
             }
         });
+        let send = |s: SsfSpan| {
+            let _ = black_box(tx.try_send(s));
+        };
+        group.bench_function(
+            format!("baseline_tokio_mpsc_{threads}_thread_drained"),
+            |b| b.iter_custom(|iters| on_threads(threads, iters, &template, &send)),
+        );
+        for pace in [Duration::ZERO, Duration::from_micros(50)] {
+            sample_latency(
+                &format!("baseline_tokio_mpsc_{threads}_thread_drained"),
+                threads,
+                pace,
+                &template,
+                &|s| tx.try_send(s).is_ok(),
+            );
+        }
     }
-    group.bench_function("baseline_tokio_mpsc_gated", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(CHUNK);
-                left -= n;
-                let spans: Vec<SsfSpan> = (0..n).map(|_| template.clone()).collect();
-                let target = drained.load(Ordering::Acquire) + n;
-                let start = std::time::Instant::now();
-                for s in spans {
-                    let _ = black_box(tx.try_send(s));
-                }
-                total += start.elapsed();
-                gate.add_permits(n as usize);
-                while drained.load(Ordering::Acquire) < target {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    const N: usize = 1000;
+    let spans: Vec<SsfSpan> = (0..N as i64).map(span).collect();
+    let codec = ssf_codec::SsfCodec::new();
+    let mut group = c.benchmark_group("encode");
+    group.throughput(Throughput::Elements(N as u64));
+    // What a stream backend does with a batch: frames, back to back, in one buffer.
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    group.bench_function("frames_into_one_buffer", |b| {
+        b.iter(|| {
+            buf.clear();
+            for s in &spans {
+                codec.encode_frame(s, &mut buf).expect("fits");
             }
-            total
+            black_box(buf.len())
         })
     });
-    drop(tx);
-
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SsfSpan>(1 << 16);
-    rt.spawn(async move {
-        let mut buf = Vec::with_capacity(64);
-        while rx.recv_many(&mut buf, 64).await > 0 {
-            buf.clear();
-        }
-    });
-    group.bench_function("baseline_tokio_mpsc_with_consumer", |b| {
-        b.iter_batched(
-            || template.clone(),
-            |s| black_box(tx.try_send(s)),
-            BatchSize::SmallInput,
-        )
+    let mut bytes = Vec::with_capacity(128 * 1024);
+    group.bench_function("datagrams_into_one_buffer", |b| {
+        b.iter(|| {
+            bytes.clear();
+            for s in &spans {
+                ssf_proto::wire::encode(s, &mut bytes);
+            }
+            black_box(bytes.len())
+        })
     });
     group.finish();
 }
 
-/// Counts spans arriving somewhere and wakes a waiter.
+/// Counts spans arriving at a sink.
 #[derive(Clone, Default)]
 struct Counter {
     count: Arc<AtomicU64>,
-    notify: Arc<Notify>,
+    /// The number a waiter waits for (0: nobody waits).
+    target: Arc<AtomicU64>,
+    reached: Arc<tokio::sync::Notify>,
 }
 
 impl Counter {
     fn add(&self, n: u64) {
-        self.count.fetch_add(n, Ordering::Release);
-        self.notify.notify_waiters();
+        let now = self.count.fetch_add(n, Ordering::AcqRel) + n;
+        let target = self.target.load(Ordering::Acquire);
+        if target != 0 && now >= target {
+            self.reached.notify_one();
+        }
     }
 
+    /// Waits until `target` spans arrived.
     async fn wait_for(&self, target: u64) {
-        loop {
-            let notified = self.notify.notified();
+        self.target.store(target, Ordering::Release);
+        while self.count.load(Ordering::Acquire) < target {
+            let notified = self.reached.notified();
             if self.count.load(Ordering::Acquire) >= target {
-                return;
+                break;
             }
+            // `notify_one` leaves a permit if it comes before this wait.
             notified.await;
         }
+        self.target.store(0, Ordering::Release);
     }
 }
 
-/// Counts what an `ssf_receiver::Receiver` yields (decoded, normalised spans).
-fn count_receiver(mut receiver: Receiver) -> Counter {
-    let counter = Counter::default();
-    let c = counter.clone();
-    tokio::spawn(async move {
-        while receiver.recv().await.is_some() {
-            c.add(1);
+/// Reads a stream and counts its frames by walking their 5-byte headers; decodes
+/// nothing.
+fn count_frames(mut s: impl Read, counter: Counter) {
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut start, mut end) = (0usize, 0usize);
+    loop {
+        if end == buf.len() {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
         }
-    });
-    counter
+        match s.read(&mut buf[end..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => end += n,
+        }
+        let mut frames = 0;
+        while end - start >= 5 {
+            let len = u32::from_be_bytes([
+                buf[start + 1],
+                buf[start + 2],
+                buf[start + 3],
+                buf[start + 4],
+            ]) as usize;
+            if end - start < 5 + len {
+                if 5 + len > buf.len() {
+                    buf.resize(5 + len, 0);
+                }
+                break;
+            }
+            start += 5 + len;
+            frames += 1;
+        }
+        if start == end {
+            (start, end) = (0, 0);
+        }
+        counter.add(frames);
+    }
 }
 
-/// A minimal stream sink: splits frames without decoding them, to show the client's own
-/// throughput apart from the receiver's protobuf decoding.
-async fn frame_counter(listen: &str) -> (ssf_codec::Address, Counter) {
-    use tokio::io::AsyncReadExt;
+/// A count-only stream sink on its own threads (one per connection). `listen` is
+/// `unix://<path>` or `tcp`.
+fn frame_sink(listen: &str) -> (Address, Counter) {
     let counter = Counter::default();
-    let c = counter.clone();
-    async fn count<S: tokio::io::AsyncRead + Unpin>(mut s: S, c: Counter) {
-        let mut codec = ssf_codec::SsfCodec::new();
-        let mut buf = bytes::BytesMut::with_capacity(256 * 1024);
-        loop {
-            match s.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let mut n = 0;
-            while let Ok(Some(_)) = codec.decode_frame(&mut buf) {
-                n += 1;
-            }
-            c.add(n);
-            buf.reserve(64 * 1024);
-        }
-    }
     if let Some(path) = listen.strip_prefix("unix://") {
-        let l = tokio::net::UnixListener::bind(path).expect("bind");
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                tokio::spawn(count(s, c.clone()));
+        let l = std::os::unix::net::UnixListener::bind(path).expect("bind");
+        let c = counter.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let c = c.clone();
+                std::thread::spawn(move || count_frames(s, c));
             }
         });
-        (ssf_codec::Address::unix(path), counter)
+        (Address::unix(path), counter)
     } else {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = l.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                tokio::spawn(count(s, c.clone()));
+        let c = counter.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let c = c.clone();
+                std::thread::spawn(move || count_frames(s, c));
             }
         });
-        (ssf_codec::Address::tcp(addr), counter)
+        (Address::tcp(addr), counter)
     }
 }
 
@@ -315,67 +418,56 @@ async fn record_all(client: &Client, spans: Vec<SsfSpan>) {
     }
 }
 
-fn throughput(c: &mut Criterion) {
+fn end_to_end(c: &mut Criterion) {
     const N: u64 = 10_000;
-    let rt = runtime();
+    // The client's workers run on a runtime of this many threads (the producer is the
+    // bench's own thread, the sink has threads of its own).
+    let threads = std::env::var("SSF_BENCH_RUNTIME_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let rt = runtime(threads);
     let dir = tempfile::tempdir().expect("tempdir");
-    let sock = |name: &str| format!("unix://{}", dir.path().join(name).display());
     let spans: Vec<SsfSpan> = (0..N as i64).map(span).collect();
     let mut group = c.benchmark_group("end_to_end");
     group.throughput(Throughput::Elements(N));
-    group.sample_size(10);
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
 
-    // (name, listen address, buffered, sink): sink "receiver" is ssf-receiver (decodes
-    // and normalises every span), "frames" only splits frames, "none" does not wait (UDP
-    // may lose datagrams when its reader falls behind, so it is measured up to the
-    // client's flush: every datagram handed to the kernel).
-    let cases = [
-        ("unix_buffered/receiver", sock("a.sock"), true, "receiver"),
-        ("unix_buffered/frames", sock("b.sock"), true, "frames"),
-        ("unix/frames", sock("c.sock"), false, "frames"),
-        (
-            "tcp_buffered/receiver",
-            "tcp://127.0.0.1:0".to_owned(),
-            true,
-            "receiver",
-        ),
-        (
-            "tcp_buffered/frames",
-            "tcp://127.0.0.1:0".to_owned(),
-            true,
-            "frames",
-        ),
-        (
-            "tcp/frames",
-            "tcp://127.0.0.1:0".to_owned(),
-            false,
-            "frames",
-        ),
-        ("udp/sent", "udp://127.0.0.1:0".to_owned(), false, "none"),
+    // (name, sink, buffered, backends)
+    let cases: [(&str, &str, bool, usize); 8] = [
+        ("unix_buffered", "unix", true, 8),
+        ("unix_buffered_1_backend", "unix", true, 1),
+        ("unix", "unix", false, 8),
+        ("tcp_buffered", "tcp", true, 8),
+        ("tcp_buffered_1_backend", "tcp", true, 1),
+        ("tcp", "tcp", false, 8),
+        ("udp", "udp", false, 8),
+        ("udp_1_backend", "udp", false, 1),
     ];
-    for (name, listen, buffered, sink) in cases {
-        let (client, counter) = rt.block_on(async {
-            let (addr, counter) = match sink {
-                "frames" => frame_counter(&listen).await,
-                _ => {
-                    let receiver = Receiver::builder()
-                        .listen(&listen)
-                        .expect("address")
-                        .capacity(8192)
-                        .bind()
-                        .await
-                        .expect("bind");
-                    let addr = receiver.local_addr().clone();
-                    (addr, count_receiver(receiver))
-                }
-            };
-            let builder = Client::from_address(addr).capacity(4096);
-            let builder = if buffered {
-                builder.buffered(true)
-            } else {
-                builder
-            };
-            (builder.build().expect("client"), counter)
+    for (i, (name, sink, buffered, backends)) in cases.into_iter().enumerate() {
+        let (addr, counter, _udp_sink) = match sink {
+            "unix" => {
+                let path = dir.path().join(format!("{i}.sock"));
+                let (a, c) = frame_sink(&format!("unix://{}", path.display()));
+                (a, Some(c), None)
+            }
+            "tcp" => {
+                let (a, c) = frame_sink("tcp");
+                (a, Some(c), None)
+            }
+            _ => {
+                let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+                (Address::udp(s.local_addr().expect("addr")), None, Some(s))
+            }
+        };
+        let client = rt.block_on(async {
+            Client::from_address(addr)
+                .capacity(4096)
+                .parallel_backends(backends)
+                .buffered(buffered)
+                .build()
+                .expect("client")
         });
         let mut expected = 0;
         group.bench_function(name, |b| {
@@ -388,7 +480,7 @@ fn throughput(c: &mut Criterion) {
                     async move {
                         record_all(client, batch).await;
                         client.flush().await.expect("flush");
-                        if sink != "none" {
+                        if let Some(counter) = counter {
                             counter.wait_for(target).await;
                         }
                     }
@@ -400,8 +492,107 @@ fn throughput(c: &mut Criterion) {
         assert_eq!(stats.dropped_total(), 0, "{name}: {stats:?}");
         rt.block_on(client.shutdown(Duration::from_secs(10)));
     }
+
+    // The UDP ceiling: the same datagrams, encoded beforehand, 64 per `sendmmsg`.
+    #[cfg(target_os = "linux")]
+    {
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .connect(sink.local_addr().expect("addr"))
+            .expect("connect");
+        let datagrams: Vec<Vec<u8>> = spans.iter().map(ssf_proto::wire::encode_to_vec).collect();
+        group.bench_function("udp_sendmmsg_ceiling", |b| {
+            b.iter(|| {
+                for chunk in datagrams.chunks(64) {
+                    let mut sent = 0;
+                    while sent < chunk.len() {
+                        sent += sendmmsg(&socket, &chunk[sent..]);
+                    }
+                }
+            })
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, try_record, throughput);
+/// Sends the datagrams (blocking socket); returns how many went.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn sendmmsg(socket: &std::net::UdpSocket, datagrams: &[Vec<u8>]) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut iovecs: Vec<libc::iovec> = datagrams
+        .iter()
+        .map(|d| libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        })
+        .collect();
+    // SAFETY: all-zero bytes are a valid `mmsghdr` (null pointers, zero lengths).
+    let mut msgs: Vec<libc::mmsghdr> = (0..datagrams.len())
+        .map(|_| unsafe { std::mem::zeroed() })
+        .collect();
+    for (m, iov) in msgs.iter_mut().zip(iovecs.iter_mut()) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: each header points to one iovec pointing into a live datagram; the call
+    // only reads them. The socket is connected.
+    let n = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            0,
+        )
+    };
+    assert!(n > 0, "sendmmsg: {}", io::Error::last_os_error());
+    n as usize
+}
+
+/// Idle cost: clients with 8 backends and nothing to send, each for a second; prints the
+/// CPU time the process used meanwhile (it should be about nothing): one connected to a
+/// sink, one pointed at nothing (down after a failed connect sequence).
+fn idle(_: &mut Criterion) {
+    let rt = runtime(2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (addr, counter) = frame_sink(&format!(
+        "unix://{}",
+        dir.path().join("idle.sock").display()
+    ));
+    let nowhere = Address::unix(dir.path().join("nobody.sock"));
+    for (label, addr) in [("connected", addr), ("receiver absent", nowhere)] {
+        let client = rt.block_on(async {
+            Client::from_address(addr)
+                .connect_timeout(Duration::from_millis(100))
+                .build()
+                .expect("client")
+        });
+        // Some traffic first, so that every backend has been active.
+        for id in 0..64 {
+            let _ = client.try_record(span(id));
+        }
+        let _ = rt.block_on(client.flush());
+        std::thread::sleep(Duration::from_millis(200));
+        let before = cpu_time();
+        std::thread::sleep(Duration::from_secs(1));
+        let used = cpu_time().saturating_sub(before);
+        eprintln!("idle ({label}): {used:?} of CPU time in 1 s, 8 backends");
+        rt.block_on(client.shutdown(Duration::from_secs(1)));
+    }
+    drop(counter);
+}
+
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields 14 and 15 (utime, stime), after the command name in parentheses.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    Duration::from_millis(ticks * 10)
+}
+
+criterion_group!(benches, try_record, encode, end_to_end, idle);
 criterion_main!(benches);

@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 use ssf_proto::SsfSpan;
 
 use crate::error::{DeliveryError, DropReason};
-use crate::message::Shared;
+use crate::message::{Message, Shared};
 use crate::transport::{Ledger, Transport};
 
 /// A destination for spans that you write yourself, for
@@ -106,43 +106,87 @@ where
     }
 }
 
+fn shut_down() -> io::Error {
+    io::Error::other("the client shut down before the backend finished")
+}
+
 impl<B: Backend> Transport for UserTransport<B> {
-    async fn send(&mut self, span: &SsfSpan) -> Result<(), DeliveryError> {
-        match contain(|| self.backend.send(span)).await {
-            Ok(Ok(())) => {
-                self.ledger.sent(1);
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                self.ledger.dropped(DropReason::WriteError, 1, Some(&e));
-                Err(DeliveryError::new(DropReason::WriteError, Some(e)))
-            }
-            Err(_) => {
-                let e = panicked("sending");
-                self.ledger.shared().counters.panicked();
-                self.ledger.dropped(DropReason::Panicked, 1, Some(&e));
-                Err(DeliveryError::new(DropReason::Panicked, Some(e)))
+    async fn send_run(&mut self, run: &mut [Message]) {
+        // Sent spans are counted once per run, not one by one.
+        let mut sent = 0;
+        for i in 0..run.len() {
+            let Message::Span { span, receipt } = &mut run[i] else {
+                continue;
+            };
+            let backend = &mut self.backend;
+            let attempt = contain(|| backend.send(span));
+            let outcome = tokio::select! {
+                biased;
+                r = attempt => Some(r),
+                _ = self.ledger.aborting().wait() => None,
+            };
+            match outcome {
+                Some(Ok(Ok(()))) => {
+                    sent += 1;
+                    if let Some(r) = receipt.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                }
+                Some(Ok(Err(e))) => {
+                    self.ledger.dropped(DropReason::WriteError, 1, Some(&e));
+                    if let Some(r) = receipt.take() {
+                        let _ = r.send(Err(DeliveryError::new(DropReason::WriteError, Some(e))));
+                    }
+                }
+                Some(Err(_)) => {
+                    let e = panicked("sending");
+                    self.ledger.shared().counters.panicked();
+                    self.ledger.dropped(DropReason::Panicked, 1, Some(&e));
+                    if let Some(r) = receipt.take() {
+                        let _ = r.send(Err(DeliveryError::new(DropReason::Panicked, Some(e))));
+                    }
+                }
+                None => {
+                    self.ledger.sent(sent);
+                    self.ledger.abandon(&mut run[i..]);
+                    return;
+                }
             }
         }
+        self.ledger.sent(sent);
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        match contain(|| self.backend.flush()).await {
-            Ok(r) => r,
-            Err(_) => {
+        let UserTransport { backend, ledger } = self;
+        let outcome = tokio::select! {
+            biased;
+            r = contain(|| backend.flush()) => Some(r),
+            _ = ledger.aborting().wait() => None,
+        };
+        match outcome {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => {
                 self.ledger.shared().counters.panicked();
                 Err(panicked("flushing"))
             }
+            None => Err(shut_down()),
         }
     }
 
     async fn close(&mut self) -> io::Result<()> {
-        match contain(|| self.backend.close()).await {
-            Ok(r) => r,
-            Err(_) => {
+        let UserTransport { backend, ledger } = self;
+        let outcome = tokio::select! {
+            biased;
+            r = contain(|| backend.close()) => Some(r),
+            _ = ledger.aborting().wait() => None,
+        };
+        match outcome {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => {
                 self.ledger.shared().counters.panicked();
                 Err(panicked("closing"))
             }
+            None => Err(shut_down()),
         }
     }
 

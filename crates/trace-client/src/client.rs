@@ -10,6 +10,9 @@ use ssf_proto::{SsfSample, SsfSpan};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::queue::Refused;
+use concurrent_queue::PushError;
+
 /// About 30 years from now: "no limit" for a deadline that overflows the clock.
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
@@ -26,11 +29,39 @@ pub(crate) type Normalizer = Arc<dyn Fn(&mut SsfSample) + Send + Sync>;
 
 pub(crate) enum Kind {
     /// The shared queue, drained by the workers.
-    Queue(mpsc::Sender<Message>),
+    Queue(Tx),
     /// The user's channel is the queue.
     Channel(mpsc::Sender<SsfSpan>),
     /// Refuses everything.
     Neutralized,
+}
+
+/// A sender of the client's queue: while one exists the queue stays open; when the last
+/// one goes (the last handle, and any flush in flight), the workers drain it and stop.
+pub(crate) struct Tx(Arc<Shared>);
+
+impl Tx {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        shared.queue.add_sender();
+        Tx(shared)
+    }
+
+    /// A sender, unless the last one is gone already.
+    pub(crate) fn upgrade(shared: &Arc<Shared>) -> Option<Self> {
+        shared.queue.upgrade_sender().then(|| Tx(shared.clone()))
+    }
+}
+
+impl Clone for Tx {
+    fn clone(&self) -> Self {
+        Tx::new(self.0.clone())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        self.0.queue.remove_sender();
+    }
 }
 
 struct Inner {
@@ -81,8 +112,7 @@ impl Client {
     }
 
     fn without_workers(kind: Kind) -> Self {
-        let (_, rx) = mpsc::channel(1);
-        Self::from_parts(kind, Arc::new(Shared::new(rx, Vec::new())), None)
+        Self::from_parts(kind, Arc::new(Shared::new(1, Vec::new())), None)
     }
 
     /// A builder for a client sending to `addr`, an SSF address URL such as
@@ -160,8 +190,8 @@ impl Client {
         }
     }
 
-    /// Queues a span without waiting. Never blocks; allocates nothing per span (the
-    /// queue's storage is allocated in blocks of 32 slots as it grows).
+    /// Queues a span without waiting. Never blocks and allocates nothing: the queue's
+    /// slots are allocated when the client is built.
     ///
     /// # Errors
     ///
@@ -169,34 +199,22 @@ impl Client {
     /// the client is shut down; the span is handed back either way and the refusal is
     /// counted ([`ClientStats::refused`]).
     #[inline]
-    pub fn try_record(&self, mut span: SsfSpan) -> Result<(), TryRecordError> {
+    pub fn try_record(&self, span: SsfSpan) -> Result<(), TryRecordError> {
         // The common case, kept small enough to inline: a queue client, no normaliser.
         let inner = &*self.inner;
-        if let (Kind::Queue(tx), None) = (&inner.kind, &inner.normalizer) {
-            let counters = &inner.shared.counters;
-            if inner.shared.is_closing() {
-                counters.refused(false);
+        if let (Kind::Queue(_), None) = (&inner.kind, &inner.normalizer) {
+            let shared = &*inner.shared;
+            if shared.is_closing() {
+                shared.counters.refused(false);
                 return Err(TryRecordError::Closed(span));
             }
-            counters.pre_accept();
-            return match tx.try_send(Message::Span {
+            shared.counters.pre_accept();
+            return match shared.queue.try_push(Message::Span {
                 span,
                 receipt: None,
             }) {
-                Ok(()) => {
-                    counters.accepted();
-                    Ok(())
-                }
-                Err(e) => {
-                    let full = matches!(e, TrySendError::Full(_));
-                    counters.unaccept(full);
-                    span = e.into_inner().into_span();
-                    Err(if full {
-                        TryRecordError::Full(span)
-                    } else {
-                        TryRecordError::Closed(span)
-                    })
-                }
+                Ok(()) => Ok(()),
+                Err(refused) => Err(refused_span(&shared.counters, refused)),
             };
         }
         self.try_queue(span, None)
@@ -234,28 +252,17 @@ impl Client {
         }
         self.normalize(&mut span);
         match &inner.kind {
-            Kind::Queue(tx) => {
+            Kind::Queue(_) => {
                 counters.pre_accept();
-                match tx.try_send(Message::Span { span, receipt }) {
-                    Ok(()) => {
-                        counters.accepted();
-                        Ok(())
-                    }
-                    Err(TrySendError::Full(m)) => {
-                        counters.unaccept(true);
-                        Err(TryRecordError::Full(m.into_span()))
-                    }
-                    Err(TrySendError::Closed(m)) => {
-                        counters.unaccept(false);
-                        Err(TryRecordError::Closed(m.into_span()))
-                    }
+                match inner.shared.queue.try_push(Message::Span { span, receipt }) {
+                    Ok(()) => Ok(()),
+                    Err(refused) => Err(refused_span(counters, refused)),
                 }
             }
             Kind::Channel(tx) => {
                 counters.pre_accept();
                 match tx.try_send(span) {
                     Ok(()) => {
-                        counters.accepted();
                         counters.sent(1);
                         Ok(())
                     }
@@ -299,26 +306,34 @@ impl Client {
             }
             client.normalize(&mut span);
             match &inner.kind {
-                Kind::Queue(tx) => match tx.reserve().await {
-                    Ok(permit) => {
+                Kind::Queue(_) => {
+                    let queue = &inner.shared.queue;
+                    let msg = Message::Span {
+                        span,
+                        receipt: None,
+                    };
+                    // Counted as accepted only while an attempt is made, so that a
+                    // future dropped while waiting for room leaves no trace.
+                    let attempt = |m| {
                         counters.pre_accept();
-                        permit.send(Message::Span {
-                            span,
-                            receipt: None,
-                        });
-                        counters.accepted();
-                        Ok(())
+                        let r = queue.try_push(m);
+                        if r.is_err() {
+                            counters.take_back();
+                        }
+                        r
+                    };
+                    match queue.push_with(msg, attempt).await {
+                        Ok(()) => Ok(()),
+                        Err(m) => {
+                            counters.refused(false);
+                            Err(RecordError::Closed(m.into_span()))
+                        }
                     }
-                    Err(_) => {
-                        counters.refused(false);
-                        Err(RecordError::Closed(span))
-                    }
-                },
+                }
                 Kind::Channel(tx) => match tx.reserve().await {
                     Ok(permit) => {
                         counters.pre_accept();
                         permit.send(span);
-                        counters.accepted();
                         counters.sent(1);
                         Ok(())
                     }
@@ -365,6 +380,7 @@ impl Client {
     /// As [`flush`](Client::flush).
     pub fn flush_with_deadline(&self, deadline: Duration) -> FlushFuture {
         let shared = self.inner.shared.clone();
+        // Holds the queue open while the flush runs.
         let tx = match &self.inner.kind {
             Kind::Queue(tx) => Some(tx.clone()),
             Kind::Channel(_) | Kind::Neutralized => None,
@@ -381,7 +397,9 @@ impl Client {
             let at = tokio::time::Instant::now()
                 .checked_add(deadline)
                 .unwrap_or_else(far_future);
-            run_flush(tx, &shared, at).await
+            let result = run_flush(&shared, at).await;
+            drop(tx);
+            result
         })
     }
 
@@ -436,9 +454,23 @@ impl Client {
     pub fn is_closed(&self) -> bool {
         self.inner.shared.is_closing()
             || match &self.inner.kind {
-                Kind::Queue(tx) => tx.is_closed(),
+                Kind::Queue(_) => self.inner.shared.queue.is_closed(),
                 Kind::Channel(tx) => tx.is_closed(),
                 Kind::Neutralized => true,
             }
+    }
+}
+
+/// Counts a refusal of the queue and hands the span back.
+#[cold]
+fn refused_span(counters: &crate::stats::Counters, refused: Refused) -> TryRecordError {
+    let full = matches!(refused, PushError::Full(_));
+    counters.unaccept(full);
+    match refused {
+        PushError::Full(Message::Span { span, .. }) => TryRecordError::Full(span),
+        PushError::Closed(Message::Span { span, .. }) => TryRecordError::Closed(span),
+        // Only span messages are pushed by the record paths.
+        PushError::Full(Message::Flush(_)) => TryRecordError::Full(SsfSpan::default()),
+        PushError::Closed(Message::Flush(_)) => TryRecordError::Closed(SsfSpan::default()),
     }
 }

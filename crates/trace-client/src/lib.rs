@@ -199,6 +199,7 @@ mod error;
 mod future;
 mod link;
 mod message;
+mod queue;
 mod stats;
 pub mod testing;
 mod transport;

@@ -74,6 +74,11 @@ fn down_error() -> io::Error {
     io::ErrorKind::NotConnected.into()
 }
 
+/// Connecting was cut short by the client's shutdown deadline.
+fn aborted() -> io::Error {
+    io::Error::other("the client shut down while connecting")
+}
+
 impl<K: Connect> Link<K> {
     /// `max_backoff` bounds how long a span waits for a connect attempt of a down backend.
     pub(crate) fn new(
@@ -113,11 +118,15 @@ impl<K: Connect> Link<K> {
         let down = self.down.is_some() || self.shared.peer_down.load(Ordering::Relaxed);
         if !down {
             let connector = &self.connector;
-            return match connect_with_backoff(&mut self.backoff, self.connect_timeout, || {
+            let sequence = connect_with_backoff(&mut self.backoff, self.connect_timeout, || {
                 connector.connect()
-            })
-            .await
-            {
+            });
+            let result = tokio::select! {
+                biased;
+                _ = self.shared.aborting.wait() => return Err(aborted()),
+                r = sequence => r,
+            };
+            return match result {
                 Ok(conn) => Ok(conn),
                 Err(e) => {
                     // Every backend of this client now knows: none starts a sequence of
@@ -153,7 +162,11 @@ impl<K: Connect> Link<K> {
                 // The span that starts an attempt waits for it a little: a receiver that
                 // is back answers at once. One that does not answer (a host dropping
                 // packets) leaves the attempt to go on while spans keep failing fast.
-                tokio::time::timeout(self.attempt_grace, attempt).await.ok()
+                tokio::select! {
+                    biased;
+                    _ = self.shared.aborting.wait() => return Err(aborted()),
+                    r = tokio::time::timeout(self.attempt_grace, attempt) => r.ok(),
+                }
             }
         };
         match outcome {
@@ -257,8 +270,7 @@ mod tests {
     }
 
     fn shared() -> Arc<Shared> {
-        let (_, rx) = tokio::sync::mpsc::channel(1);
-        Arc::new(Shared::new(rx, Vec::new()))
+        Arc::new(Shared::new(1, Vec::new()))
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,12 +10,14 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::{BackendError, DeliveryError, FlushError};
+use crate::queue::Queue;
 use crate::stats::Counters;
 
 /// The sender half of a receipt.
 pub(crate) type ReceiptSender = oneshot::Sender<Result<(), DeliveryError>>;
 
 /// One entry of the queue.
+#[derive(Debug)]
 pub(crate) enum Message {
     /// A span to send, with an optional receipt to resolve once it is written or dropped.
     Span {
@@ -86,8 +88,8 @@ pub(crate) struct Shared {
     pub(crate) peer_down: AtomicBool,
     /// The time limit of [`Client::flush`](crate::Client::flush).
     pub(crate) flush_timeout: Duration,
-    /// The shared queue's receiving end (workers take batches under this lock).
-    pub(crate) rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
+    /// The queue between the client's handles and its workers.
+    pub(crate) queue: Queue,
     /// Per-worker control channels, for flush rounds.
     pub(crate) controls: Vec<mpsc::UnboundedSender<Arc<FlushRound>>>,
     live_workers: AtomicUsize,
@@ -98,7 +100,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(
-        rx: mpsc::Receiver<Message>,
+        capacity: usize,
         controls: Vec<mpsc::UnboundedSender<Arc<FlushRound>>>,
     ) -> Self {
         Shared {
@@ -108,7 +110,7 @@ impl Shared {
             aborting: Signal::default(),
             peer_down: AtomicBool::new(false),
             flush_timeout: crate::builder::DEFAULT_FLUSH_TIMEOUT,
-            rx: tokio::sync::Mutex::new(rx),
+            queue: Queue::new(capacity),
             live_workers: AtomicUsize::new(controls.len()),
             controls,
             workers_done: Notify::new(),
@@ -134,6 +136,8 @@ impl Shared {
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::Release);
         self.draining.set();
+        // Later pushes are refused; the workers take what is queued, then stop.
+        self.queue.close();
     }
 
     pub(crate) fn worker_exited(&self) {
@@ -285,23 +289,16 @@ impl FlushRound {
 /// Queues a flush marker and waits for the round it starts, until `deadline`.
 ///
 /// Waits for room in the queue if it is full (within the deadline). At the deadline the
-/// round is resolved with the backends that have not reported listed as timed out.
-pub(crate) async fn run_flush(
-    tx: mpsc::Sender<Message>,
-    shared: &Shared,
-    deadline: Instant,
-) -> Result<(), FlushError> {
+/// round is resolved with the backends that have not reported listed as timed out. The
+/// caller holds a sender of the queue (so it stays open) while this runs.
+pub(crate) async fn run_flush(shared: &Shared, deadline: Instant) -> Result<(), FlushError> {
     let (reply, mut result) = oneshot::channel();
     let round = Arc::new(FlushRound::new(shared.workers(), Some(reply)));
     let queued = tokio::select! {
         biased;
-        r = tx.send(Message::Flush(round.clone())) => Some(r.is_ok()),
+        r = shared.queue.push(Message::Flush(round.clone())) => Some(r.is_ok()),
         _ = tokio::time::sleep_until(deadline) => None,
-        // Not queued: a shutdown began while waiting for room.
-        _ = shared.draining.wait() => Some(false),
     };
-    // Holding a sender would keep the queue open after the last handle is dropped.
-    drop(tx);
     match queued {
         Some(true) => {}
         Some(false) => {

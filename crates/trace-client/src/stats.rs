@@ -21,8 +21,11 @@ pub(crate) struct Counters {
     reconnects: AtomicU64,
     bytes_written: AtomicU64,
     panics: AtomicU64,
-    /// veneur's four counters, reset when reported (§4.8 order).
-    report: [AtomicU64; 4],
+    /// veneur's flush counters, reset when reported (§4.8 order).
+    report: [AtomicU64; 2],
+    /// What veneur's record counters last reported: they report the growth of
+    /// `accepted` and `refused` since, which costs the record path nothing extra.
+    reported_records: [AtomicU64; 2],
 }
 
 const DROP_REASONS: usize = 6;
@@ -62,24 +65,24 @@ impl Counters {
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The queue took the span.
-    #[inline]
-    pub(crate) fn accepted(&self) {
-        self.report[REPORT_RECORDS_OK].fetch_add(1, Ordering::Relaxed);
-    }
-
     /// The queue refused a span after [`pre_accept`](Self::pre_accept).
     #[inline]
     pub(crate) fn unaccept(&self, full: bool) {
-        self.accepted.fetch_sub(1, Ordering::Relaxed);
+        self.take_back();
         self.refused(full);
+    }
+
+    /// Undoes [`pre_accept`](Self::pre_accept) without counting a refusal (the caller
+    /// tries again).
+    #[inline]
+    pub(crate) fn take_back(&self) {
+        self.accepted.fetch_sub(1, Ordering::Relaxed);
     }
 
     #[inline]
     pub(crate) fn refused(&self, full: bool) {
         let i = if full { REFUSED_FULL } else { REFUSED_CLOSED };
         self.refused[i].fetch_add(1, Ordering::Relaxed);
-        self.report[REPORT_RECORDS_FAILED].fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
@@ -150,7 +153,23 @@ impl Counters {
     }
 
     fn take_report(&self, i: usize) -> u64 {
-        self.report[i].swap(0, Ordering::Relaxed)
+        match i {
+            REPORT_RECORDS_FAILED | REPORT_RECORDS_OK => {
+                let now = if i == REPORT_RECORDS_OK {
+                    self.accepted.load(Ordering::Relaxed)
+                } else {
+                    self.refused[REFUSED_FULL].load(Ordering::Relaxed)
+                        + self.refused[REFUSED_CLOSED].load(Ordering::Relaxed)
+                };
+                // `fetch_max`: concurrent reports never count the same growth twice.
+                // (`accepted` dips while a refused span is taken back; a report seeing
+                // the higher value counts that span early and later growth late.)
+                let before = self.reported_records[i - REPORT_RECORDS_FAILED]
+                    .fetch_max(now, Ordering::Relaxed);
+                now.saturating_sub(before)
+            }
+            _ => self.report[i].swap(0, Ordering::Relaxed),
+        }
     }
 }
 
@@ -440,7 +459,6 @@ mod tests {
         let c = Counters::default();
         for _ in 0..5 {
             c.pre_accept();
-            c.accepted();
         }
         c.pre_accept();
         c.unaccept(true);
@@ -468,8 +486,11 @@ mod tests {
         c.flushed(true);
         c.flushed(false);
         c.refused(true);
-        c.accepted();
-        c.accepted();
+        c.pre_accept();
+        c.pre_accept();
+        // Taken back before the report: not counted.
+        c.pre_accept();
+        c.take_back();
         report_counters(&c, &sink, &["a:b"]);
         let expected: Vec<(String, i64)> = STATISTICS_NAMES
             .iter()
@@ -484,6 +505,19 @@ mod tests {
             [
                 ("trace_client.flushes_succeeded_total".to_owned(), 0),
                 ("trace_client.records_succeeded_total".to_owned(), 0)
+            ]
+        );
+        seen.borrow_mut().clear();
+        c.pre_accept();
+        c.unaccept(false);
+        c.pre_accept();
+        report_counters(&c, &sink, &["a:b"]);
+        assert_eq!(
+            *seen.borrow(),
+            [
+                ("trace_client.flushes_succeeded_total".to_owned(), 0),
+                ("trace_client.records_failed_total".to_owned(), 1),
+                ("trace_client.records_succeeded_total".to_owned(), 1)
             ]
         );
     }

@@ -1,18 +1,22 @@
 //! The built-in transports: UDP datagrams and framed unix/TCP streams.
 //!
-//! A transport belongs to one worker and owns at most one connection, opened lazily and
-//! re-opened (with backoff, within the connect timeout) after it breaks. A transport does
-//! its own accounting: when `send` returns, the span has been counted as sent, as dropped
-//! or as held in the write buffer; only a cancelled `send` leaves that to the worker.
+//! A transport belongs to one worker and owns at most one connection (see
+//! [`Link`]). The worker hands it *runs*: the consecutive spans of a batch taken from the
+//! queue. A stream transport encodes a run into one buffer and writes it with as few
+//! writes as possible; a UDP transport sends a run's datagrams with `sendmmsg` (Linux) or
+//! one `send` each. A transport does its own accounting: when `send_run` returns, each
+//! span of the run has been counted as sent, as dropped or as held in the write buffer,
+//! and its receipt resolved (or kept, with the span, until the buffer is written). Every
+//! wait (connecting, a full socket) ends when the client aborts (its shutdown deadline
+//! passed): what is left is counted as dropped with reason `closed`.
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use ssf_codec::addr::Address;
-use ssf_codec::{DatagramCodec, SsfCodec};
 use ssf_proto::SsfSpan;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
@@ -21,13 +25,15 @@ use tokio::time::Instant;
 use crate::backoff::Backoff;
 use crate::error::{DeliveryError, DropReason, Dropped};
 use crate::link::{Connect, ConnectFuture, Link};
-use crate::message::Shared;
+use crate::message::{Message, ReceiptSender, Shared, Signal};
 
 /// What a worker drives. Implemented by the built-in transports and, through an adapter,
 /// by user [`Backend`](crate::Backend)s.
 pub(crate) trait Transport: Send + 'static {
-    /// Sends one span and counts it.
-    fn send(&mut self, span: &SsfSpan) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+    /// Sends (or buffers, or drops) each span of `run`, which holds span messages only;
+    /// counts each and resolves its receipt. Spans are left in place (the worker drops
+    /// them); receipts are taken.
+    fn send_run(&mut self, run: &mut [Message]) -> impl Future<Output = ()> + Send;
 
     /// Writes out what is buffered (counting it as sent or dropped).
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
@@ -61,6 +67,41 @@ impl Ledger {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// Set once the client's shutdown deadline passed.
+    pub(crate) fn aborting(&self) -> &Signal {
+        &self.shared.aborting
+    }
+
+    /// Counts one span of a run and resolves its receipt.
+    pub(crate) fn settle(
+        &mut self,
+        receipt: Option<ReceiptSender>,
+        result: Result<(), (DropReason, &io::Error)>,
+    ) {
+        match result {
+            Ok(()) => self.sent(1),
+            Err((reason, e)) => self.dropped(reason, 1, Some(e)),
+        }
+        if let Some(r) = receipt {
+            let _ = r.send(result.map_err(|(reason, e)| copy_error(reason, e)));
+        }
+    }
+
+    /// Counts the spans of `rest` as dropped because the client aborted, and resolves
+    /// their receipts.
+    pub(crate) fn abandon(&mut self, rest: &mut [Message]) {
+        let mut n = 0;
+        for msg in rest {
+            if let Message::Span { receipt, .. } = msg {
+                n += 1;
+                if let Some(r) = receipt.take() {
+                    let _ = r.send(Err(DeliveryError::closed()));
+                }
+            }
+        }
+        self.dropped(DropReason::Closed, n, None);
     }
 
     #[inline]
@@ -111,6 +152,11 @@ pub(crate) struct NetConfig {
     pub(crate) max_datagram_size: usize,
 }
 
+/// An I/O error for a second receipt (`io::Error` is not `Clone`).
+fn copy_error(reason: DropReason, e: &io::Error) -> DeliveryError {
+    DeliveryError::new(reason, Some(io::Error::new(e.kind(), e.to_string())))
+}
+
 /// Keeps a scratch buffer from staying huge after one very large span.
 fn shrink(buf: &mut BytesMut, normal: usize) {
     let normal = normal.max(64 * 1024);
@@ -119,10 +165,19 @@ fn shrink(buf: &mut BytesMut, normal: usize) {
     }
 }
 
-fn oversize(e: ssf_codec::Error) -> DeliveryError {
-    DeliveryError::new(
-        DropReason::Oversize,
-        Some(io::Error::new(io::ErrorKind::InvalidData, e)),
+/// Unbuffered streams coalesce the spans of one run into writes of about this size.
+const COALESCE: usize = 128 * 1024;
+
+/// UDP: datagrams sent with one `sendmmsg` call, at most.
+const DATAGRAMS_PER_CALL: usize = 64;
+
+/// UDP: encoded datagrams held before they are sent, at most (bytes).
+const DATAGRAM_BYTES: usize = 256 * 1024;
+
+fn oversize_error(len: usize, max: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the span's encoding is {len} bytes, over the limit of {max}"),
     )
 }
 
@@ -135,20 +190,29 @@ pub(crate) trait TryWrite {
 }
 
 /// Why a write failed.
-pub(crate) fn write_failed(e: WriteFailure) -> (DropReason, io::Error) {
-    match e {
-        WriteFailure::Io(e) => (DropReason::WriteError, e),
-        WriteFailure::Stalled(t) => (
-            DropReason::WriteTimeout,
-            io::Error::new(io::ErrorKind::TimedOut, WriteStalled(t)),
-        ),
-    }
-}
-
 #[derive(Debug)]
 pub(crate) enum WriteFailure {
     Io(io::Error),
     Stalled(Duration),
+    /// The client's shutdown deadline passed.
+    Aborted,
+}
+
+impl WriteFailure {
+    fn into_drop(self) -> (DropReason, io::Error) {
+        match self {
+            WriteFailure::Io(e) => (DropReason::WriteError, e),
+            WriteFailure::Stalled(t) => (
+                DropReason::WriteTimeout,
+                io::Error::new(io::ErrorKind::TimedOut, WriteStalled(t)),
+            ),
+            WriteFailure::Aborted => (DropReason::Closed, shut_down()),
+        }
+    }
+}
+
+fn shut_down() -> io::Error {
+    io::Error::other("the client shut down before the write finished")
 }
 
 /// The error inside the `TimedOut` I/O error of a stalled write.
@@ -167,28 +231,46 @@ impl std::fmt::Display for WriteStalled {
 
 impl std::error::Error for WriteStalled {}
 
+/// Waits until `w` is writable, at most until `deadline`, and not past an abort.
+async fn wait_writable<W: TryWrite>(
+    w: &W,
+    deadline: Instant,
+    timeout: Duration,
+    aborting: &Signal,
+) -> Result<(), WriteFailure> {
+    tokio::select! {
+        biased;
+        _ = aborting.wait() => Err(WriteFailure::Aborted),
+        r = tokio::time::timeout_at(deadline, w.writable()) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(WriteFailure::Io(e)),
+            Err(_) => Err(WriteFailure::Stalled(timeout)),
+        },
+    }
+}
+
 /// Writes all of `buf`, failing if the socket takes nothing for `timeout`. The timer is
-/// only set up when the socket is full.
+/// only set up when the socket is full. `written` tells how much the socket took, also
+/// when the write fails.
 pub(crate) async fn write_all<W: TryWrite>(
     w: &W,
-    mut buf: &[u8],
+    buf: &[u8],
+    written: &mut usize,
     timeout: Duration,
+    aborting: &Signal,
 ) -> Result<(), WriteFailure> {
     let mut deadline: Option<Instant> = None;
-    while !buf.is_empty() {
-        match w.try_write(buf) {
+    *written = 0;
+    while *written < buf.len() {
+        match w.try_write(&buf[*written..]) {
             Ok(0) => return Err(WriteFailure::Io(io::ErrorKind::WriteZero.into())),
             Ok(n) => {
-                buf = &buf[n..];
+                *written += n;
                 deadline = None;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
-                match tokio::time::timeout_at(at, w.writable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(WriteFailure::Io(e)),
-                    Err(_) => return Err(WriteFailure::Stalled(timeout)),
-                }
+                wait_writable(w, at, timeout, aborting).await?;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(WriteFailure::Io(e)),
@@ -271,18 +353,27 @@ impl Connect for StreamTarget {
 }
 
 /// A framed stream (unix or TCP), unbuffered or with a write buffer.
+///
+/// Unbuffered, the frames of a run are written together (in pieces of about
+/// [`COALESCE`] bytes) before `send_run` returns. Buffered, they stay in the buffer until
+/// it is full, flushed or closed.
 #[derive(Debug)]
 pub(crate) struct StreamTransport {
     link: Link<StreamTarget>,
-    /// Unbuffered: scratch space for one frame. Buffered: the frames not yet written.
+    /// Frames not yet written.
     buf: BytesMut,
     buffer_size: Option<usize>,
-    /// Spans in `buf` (buffered mode).
-    pending: u64,
-    codec: SsfCodec,
+    /// Where each frame in `buf` ends: a write that fails halfway still sent the frames
+    /// before the failure.
+    ends: Vec<usize>,
+    /// Receipts of frames in `buf` (by index in `ends`) that resolve when it is written.
+    waiting: Vec<(usize, ReceiptSender)>,
     write_timeout: Duration,
     ledger: Ledger,
 }
+
+/// A write of the buffer was cut short by an abort.
+struct Aborted;
 
 impl StreamTransport {
     /// `None` when the address is not a stream the client supports.
@@ -298,93 +389,94 @@ impl StreamTransport {
             ),
             buf: BytesMut::new(),
             buffer_size: config.buffer_size,
-            pending: 0,
-            codec: SsfCodec::new(),
+            ends: Vec::new(),
+            waiting: Vec::new(),
             write_timeout: config.write_timeout,
             ledger: Ledger::new(shared),
         })
     }
 
+    fn limit(&self) -> usize {
+        self.buffer_size.unwrap_or(COALESCE)
+    }
+
     /// Connects if needed, then writes `self.buf` in one go.
-    async fn write_out(&mut self) -> Result<(), (DropReason, io::Error)> {
+    async fn write_out(&mut self, written: &mut usize) -> Result<(), (DropReason, io::Error)> {
+        *written = 0;
         let conn = match self.link.get().await {
             Ok(c) => c,
+            Err(e) if self.ledger.aborting().is_set() => return Err((DropReason::Closed, e)),
             Err(e) => return Err((DropReason::ConnectTimeout, e)),
         };
-        match write_all(conn, &self.buf, self.write_timeout).await {
+        let aborting = &self.ledger.shared.aborting;
+        match write_all(conn, &self.buf, written, self.write_timeout, aborting).await {
             Ok(()) => {
                 self.ledger.shared().counters.wrote(self.buf.len());
                 Ok(())
             }
             Err(e) => {
-                let (reason, e) = write_failed(e);
-                if reason == DropReason::WriteTimeout {
-                    self.link.stalled();
-                } else {
-                    self.link.reset();
+                let (reason, e) = e.into_drop();
+                match reason {
+                    DropReason::WriteTimeout => self.link.stalled(),
+                    _ => self.link.reset(),
                 }
                 Err((reason, e))
             }
         }
     }
 
-    /// Writes the whole buffer in one go and counts its spans.
+    /// Writes the buffer, counts its spans and resolves their waiting receipts.
     async fn write_buffer(&mut self) -> Result<(), (DropReason, io::Error)> {
-        if self.buffer_size.is_none() || self.buf.is_empty() {
+        if self.buf.is_empty() {
             return Ok(());
         }
-        let result = self.write_out().await;
-        let n = std::mem::take(&mut self.pending);
-        match &result {
-            Ok(()) => self.ledger.sent(n),
-            Err((reason, e)) => self.ledger.dropped(*reason, n, Some(e)),
+        let mut written = 0;
+        let result = self.write_out(&mut written).await;
+        let n = self.ends.len();
+        // Frames the socket took whole are sent, also when the write failed later on.
+        let sent = match &result {
+            Ok(()) => n,
+            Err(_) => self.ends.partition_point(|end| *end <= written),
+        };
+        self.ledger.sent(sent as u64);
+        if let Err((reason, e)) = &result {
+            self.ledger.dropped(*reason, (n - sent) as u64, Some(e));
         }
+        for (i, r) in self.waiting.drain(..) {
+            let _ = r.send(match &result {
+                Err((reason, e)) if i >= sent => Err(copy_error(*reason, e)),
+                _ => Ok(()),
+            });
+        }
+        self.ends.clear();
         self.buf.clear();
         shrink(&mut self.buf, self.buffer_size.unwrap_or(0));
         result
     }
 
-    async fn send_unbuffered(&mut self, span: &SsfSpan) -> Result<(), DeliveryError> {
-        self.buf.clear();
-        shrink(&mut self.buf, 0);
-        if let Err(e) = self.codec.encode_frame(span, &mut self.buf) {
-            self.ledger.dropped(DropReason::Oversize, 1, None);
-            return Err(oversize(e));
-        }
-        let result = self.write_out().await;
-        // The scratch frame must not look like buffered data to `flush`/`close`.
-        self.buf.clear();
-        match result {
-            Ok(()) => {
-                self.ledger.sent(1);
-                Ok(())
-            }
-            Err((reason, e)) => {
-                self.ledger.dropped(reason, 1, Some(&e));
-                Err(DeliveryError::new(reason, Some(e)))
-            }
+    /// [`write_buffer`](Self::write_buffer) for a run: errors are counted there; only an
+    /// abort stops the run.
+    async fn spill(&mut self) -> Result<(), Aborted> {
+        match self.write_buffer().await {
+            Err((DropReason::Closed, _)) => Err(Aborted),
+            _ => Ok(()),
         }
     }
+}
 
-    async fn send_buffered(&mut self, span: &SsfSpan, size: usize) -> Result<(), DeliveryError> {
-        let len = ssf_codec::HEADER_LEN + ssf_proto::wire::encoded_len(span);
-        if !self.buf.is_empty() && self.buf.len() + len > size {
-            // Errors here belong to the spans already buffered; they are counted there.
-            let _ = self.write_buffer().await;
-        }
-        if let Err(e) = self.codec.encode_frame(span, &mut self.buf) {
-            self.ledger.dropped(DropReason::Oversize, 1, None);
-            return Err(oversize(e));
-        }
-        self.pending += 1;
-        if self.buf.len() >= size {
-            // This span is in the buffer being written: its fate is the buffer's.
-            self.write_buffer()
-                .await
-                .map_err(|(reason, e)| DeliveryError::new(reason, Some(e)))?;
-        }
-        Ok(())
+/// Appends one frame for `span` to `buf`: header and encoding. `Err(len)` when the span
+/// is over the frame limit; nothing is written then.
+#[inline]
+fn encode_frame(span: &SsfSpan, buf: &mut BytesMut) -> Result<(), usize> {
+    let len = ssf_proto::wire::encoded_len(span);
+    if len > ssf_codec::MAX_FRAME_LENGTH {
+        return Err(len);
     }
+    buf.reserve(ssf_codec::HEADER_LEN + len);
+    buf.put_u8(ssf_codec::VERSION);
+    buf.put_u32(len as u32);
+    ssf_proto::wire::encode(span, buf);
+    Ok(())
 }
 
 fn stream_target(addr: &Address) -> Option<StreamTarget> {
@@ -412,10 +504,37 @@ fn stream_target(addr: &Address) -> Option<StreamTarget> {
 }
 
 impl Transport for StreamTransport {
-    async fn send(&mut self, span: &SsfSpan) -> Result<(), DeliveryError> {
-        match self.buffer_size {
-            None => self.send_unbuffered(span).await,
-            Some(size) => self.send_buffered(span, size).await,
+    async fn send_run(&mut self, run: &mut [Message]) {
+        let limit = self.limit();
+        for i in 0..run.len() {
+            let Message::Span { span, receipt } = &mut run[i] else {
+                continue;
+            };
+            if let Err(len) = encode_frame(span, &mut self.buf) {
+                let e = oversize_error(len, ssf_codec::MAX_FRAME_LENGTH);
+                self.ledger
+                    .settle(receipt.take(), Err((DropReason::Oversize, &e)));
+                continue;
+            }
+            if let Some(r) = receipt.take() {
+                self.waiting.push((self.ends.len(), r));
+            }
+            self.ends.push(self.buf.len());
+            // Full (this frame included: the buffer goes over its size by at most one
+            // frame): write it.
+            if self.buf.len() >= limit && self.spill().await.is_err() {
+                self.ledger.abandon(&mut run[i + 1..]);
+                return;
+            }
+        }
+        if self.buffer_size.is_none() {
+            // Unbuffered: nothing stays behind.
+            let _ = self.spill().await;
+        } else {
+            // Buffered: "written" means "in the buffer".
+            for (_, r) in self.waiting.drain(..) {
+                let _ = r.send(Ok(()));
+            }
         }
     }
 
@@ -435,7 +554,11 @@ impl Transport for StreamTransport {
     fn abort(&mut self) -> u64 {
         drop(self.link.take());
         self.buf.clear();
-        std::mem::take(&mut self.pending)
+        // Their receipts resolve as dropped (closed) when their senders go.
+        self.waiting.clear();
+        let n = self.ends.len();
+        self.ends.clear();
+        n as u64
     }
 
     fn ledger(&mut self) -> &mut Ledger {
@@ -473,12 +596,28 @@ impl Connect for UdpTarget {
     }
 }
 
-/// One span per datagram, size-checked, over a connected UDP socket.
+impl TryWrite for UdpSocket {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_send(buf)
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        UdpSocket::writable(self).await
+    }
+}
+
+/// One span per datagram, size-checked, over a connected UDP socket. The datagrams of a
+/// run are encoded into one buffer and sent in groups.
 #[derive(Debug)]
 pub(crate) struct UdpTransport {
     link: Link<UdpTarget>,
+    /// Encoded datagrams, back to back.
     buf: Vec<u8>,
-    codec: DatagramCodec,
+    /// End offset in `buf` of each datagram.
+    ends: Vec<usize>,
+    /// The receipt of each datagram.
+    receipts: Vec<Option<ReceiptSender>>,
+    max_size: usize,
     write_timeout: Duration,
     ledger: Ledger,
 }
@@ -494,71 +633,124 @@ impl UdpTransport {
                 shared.clone(),
             ),
             buf: Vec::new(),
-            codec: DatagramCodec::with_max_size(config.max_datagram_size),
+            ends: Vec::new(),
+            receipts: Vec::new(),
+            max_size: config.max_datagram_size,
             write_timeout: config.write_timeout,
             ledger: Ledger::new(shared),
         }
     }
-}
 
-/// Sends one datagram, failing if the socket stays full for `timeout`.
-async fn send_datagram(
-    socket: &UdpSocket,
-    buf: &[u8],
-    timeout: Duration,
-) -> Result<usize, WriteFailure> {
-    let mut deadline: Option<Instant> = None;
-    loop {
-        match socket.try_send(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
-                match tokio::time::timeout_at(at, socket.writable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(WriteFailure::Io(e)),
-                    Err(_) => return Err(WriteFailure::Stalled(timeout)),
+    /// Sends the encoded datagrams, counting each. `Err` when the client aborted (the
+    /// datagrams not sent are counted as closed).
+    async fn send_datagrams(&mut self) -> Result<(), Aborted> {
+        let n = self.ends.len();
+        let mut i = 0;
+        let mut deadline: Option<Instant> = None;
+        let result = loop {
+            if i == n {
+                break Ok(());
+            }
+            let socket = match self.link.get().await {
+                Ok(s) => s,
+                Err(e) => {
+                    let reason = if self.ledger.aborting().is_set() {
+                        DropReason::Closed
+                    } else {
+                        DropReason::ConnectTimeout
+                    };
+                    self.settle_from(i, reason, &e);
+                    break if reason == DropReason::Closed {
+                        Err(Aborted)
+                    } else {
+                        Ok(())
+                    };
+                }
+            };
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            let group = &self.ends[i..n.min(i + DATAGRAMS_PER_CALL)];
+            match sys::send_datagrams(socket, &self.buf, start, group) {
+                Ok(k) => {
+                    let bytes = self.ends[i + k - 1] - start;
+                    self.ledger.shared().counters.wrote(bytes);
+                    self.ledger.sent(k as u64);
+                    for r in self.receipts[i..i + k].iter_mut().filter_map(Option::take) {
+                        let _ = r.send(Ok(()));
+                    }
+                    i += k;
+                    deadline = None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let at = *deadline.get_or_insert_with(|| Instant::now() + self.write_timeout);
+                    let aborting = &self.ledger.shared.aborting;
+                    if let Err(f) = wait_writable(socket, at, self.write_timeout, aborting).await {
+                        let (reason, e) = f.into_drop();
+                        if reason == DropReason::WriteTimeout {
+                            self.link.stalled();
+                        }
+                        self.settle_from(i, reason, &e);
+                        break if reason == DropReason::Closed {
+                            Err(Aborted)
+                        } else {
+                            Ok(())
+                        };
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // "Connection refused" reports an earlier datagram's ICMP error; the
+                    // socket itself is fine. Anything else: start over with a fresh
+                    // socket (and a fresh name lookup). Either way this datagram is lost.
+                    if e.kind() != io::ErrorKind::ConnectionRefused {
+                        self.link.reset();
+                    }
+                    let r = self.receipts[i].take();
+                    self.ledger.settle(r, Err((DropReason::WriteError, &e)));
+                    i += 1;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(WriteFailure::Io(e)),
+        };
+        self.buf.clear();
+        self.ends.clear();
+        self.receipts.clear();
+        if self.buf.capacity() > 4 * DATAGRAM_BYTES {
+            self.buf = Vec::new();
+        }
+        result
+    }
+
+    /// Counts datagrams `from..` as dropped.
+    fn settle_from(&mut self, from: usize, reason: DropReason, e: &io::Error) {
+        for j in from..self.ends.len() {
+            let r = self.receipts[j].take();
+            self.ledger.settle(r, Err((reason, e)));
         }
     }
 }
 
 impl Transport for UdpTransport {
-    async fn send(&mut self, span: &SsfSpan) -> Result<(), DeliveryError> {
-        self.buf.clear();
-        if let Err(e) = self.codec.encode(span, &mut self.buf) {
-            self.ledger.dropped(DropReason::Oversize, 1, None);
-            return Err(oversize(e));
-        }
-        let socket = match self.link.get().await {
-            Ok(s) => s,
-            Err(e) => {
-                self.ledger.dropped(DropReason::ConnectTimeout, 1, Some(&e));
-                return Err(DeliveryError::new(DropReason::ConnectTimeout, Some(e)));
+    async fn send_run(&mut self, run: &mut [Message]) {
+        for i in 0..run.len() {
+            let Message::Span { span, receipt } = &mut run[i] else {
+                continue;
+            };
+            let len = ssf_proto::wire::encoded_len(span);
+            if len > self.max_size {
+                let e = oversize_error(len, self.max_size);
+                self.ledger
+                    .settle(receipt.take(), Err((DropReason::Oversize, &e)));
+                continue;
             }
-        };
-        match send_datagram(socket, &self.buf, self.write_timeout).await {
-            Ok(n) => {
-                self.ledger.sent(1);
-                self.ledger.shared().counters.wrote(n);
-                Ok(())
-            }
-            Err(e) => {
-                let (reason, e) = write_failed(e);
-                match reason {
-                    DropReason::WriteTimeout => self.link.stalled(),
-                    // "Connection refused" reports an earlier datagram's ICMP error; the
-                    // socket itself is fine. Anything else: start over with a fresh
-                    // socket (and a fresh name lookup).
-                    _ if e.kind() == io::ErrorKind::ConnectionRefused => {}
-                    _ => self.link.reset(),
-                }
-                self.ledger.dropped(reason, 1, Some(&e));
-                Err(DeliveryError::new(reason, Some(e)))
+            self.buf.reserve(len);
+            ssf_proto::wire::encode(span, &mut self.buf);
+            self.ends.push(self.buf.len());
+            self.receipts.push(receipt.take());
+            if self.buf.len() >= DATAGRAM_BYTES && self.send_datagrams().await.is_err() {
+                self.ledger.abandon(&mut run[i + 1..]);
+                return;
             }
         }
+        let _ = self.send_datagrams().await;
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -577,5 +769,104 @@ impl Transport for UdpTransport {
 
     fn ledger(&mut self) -> &mut Ledger {
         &mut self.ledger
+    }
+}
+
+/// Sending a group of datagrams with one system call.
+mod sys {
+    use std::io;
+
+    use tokio::net::UdpSocket;
+
+    /// Sends the datagrams `buf[start..ends[0]]`, `buf[ends[0]..ends[1]]`, ... on a
+    /// connected socket without waiting; returns how many were sent (at least 1), or the
+    /// first one's error (`WouldBlock` when the socket is full).
+    #[cfg(target_os = "linux")]
+    pub(super) fn send_datagrams(
+        socket: &UdpSocket,
+        buf: &[u8],
+        start: usize,
+        ends: &[usize],
+    ) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        const MAX: usize = super::DATAGRAMS_PER_CALL;
+        let count = ends.len().min(MAX);
+        if count == 0 {
+            return Ok(0);
+        }
+        let fd = socket.as_raw_fd();
+        socket.try_io(tokio::io::Interest::WRITABLE, || {
+            sendmmsg(fd, buf, start, &ends[..count])
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    fn sendmmsg(
+        fd: std::os::fd::RawFd,
+        buf: &[u8],
+        start: usize,
+        ends: &[usize],
+    ) -> io::Result<usize> {
+        const MAX: usize = super::DATAGRAMS_PER_CALL;
+        let mut iovecs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX];
+        // SAFETY: `mmsghdr` is a plain C struct of integers and raw pointers, for which
+        // all-zero bytes are a valid value (null pointers, zero lengths and flags).
+        let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+        let mut from = start;
+        let count = ends.len().min(MAX);
+        for (k, &end) in ends.iter().take(count).enumerate() {
+            let datagram = &buf[from..end];
+            iovecs[k] = libc::iovec {
+                iov_base: datagram.as_ptr() as *mut libc::c_void,
+                iov_len: datagram.len(),
+            };
+            from = end;
+        }
+        for (msg, iov) in msgs.iter_mut().zip(iovecs.iter_mut()).take(count) {
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs[..count]` are initialised headers, each pointing to one `iovec`
+        // of `iovecs`, which points into `buf`; all of them outlive the call, which only
+        // reads the data (and writes `msg_len` into `msgs`). The socket is connected, so
+        // no address is given. `count <= 64`, well under the kernel's limit of 1024.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else if n == 0 {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// Elsewhere: one `send` per datagram, for as long as the socket takes them.
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn send_datagrams(
+        socket: &UdpSocket,
+        buf: &[u8],
+        start: usize,
+        ends: &[usize],
+    ) -> io::Result<usize> {
+        let mut from = start;
+        for (k, &end) in ends.iter().enumerate() {
+            match socket.try_send(&buf[from..end]) {
+                Ok(_) => from = end,
+                Err(e) if k == 0 => return Err(e),
+                Err(_) => return Ok(k),
+            }
+        }
+        Ok(ends.len())
     }
 }

@@ -1,15 +1,18 @@
 //! The worker task: one per backend, taking batches from the shared queue.
 //!
 //! A worker is idle or busy. Idle, it waits (in this priority) for the shutdown deadline,
-//! a flush round from another worker, the start of a shutdown, or a batch from the queue
-//! (taken under the queue's lock, at most `batch` messages). Busy, it works through its
-//! batch in order; each write races against the shutdown deadline.
+//! a flush round from another worker, or work in the queue (see [`Queue`]). Busy, it
+//! takes batches of at most `batch` messages until the queue is empty, handing each run
+//! of spans to its transport in one go; between batches it answers flush rounds.
 //!
 //! Flush barrier: the worker that takes a flush marker asks every other worker (through
 //! its control channel) to flush, and flushes its own backend at that point of its batch.
-//! The others see the request only when idle, i.e. after finishing the batch they had
-//! taken, which holds every span queued before the marker that they took. So once all
-//! backends reported, every span queued before the flush was written (or dropped).
+//! The others answer after finishing the batch they are working on, which holds every
+//! span queued before the marker that they took (the queue is FIFO: such a span was taken
+//! before the marker was). So once all backends reported, every span queued before the
+//! flush was written (or dropped).
+//!
+//! [`Queue`]: crate::queue::Queue
 
 use std::io;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{BackendError, DeliveryError, DropReason};
 use crate::message::{FlushRound, Message, Shared};
+use crate::queue::Popped;
 use crate::transport::Transport;
 
 pub(crate) struct Worker<T> {
@@ -26,13 +30,6 @@ pub(crate) struct Worker<T> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) control: mpsc::UnboundedReceiver<Arc<FlushRound>>,
     pub(crate) batch: usize,
-}
-
-enum Next {
-    Abort,
-    Control(Arc<FlushRound>),
-    Drain,
-    Batch(usize),
 }
 
 /// Decrements the live-worker count however the worker ends (a panic in our own code
@@ -85,76 +82,33 @@ impl<T: Transport> Worker<T> {
         } = self;
         let _guard = LiveGuard(shared.clone());
         let mut batch: Vec<Message> = Vec::with_capacity(limit);
-        let mut drain_seen = false;
 
         let aborted = 'main: loop {
-            let next = tokio::select! {
+            let searching = tokio::select! {
                 biased;
-                _ = shared.aborting.wait() => Next::Abort,
-                Some(round) = control.recv() => Next::Control(round),
-                _ = shared.draining.wait(), if !drain_seen => Next::Drain,
-                n = async {
-                    let mut rx = shared.rx.lock().await;
-                    rx.recv_many(&mut batch, limit).await
-                } => Next::Batch(n),
-            };
-            match next {
-                Next::Abort => break 'main true,
-                Next::Control(round) => {
+                _ = shared.aborting.wait() => break 'main true,
+                Some(round) = control.recv() => {
                     if !flush_own(index, &mut transport, &shared, &round).await {
                         break 'main true;
                     }
+                    continue 'main;
                 }
-                Next::Drain => {
-                    drain_seen = true;
-                    // Later sends are refused; what is queued (or being sent through a
-                    // reserved permit) can still be received.
-                    shared.rx.lock().await.close();
-                }
-                Next::Batch(0) => break 'main false,
-                Next::Batch(_) => {
-                    let mut msgs = batch.drain(..);
-                    while let Some(msg) = msgs.next() {
-                        let ok = match msg {
-                            Message::Span { span, receipt } => {
-                                let result = tokio::select! {
-                                    biased;
-                                    r = transport.send(&span) => Some(r),
-                                    _ = shared.aborting.wait() => None,
-                                };
-                                match result {
-                                    Some(r) => {
-                                        if let Some(tx) = receipt {
-                                            let _ = tx.send(r);
-                                        }
-                                        true
-                                    }
-                                    None => {
-                                        discard(Message::Span { span, receipt }, &shared);
-                                        false
-                                    }
-                                }
-                            }
-                            Message::Flush(round) => {
-                                for (i, ctl) in shared.controls.iter().enumerate() {
-                                    if i != index && ctl.send(round.clone()).is_err() {
-                                        let stopped =
-                                            io::Error::other("backend worker has stopped");
-                                        round.complete(
-                                            i,
-                                            Some(BackendError::new(i, stopped)),
-                                            &shared.counters,
-                                        );
-                                    }
-                                }
-                                flush_own(index, &mut transport, &shared, &round).await
-                            }
-                        };
-                        if !ok {
-                            for rest in msgs {
-                                discard(rest, &shared);
-                            }
+                s = shared.queue.wait_for_work() => s,
+            };
+            let mut searching = Some(searching);
+            loop {
+                match shared.queue.pop_batch(&mut batch, limit, searching.take()) {
+                    Popped::Closed => break 'main false,
+                    Popped::Empty => continue 'main,
+                    Popped::Some(_) => {
+                        if !process(index, &mut transport, &shared, &mut batch).await {
                             break 'main true;
+                        }
+                        // Rounds that came in meanwhile: the batch is done.
+                        while let Ok(round) = control.try_recv() {
+                            if !flush_own(index, &mut transport, &shared, &round).await {
+                                break 'main true;
+                            }
                         }
                     }
                 }
@@ -163,18 +117,14 @@ impl<T: Transport> Worker<T> {
 
         if !aborted {
             // The queue is closed and empty: write out what is buffered and close.
-            let result = tokio::select! {
-                biased;
-                r = transport.close() => Some(r),
-                _ = shared.aborting.wait() => None,
-            };
-            match result {
-                Some(Ok(())) => {}
-                Some(Err(e)) => shared.push_final_error(BackendError::new(index, e)),
-                None => finish_abort(&mut transport, &shared).await,
+            let result = transport.close().await;
+            if shared.aborting.is_set() {
+                finish_abort(&mut transport, &shared);
+            } else if let Err(e) = result {
+                shared.push_final_error(BackendError::new(index, e));
             }
         } else {
-            finish_abort(&mut transport, &shared).await;
+            finish_abort(&mut transport, &shared);
         }
 
         // Flush requests that arrive from now on are answered by the sender (the channel
@@ -190,54 +140,100 @@ impl<T: Transport> Worker<T> {
     }
 }
 
+/// Works through a batch: runs of spans go to the transport, flush markers start a
+/// round. Leaves `batch` empty. Returns false if the client aborted meanwhile (what was
+/// left is counted as dropped).
+async fn process<T: Transport>(
+    index: usize,
+    transport: &mut T,
+    shared: &Shared,
+    batch: &mut Vec<Message>,
+) -> bool {
+    let mut start = 0;
+    let mut ok = true;
+    for i in 0..=batch.len() {
+        let marker = i < batch.len() && matches!(batch[i], Message::Flush(_));
+        if i < batch.len() && !marker {
+            continue;
+        }
+        if start < i {
+            transport.send_run(&mut batch[start..i]).await;
+            if shared.aborting.is_set() {
+                ok = false;
+                start = i;
+                break;
+            }
+        }
+        if marker {
+            if let Message::Flush(round) = &batch[i] {
+                let round = round.clone();
+                for (j, ctl) in shared.controls.iter().enumerate() {
+                    if j != index && ctl.send(round.clone()).is_err() {
+                        let stopped = io::Error::other("backend worker has stopped");
+                        round.complete(j, Some(BackendError::new(j, stopped)), &shared.counters);
+                    }
+                }
+                if !flush_own(index, transport, shared, &round).await {
+                    ok = false;
+                    start = i + 1;
+                    break;
+                }
+            }
+        }
+        start = i + 1;
+    }
+    if ok {
+        batch.clear();
+    } else {
+        // The spans before `start` were handed to the transport, which counted them.
+        for msg in batch.drain(..).skip(start) {
+            discard(msg, shared);
+        }
+    }
+    ok
+}
+
 /// Flushes this worker's backend for a round, reporting the flush's error or, failing
 /// that, the spans the backend dropped since its previous report. Returns false if the
-/// deadline cut it off.
+/// client aborted meanwhile.
 async fn flush_own<T: Transport>(
     index: usize,
     transport: &mut T,
     shared: &Shared,
     round: &FlushRound,
 ) -> bool {
-    let result = tokio::select! {
-        biased;
-        r = transport.flush() => Some(r),
-        _ = shared.aborting.wait() => None,
-    };
-    match result {
-        Some(r) => {
-            let dropped = transport.ledger().take();
-            let failure = BackendError::for_flush(index, r, dropped.clone());
-            if !round.complete(index, failure, &shared.counters) {
-                // The flush gave up waiting: keep the drops for the next one.
-                if let Some(d) = dropped {
-                    transport.ledger().restore(d);
-                }
-            }
-            true
-        }
-        None => {
-            round.complete(
-                index,
-                Some(BackendError::new(index, shut_down_error())),
-                &shared.counters,
-            );
-            false
+    let r = transport.flush().await;
+    if shared.aborting.is_set() {
+        round.complete(
+            index,
+            Some(BackendError::new(index, shut_down_error())),
+            &shared.counters,
+        );
+        return false;
+    }
+    let dropped = transport.ledger().take();
+    let failure = BackendError::for_flush(index, r, dropped.clone());
+    if !round.complete(index, failure, &shared.counters) {
+        // The flush gave up waiting: keep the drops for the next one.
+        if let Some(d) = dropped {
+            transport.ledger().restore(d);
         }
     }
+    true
 }
 
 /// After the deadline: drop the connection and everything still queued, counting it.
-async fn finish_abort<T: Transport>(transport: &mut T, shared: &Shared) {
+fn finish_abort<T: Transport>(transport: &mut T, shared: &Shared) {
     shared
         .counters
         .dropped(DropReason::Closed, transport.abort());
-    let mut rx = shared.rx.lock().await;
-    rx.close();
-    // `recv` (unlike `try_recv`) also waits for a reserved permit to deliver its span, so
-    // nothing can stay in the queue uncounted. Permits are used right after they are
-    // granted, so this does not wait for long.
-    while let Some(msg) = rx.recv().await {
-        discard(msg, shared);
+    shared.queue.close();
+    // Pushes and the close are atomic: once closed, what is in the queue is all there
+    // will ever be.
+    let mut rest = Vec::new();
+    while let Popped::Some(_) = shared.queue.pop_batch(&mut rest, 256, None) {
+        for msg in rest.drain(..) {
+            discard(msg, shared);
+        }
     }
 }

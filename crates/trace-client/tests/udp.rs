@@ -123,3 +123,40 @@ async fn deliver_all(n: i64) {
     let got = collector.await.unwrap().expect("every datagram");
     assert_ids(&got, 0..n);
 }
+
+#[tokio::test]
+async fn a_batch_of_datagrams_with_an_oversize_span_in_the_middle() {
+    // A current-thread runtime: the backend runs only once the test waits, and then
+    // takes every span as one batch, sent as one group; the oversize one is left out.
+    let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
+    let client = Client::from_address(receiver.local_addr().clone())
+        .parallel_backends(1)
+        .capacity(64)
+        .max_datagram_size(1024)
+        .build()
+        .unwrap();
+    let receipts: Vec<_> = (0..20)
+        .map(|id| {
+            let s = if id == 7 {
+                big_span(id, 2000)
+            } else {
+                span(id)
+            };
+            client.record_with_receipt(s).unwrap()
+        })
+        .collect();
+    for (id, r) in receipts.into_iter().enumerate() {
+        match r.await {
+            Ok(()) => assert_ne!(id, 7),
+            Err(e) => {
+                assert_eq!(id, 7);
+                assert_eq!(e.reason(), DropReason::Oversize);
+            }
+        }
+    }
+    let got = receiver.collect(19, PATIENCE).await.unwrap();
+    assert_ids(&got, (0..20).filter(|id| *id != 7));
+    let report = client.shutdown(PATIENCE).await;
+    assert_eq!((report.sent(), report.dropped().oversize()), (19, 1));
+    assert_report_settled(&report);
+}

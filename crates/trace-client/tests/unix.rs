@@ -360,3 +360,43 @@ async fn buffered_spans_are_written_when_the_buffer_fills() {
     let stats = client.stats();
     assert!(stats.sent() >= 20 && stats.queued() > 0, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_batch_is_written_together_and_an_oversize_span_in_it_is_left_out() {
+    let (_dir, path) = socket_path();
+    let listener = unix_listener(&path);
+    let client = Client::builder(unix_url(&path))
+        .parallel_backends(1)
+        .capacity(64)
+        .build()
+        .unwrap();
+    // A current-thread runtime: the backend runs only once the test waits, and then
+    // takes every span recorded so far as one batch.
+    let receipts: Vec<_> = (0..30)
+        .map(|id| {
+            let s = if id == 11 {
+                big_span(id, ssf_codec::MAX_FRAME_LENGTH + 1)
+            } else {
+                span(id)
+            };
+            client.record_with_receipt(s).unwrap()
+        })
+        .collect();
+    let (conn, _) = listener.accept().await.unwrap();
+    let mut frames = FramedRead::new(conn, SsfCodec::new());
+    let got = read_spans(&mut frames, 29).await;
+    // In order, on one connection, without the oversize span.
+    let order: Vec<i64> = got.iter().map(|s| s.id).collect();
+    assert_eq!(order, (0..30).filter(|id| *id != 11).collect::<Vec<_>>());
+    for (id, r) in receipts.into_iter().enumerate() {
+        let result = r.await;
+        if id == 11 {
+            assert_eq!(result.unwrap_err().reason(), DropReason::Oversize);
+        } else {
+            result.expect("written");
+        }
+    }
+    let stats = client.stats();
+    assert_eq!((stats.sent(), stats.dropped().oversize()), (29, 1));
+    assert_settled(&stats);
+}
