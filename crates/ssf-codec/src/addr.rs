@@ -317,7 +317,9 @@ impl FromStr for Address {
                         return Err(err(ErrorKind::MissingPath));
                     }
                     Target::Abstract(name.to_owned())
-                } else if opaque.is_empty() {
+                } else if opaque.is_empty() || opaque == "/" {
+                    // The root alone is no socket path, as in the `unix:///` form, which
+                    // is how it would print.
                     return Err(err(ErrorKind::MissingPath));
                 } else {
                     Target::Path(PathBuf::from(opaque))
@@ -508,6 +510,8 @@ mod tests {
         assert!(e("udp://u@h:5").contains("invalid host"));
         assert!(e("unix://").contains("no socket path"));
         assert!(e("unix:").contains("no socket path"));
+        assert!(e("unix:/").contains("no socket path"));
+        assert!(e("unix:///").contains("no socket path"));
         assert!(e("unix:@").contains("no socket path"));
         assert!(e("unix://host.sock").contains("no socket path"));
         assert!(e("udp://h :5").contains("whitespace"));
