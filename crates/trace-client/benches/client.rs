@@ -5,7 +5,8 @@
 //!   for comparison. After the timed runs, a sampler prints the median and 99th
 //!   percentile of single calls (every 64th call timed on its own).
 //! * `encode/*`: framing spans into one buffer, as a stream backend does (the encode-only
-//!   rate the end-to-end numbers can be set against).
+//!   rate the end-to-end numbers can be set against), and the same with `ssf-codec`'s
+//!   reference encoder.
 //! * `end_to_end/*`: record 10 000 spans, flush, and wait until a sink on its own thread
 //!   has them all: unix and TCP streams to a sink that only walks the 5-byte frame
 //!   headers, UDP to a socket nobody reads (measured up to the flush: every datagram
@@ -289,6 +290,14 @@ fn encode(c: &mut Criterion) {
     group.bench_function("frames_into_one_buffer", |b| {
         b.iter(|| {
             buf.clear();
+            trace_client::__bench::encode_frames(&spans, &mut buf);
+            black_box(buf.len())
+        })
+    });
+    // The same with ssf-codec's `encode_frame` (ssf-proto's reference encoder).
+    group.bench_function("frames_into_one_buffer_reference", |b| {
+        b.iter(|| {
+            buf.clear();
             for s in &spans {
                 codec.encode_frame(s, &mut buf).expect("fits");
             }
@@ -296,7 +305,7 @@ fn encode(c: &mut Criterion) {
         })
     });
     let mut bytes = Vec::with_capacity(128 * 1024);
-    group.bench_function("datagrams_into_one_buffer", |b| {
+    group.bench_function("datagrams_into_one_buffer_reference", |b| {
         b.iter(|| {
             bytes.clear();
             for s in &spans {
@@ -435,15 +444,18 @@ fn end_to_end(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
 
     // (name, sink, buffered, backends)
-    let cases: [(&str, &str, bool, usize); 8] = [
+    let cases: [(&str, &str, bool, usize); 11] = [
         ("unix_buffered", "unix", true, 8),
         ("unix_buffered_1_backend", "unix", true, 1),
+        ("unix_buffered_2_backends", "unix", true, 2),
+        ("tcp_buffered_2_backends", "tcp", true, 2),
         ("unix", "unix", false, 8),
         ("tcp_buffered", "tcp", true, 8),
         ("tcp_buffered_1_backend", "tcp", true, 1),
         ("tcp", "tcp", false, 8),
         ("udp", "udp", false, 8),
         ("udp_1_backend", "udp", false, 1),
+        ("udp_2_backends", "udp", false, 2),
     ];
     for (i, (name, sink, buffered, backends)) in cases.into_iter().enumerate() {
         let (addr, counter, _udp_sink) = match sink {

@@ -47,9 +47,31 @@
 //! | `tcp://host:port` (`tcp4`, `tcp6`) | the same framing over TCP (veneur reads SSF over TCP only as gRPC; other receivers, such as `ssf-receiver`, read it) |
 //! | `unixgram://`, `unixpacket://` | refused by [`build`](ClientBuilder::build): veneur does not read SSF from them |
 //!
-//! Each frame is written with one contiguous write (or many frames with one write, when
-//! [buffered](ClientBuilder::buffered)). Host names are resolved each time a backend
+//! A frame is never split across writes of its own: a backend writes the frames of all the
+//! spans it took from the queue at once together, with one write per ~128 KiB
+//! (unbuffered) or per full buffer ([buffered](ClientBuilder::buffered)); UDP datagrams
+//! go out 64 per `sendmmsg` call on Linux. Host names are resolved each time a backend
 //! connects, so a moved receiver is found again after a reconnect.
+//!
+//! # Cost
+//!
+//! * **Recording**: [`try_record`](Client::try_record) is a compare-and-swap on a bounded
+//!   lock-free queue whose slots were allocated when the client was built (176 bytes
+//!   each); no lock, no allocation, no system call in the common case. A producer wakes
+//!   a backend only when none is awake or about to come back by itself (see below), so a
+//!   steady stream of spans does not pay for wake-ups; refusals are as cheap.
+//! * **Sending**: each backend takes what is queued in batches (up to 512 spans), encodes
+//!   them into one buffer and writes it; the span's memory is freed by the backend.
+//! * **Idle**: a backend that finds the queue empty keeps looking for a few microseconds,
+//!   then every millisecond a few times (one backend at a time), then sleeps until a
+//!   span comes. An idle client, connected or not, uses no CPU; a span recorded while a
+//!   backend naps waits at most about a millisecond (a flush, or a span with a
+//!   [`Receipt`], wakes it at once).
+//! * **Memory**: the queue's slots, each backend's buffer (see
+//!   [`buffer_size`](ClientBuilder::buffer_size); unbuffered backends use up to ~128 KiB
+//!   while writing), and the spans themselves while queued.
+//!
+//! `cargo bench -p trace-client --bench client` measures each of these.
 //!
 //! # Defaults
 //!
@@ -195,6 +217,7 @@ mod backoff;
 mod builder;
 mod client;
 pub mod default;
+mod encode;
 mod error;
 mod future;
 mod link;
@@ -217,6 +240,12 @@ pub use error::{
 };
 pub use future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
 pub use stats::{ClientStats, DropCounts, STATISTICS_NAMES, StatsCounter, report_statistics};
+
+/// Internals exposed for the crate's benchmarks only; not part of the API.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::encode::encode_frames;
+}
 
 // --- end of client core ---
 

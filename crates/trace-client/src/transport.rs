@@ -15,14 +15,14 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use ssf_codec::addr::Address;
-use ssf_proto::SsfSpan;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
+use crate::encode::Encoder;
 use crate::error::{DeliveryError, DropReason, Dropped};
 use crate::link::{Connect, ConnectFuture, Link};
 use crate::message::{Message, ReceiptSender, Shared, Signal};
@@ -368,6 +368,7 @@ pub(crate) struct StreamTransport {
     ends: Vec<usize>,
     /// Receipts of frames in `buf` (by index in `ends`) that resolve when it is written.
     waiting: Vec<(usize, ReceiptSender)>,
+    encoder: Encoder,
     write_timeout: Duration,
     ledger: Ledger,
 }
@@ -391,6 +392,7 @@ impl StreamTransport {
             buffer_size: config.buffer_size,
             ends: Vec::new(),
             waiting: Vec::new(),
+            encoder: Encoder::default(),
             write_timeout: config.write_timeout,
             ledger: Ledger::new(shared),
         })
@@ -464,21 +466,6 @@ impl StreamTransport {
     }
 }
 
-/// Appends one frame for `span` to `buf`: header and encoding. `Err(len)` when the span
-/// is over the frame limit; nothing is written then.
-#[inline]
-fn encode_frame(span: &SsfSpan, buf: &mut BytesMut) -> Result<(), usize> {
-    let len = ssf_proto::wire::encoded_len(span);
-    if len > ssf_codec::MAX_FRAME_LENGTH {
-        return Err(len);
-    }
-    buf.reserve(ssf_codec::HEADER_LEN + len);
-    buf.put_u8(ssf_codec::VERSION);
-    buf.put_u32(len as u32);
-    ssf_proto::wire::encode(span, buf);
-    Ok(())
-}
-
 fn stream_target(addr: &Address) -> Option<StreamTarget> {
     use ssf_codec::addr::Scheme;
     match addr.scheme() {
@@ -510,7 +497,10 @@ impl Transport for StreamTransport {
             let Message::Span { span, receipt } = &mut run[i] else {
                 continue;
             };
-            if let Err(len) = encode_frame(span, &mut self.buf) {
+            if let Err(len) = self
+                .encoder
+                .frame(span, &mut self.buf, ssf_codec::MAX_FRAME_LENGTH)
+            {
                 let e = oversize_error(len, ssf_codec::MAX_FRAME_LENGTH);
                 self.ledger
                     .settle(receipt.take(), Err((DropReason::Oversize, &e)));
@@ -617,6 +607,7 @@ pub(crate) struct UdpTransport {
     ends: Vec<usize>,
     /// The receipt of each datagram.
     receipts: Vec<Option<ReceiptSender>>,
+    encoder: Encoder,
     max_size: usize,
     write_timeout: Duration,
     ledger: Ledger,
@@ -635,6 +626,7 @@ impl UdpTransport {
             buf: Vec::new(),
             ends: Vec::new(),
             receipts: Vec::new(),
+            encoder: Encoder::default(),
             max_size: config.max_datagram_size,
             write_timeout: config.write_timeout,
             ledger: Ledger::new(shared),
@@ -734,15 +726,12 @@ impl Transport for UdpTransport {
             let Message::Span { span, receipt } = &mut run[i] else {
                 continue;
             };
-            let len = ssf_proto::wire::encoded_len(span);
-            if len > self.max_size {
+            if let Err(len) = self.encoder.datagram(span, &mut self.buf, self.max_size) {
                 let e = oversize_error(len, self.max_size);
                 self.ledger
                     .settle(receipt.take(), Err((DropReason::Oversize, &e)));
                 continue;
             }
-            self.buf.reserve(len);
-            ssf_proto::wire::encode(span, &mut self.buf);
             self.ends.push(self.buf.len());
             self.receipts.push(receipt.take());
             if self.buf.len() >= DATAGRAM_BYTES && self.send_datagrams().await.is_err() {
