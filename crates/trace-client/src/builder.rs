@@ -340,7 +340,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client and spawns its tasks on the current tokio runtime. Nothing is
+    /// Builds the client and spawns its tasks on the current tokio runtime, which needs
+    /// its I/O and time drivers (`enable_all`, as `#[tokio::main]` sets up). Nothing is
     /// connected yet: each backend connects when it first has something to write.
     ///
     /// # Errors
