@@ -10,6 +10,9 @@ pub const HEADER_LEN: usize = 5;
 /// The largest body SSF allows in a frame: 16 MiB, inclusive, as veneur enforces it.
 pub const MAX_FRAME_LENGTH: usize = 16 * 1024 * 1024;
 
+/// The most the decoder reserves ahead of the bytes received.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// The only defined frame version: a protobuf `SSFSpan` follows.
 pub const VERSION: u8 = 0;
 
@@ -112,7 +115,10 @@ impl SsfCodec {
         }
         let total = HEADER_LEN + len;
         if src.len() < total {
-            src.reserve(total - src.len());
+            // Room for the next part of the frame only: memory follows the bytes that
+            // actually arrive, so a peer announcing 16 MiB and sending nothing more costs
+            // little (the buffer still grows, by doubling, as the body comes in).
+            src.reserve((total - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         src.advance(HEADER_LEN);

@@ -172,6 +172,17 @@ fn length_limit_is_inclusive_and_configurable() {
 }
 
 #[test]
+fn announced_length_does_not_reserve_the_whole_frame() {
+    let mut codec = SsfCodec::new();
+    let mut buf = BytesMut::new();
+    buf.put_u8(0);
+    buf.put_u32(MAX_FRAME_LENGTH as u32);
+    buf.put_slice(&[0x18, 0x01]);
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+    assert!(buf.capacity() <= 256 * 1024, "{}", buf.capacity());
+}
+
+#[test]
 fn encoder_refuses_oversize_without_writing() {
     let mut codec = SsfCodec::with_max_frame_length(16);
     let mut buf = BytesMut::from(&b"keep"[..]);
