@@ -237,9 +237,9 @@ impl Queue {
         if self.room_waiters.load(Ordering::SeqCst) != 0 {
             self.room.notify_waiters();
         }
-        if !self.ring.is_empty() {
-            // Work left behind (or pushed while this worker was searching, which kept
-            // its producer from waking anyone): another worker should look at it.
+        if n == limit && !self.ring.is_empty() {
+            // More than a batch: another worker should help. (Less, and this worker
+            // takes the rest itself once done: it looks again before it waits.)
             let w = self.workers.load(Ordering::SeqCst);
             if w < SEARCHER && w != 0 {
                 self.wake_one();
