@@ -12,7 +12,7 @@
 //!
 //! * a worker that found the queue empty *lingers* for a short while (yielding to the
 //!   runtime, never blocking a thread), then *dozes*: it looks again every millisecond,
-//!   a few times, before it sleeps for good. One worker at a time lingers or dozes; a
+//!   a few times, before it sleeps (looking again every 100 ms). One worker at a time lingers or dozes; a
 //!   steady stream of spans finds it awake or coming back by itself;
 //! * a producer wakes a dozing worker only when the queue holds a quarter of its
 //!   capacity, or for a message someone waits for (a flush, a span with a receipt); it
@@ -20,7 +20,8 @@
 //!   already on its way; a worker that takes a batch and leaves spans behind wakes the
 //!   next one itself.
 //!
-//! So an idle client costs nothing (after a few milliseconds every worker sleeps), and a
+//! So an idle client costs next to nothing (after a few milliseconds every worker sleeps,
+//! waking ten times a second to look), and a
 //! span waits at most about a millisecond for a dozing worker.
 //!
 //! Lost wake-ups are excluded by ordering: a producer pushes (a sequentially consistent
@@ -42,8 +43,10 @@ use crate::message::Message;
 const LINGER: Duration = Duration::from_micros(10);
 /// How long a dozing worker sleeps between looks at the queue.
 const DOZE: Duration = Duration::from_millis(1);
-/// How many times a dozing worker looks before it sleeps for good.
+/// How many times a dozing worker looks before it sleeps.
 const DOZES: u32 = 4;
+/// How often a sleeping worker looks at the queue even without a wake-up.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// One sleeping worker, in [`Queue::workers`].
 const SLEEPER: u64 = 1;
@@ -307,7 +310,14 @@ impl Queue {
         notified.as_mut().enable();
         searching.set(SLEEPER);
         if !self.has_work() {
-            notified.await;
+            // A sleeping worker still looks again now and then: should a wake-up ever go
+            // missing, spans wait at most this long instead of forever. Ten looks a
+            // second per worker cost nothing measurable.
+            tokio::select! {
+                biased;
+                _ = notified => {}
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
         }
         searching.set(SEARCHER);
         searching
