@@ -127,9 +127,9 @@ reference run.
 **Encoding alone** (\`ssf bench --encode-only --spans $((SPANS * 5))\`):
 $(rate "$ENCODE_RATE") spans/s.
 
-**The client** (producers record with \`try_record\` and retry after a yield when the
-queue is full; client defaults otherwise: 64-span queue, 8 backends; the in-process sink
-only counts frames or datagrams):
+**The client** (producers record with \`try_record\`; on a full queue they yield and
+retry, up to 4 times, then wait with \`record\`; client defaults otherwise: 64-span
+queue, 8 backends; the in-process sink only counts frames or datagrams):
 
 | transport | buffered | producers | spans/s | of raw | of encode-only | cpu s | peak RSS MiB | delivered / sent | command |
 |---|---|---|---|---|---|---|---|---|---|
