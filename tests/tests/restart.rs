@@ -13,8 +13,10 @@
 //! * every span that went missing (dropped, or lost as above) went missing around a
 //!   kill, or in the first write of a connection after a restart (a backend finds its
 //!   connection closed only when it next writes to it, which may be much later: on unix
-//!   that write fails and its spans are dropped and counted); none in steady state
-//!   before the first restart;
+//!   that write fails and its spans are dropped and counted; a UDP socket reports the
+//!   kernel's "connection refused" for datagrams sent while nobody listened at its next
+//!   send, which fails), or was dropped by the kernel for lack of room (UDP); none in
+//!   steady state before the first restart;
 //! * after each restart the client delivers again (within its maximum backoff; no timing
 //!   is asserted);
 //! * afterwards no task and no file descriptor is left behind.
@@ -97,7 +99,7 @@ fn scenario(transport: Transport, n: u64, rate: f64) {
         // at any time; they may go missing anywhere).
         let mut allowance = 0u64;
         let mut kernel_drops = 0u64;
-        // Spans of the first write of each connection after each restart, on streams.
+        // Spans of the first write of each connection after each restart.
         let mut stale_writes = 0u64;
         let mut first_cut = None;
         let mut windows = Vec::new();
@@ -119,9 +121,10 @@ fn scenario(transport: Transport, n: u64, rate: f64) {
                     receiver = endpoint.restart().await;
                     let bound = kill_bound(transport, BACKENDS);
                     allowance += bound;
-                    if transport.is_stream() {
-                        stale_writes += STALE_WRITES;
-                    }
+                    // Streams: the first write of each connection. UDP: "connection
+                    // refused" for datagrams sent while nobody listened, reported by each
+                    // socket at its next send, which it fails (maybe much later).
+                    stale_writes += STALE_WRITES;
                     // Lost: what the dead receiver held (recorded before the kill) and
                     // what went to its closed sockets (recorded before the restart, or
                     // still queued then).
