@@ -15,6 +15,9 @@
 //! Without `SSF_ADDR` the spans go to an SSF receiver in this process (UDP on loopback);
 //! with it they go there and the client's delivery report is printed instead.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,9 +31,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use ssf_proto::SsfSpan;
-use ssf_receiver::Receiver;
 use tokio::net::TcpListener;
-use trace_client::{Client, Span, context};
+use trace_client::{Span, context};
 use trace_http::ServerTraceLayer;
 
 /// Spans expected: `/users/42`, its database child, `/fail`.
@@ -38,33 +40,12 @@ const SPANS: usize = 3;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::exit_code(run().await)
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
-    let target = std::env::var("SSF_ADDR")
-        .ok()
-        .filter(|a| !a.trim().is_empty());
-    let (addr, receiver) = match target {
-        Some(addr) => {
-            println!("sending spans to {addr} (from SSF_ADDR)");
-            (addr, None)
-        }
-        None => {
-            let receiver = Receiver::bind("udp://127.0.0.1:0").await?;
-            println!("SSF receiver listening on {}", receiver.local_addr());
-            (receiver.local_addr().to_string(), Some(receiver))
-        }
-    };
-    let client = Client::builder(&addr)
-        .connect_timeout(Duration::from_secs(1))
-        .build()?;
+    let (addr, receiver) = support::destination("udp://127.0.0.1:0").await?;
+    let client = support::client(&addr)?;
     trace_client::set_service_name("axum-app");
     // Spans started by handlers without a client of their own go to the default client.
     trace_client::default::set(Some(client.clone()));

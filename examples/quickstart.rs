@@ -12,6 +12,9 @@
 //! bare `host:port` for UDP) it sends the same trace there and prints the client's delivery
 //! report instead.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashSet;
 use std::error::Error;
 use std::process::ExitCode;
@@ -19,7 +22,6 @@ use std::time::Duration;
 
 use ssf_proto::SsfSpan;
 use ssf_proto::sample::{self, SampleExt};
-use ssf_receiver::Receiver;
 use trace_client::{Client, Span};
 
 /// The number of spans the example records.
@@ -27,38 +29,16 @@ const SPANS: usize = 4;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::exit_code(run().await)
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
-    let target = std::env::var("SSF_ADDR")
-        .ok()
-        .filter(|a| !a.trim().is_empty());
     // The directory must outlive the receiver's socket.
     let dir = tempfile::tempdir()?;
-    let (addr, receiver) = match target {
-        Some(addr) => {
-            println!("sending to {addr} (from SSF_ADDR); no receiver in this process");
-            (addr, None)
-        }
-        None => {
-            let url = format!("unix://{}", dir.path().join("ssf.sock").display());
-            let receiver = Receiver::bind(&url).await?;
-            println!("receiver listening on {}", receiver.local_addr());
-            (receiver.local_addr().to_string(), Some(receiver))
-        }
-    };
+    let local = format!("unix://{}", dir.path().join("ssf.sock").display());
+    let (addr, receiver) = support::destination(&local).await?;
 
-    // A short connect timeout, so that an address nobody listens on fails fast.
-    let client = Client::builder(&addr)
-        .connect_timeout(Duration::from_secs(1))
-        .build()?;
+    let client = support::client(&addr)?;
     trace_client::set_service_name("quickstart-shop");
     record_checkout(&client).await?;
 

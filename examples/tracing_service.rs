@@ -17,14 +17,15 @@
 //! the example prints each trace as it arrived. With `SSF_ADDR` (any address URL) it sends
 //! them there and prints the client's delivery report. It exits by itself either way.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashSet;
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use ssf_proto::SsfSpan;
-use ssf_receiver::Receiver;
-use trace_client::Client;
 use tracing::{Instrument, Span};
 use tracing_ssf::SsfLayer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -75,34 +76,13 @@ async fn quote_price(order_id: u64) -> u64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::exit_code(run().await)
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
-    let target = std::env::var("SSF_ADDR")
-        .ok()
-        .filter(|a| !a.trim().is_empty());
-    let (addr, receiver) = match target {
-        Some(addr) => {
-            println!("sending to {addr} (from SSF_ADDR); no receiver in this process");
-            (addr, None)
-        }
-        None => {
-            let receiver = Receiver::bind("udp://127.0.0.1:0").await?;
-            println!("receiver listening on {}", receiver.local_addr());
-            (receiver.local_addr().to_string(), Some(receiver))
-        }
-    };
+    let (addr, receiver) = support::destination("udp://127.0.0.1:0").await?;
 
-    let client = Client::builder(&addr)
-        .connect_timeout(Duration::from_secs(1))
-        .build()?;
+    let client = support::client(&addr)?;
     let layer = SsfLayer::new(client.clone()).service("orders");
     let layer_stats = layer.stats();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
