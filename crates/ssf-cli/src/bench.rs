@@ -121,13 +121,22 @@ pub(crate) struct BenchArgs {
     /// Count refusals instead of waiting for room in the queue.
     #[arg(long)]
     no_wait: bool,
+    /// Each producer records one span over and over, changing its IDs and timestamps,
+    /// with try_record_ref (nothing allocated per span), instead of building each span.
+    #[arg(long)]
+    reuse: bool,
+    /// Make the client's backends encode the spans, instead of the recording task.
+    #[arg(long)]
+    encode_in_backend: bool,
     /// Write a pre-encoded span in a plain loop, without the client: the ceiling.
-    #[arg(long, conflicts_with_all = ["rate", "buffered", "capacity", "backends", "no_wait"])]
+    #[arg(long, conflicts_with_all = [
+        "rate", "buffered", "capacity", "backends", "no_wait", "reuse", "encode_in_backend",
+    ])]
     raw: bool,
     /// Only encode the span --spans times (or for --duration) into a reused buffer.
     #[arg(long, conflicts_with_all = [
         "addr", "in_process", "count_only", "rate", "producers", "buffered", "capacity",
-        "backends", "no_wait", "raw",
+        "backends", "no_wait", "raw", "reuse", "encode_in_backend",
     ])]
     encode_only: bool,
     /// Offer --spans spans to a client whose receiver is absent, then report the CPU
@@ -186,6 +195,7 @@ struct Load {
     interval: Option<f64>,
     start: Instant,
     wait: bool,
+    reuse: bool,
 }
 
 /// Runs `ssf bench`.
@@ -249,7 +259,9 @@ async fn destination(a: &BenchArgs) -> Result<(Address, Option<Local>), Failure>
 }
 
 fn build_client(a: &BenchArgs, addr: Address) -> Result<Client, Failure> {
-    let mut builder = Client::from_address(addr).buffered(a.buffered);
+    let mut builder = Client::from_address(addr)
+        .buffered(a.buffered)
+        .encode_in_backend(a.encode_in_backend);
     if let Some(n) = a.capacity {
         builder = builder.capacity(n);
     }
@@ -276,6 +288,7 @@ async fn client_run(a: &BenchArgs) -> Result<Report, Failure> {
         interval: a.rate.map(|r| 1.0 / r),
         start,
         wait: !a.no_wait,
+        reuse: a.reuse,
     });
     let mut producers = JoinSet::new();
     for _ in 0..a.producers {
@@ -511,13 +524,18 @@ fn reference_span() -> SsfSpan {
 
 fn next_span(template: &SsfSpan) -> SsfSpan {
     let mut span = template.clone();
+    refresh(&mut span);
+    span
+}
+
+/// Gives `span` a fresh ID and timestamps, as a new span would have.
+fn refresh(span: &mut SsfSpan) {
     let id = trace_client::new_id();
     let end = ssf_proto::time::now_nanos();
     span.trace_id = id;
     span.id = id;
     span.start_timestamp = end.saturating_sub(1_250_000);
     span.end_timestamp = end;
-    span
 }
 
 /// Claims the next span indexes: `(first, end)`, or `None` when there are none left.
@@ -536,6 +554,8 @@ fn claim(load: &Load) -> Option<(u64, u64)> {
 async fn produce(load: Arc<Load>) {
     let t = &load.tally;
     let mut recorded: u64 = 0;
+    // With --reuse: the one span this producer records over and over.
+    let mut reused = load.reuse.then(|| load.template.clone());
     while let Some((first, end)) = claim(&load) {
         for i in first..end {
             if let Some(interval) = load.interval {
@@ -555,7 +575,14 @@ async fn produce(load: Arc<Load>) {
                 return;
             }
             t.attempted.fetch_add(1, Ordering::Relaxed);
-            if !offer(&load, next_span(&load.template)).await {
+            let offered = match &mut reused {
+                Some(span) => {
+                    refresh(span);
+                    offer_ref(&load, span).await
+                }
+                None => offer(&load, next_span(&load.template)).await,
+            };
+            if !offered {
                 return;
             }
             recorded += 1;
@@ -591,6 +618,30 @@ async fn offer(load: &Load, mut span: SsfSpan) -> bool {
             }
             Err(TryRecordError::Full(_)) => {
                 // Let the backends (maybe on this thread) make room.
+                tokio::task::yield_now().await;
+                return true;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// [`offer`] for `--reuse`: the span is encoded and stays with the producer.
+async fn offer_ref(load: &Load, span: &SsfSpan) -> bool {
+    let mut yields = 0;
+    loop {
+        match load.client.try_record_ref(span) {
+            Ok(()) => return true,
+            Err(TryRecordError::Full(())) if load.wait && yields >= MAX_YIELDS => {
+                load.tally.retried.fetch_add(1, Ordering::Relaxed);
+                return load.client.record_ref(span).await.is_ok();
+            }
+            Err(TryRecordError::Full(())) if load.wait => {
+                yields += 1;
+                load.tally.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+            Err(TryRecordError::Full(())) => {
                 tokio::task::yield_now().await;
                 return true;
             }
@@ -690,6 +741,11 @@ struct Report {
     sink: Option<&'static str>,
     producers: usize,
     buffered: bool,
+    /// Producers recorded one span over and over (`--reuse`) instead of building each.
+    reuse: bool,
+    /// Where the client encoded spans: `record` (the producers) or `backend`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoded_in: Option<&'static str>,
     attempted: u64,
     /// Client counters; absent where no client ran.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -767,6 +823,12 @@ impl Report {
             }),
             producers: a.producers,
             buffered: a.buffered,
+            reuse: a.reuse,
+            encoded_in: (mode == "client" || mode == "idle").then_some(if a.encode_in_backend {
+                "backend"
+            } else {
+                "record"
+            }),
             attempted: 0,
             accepted: None,
             refused: None,

@@ -13,7 +13,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backend::{Backend, UserTransport};
 use crate::client::Tx;
-use crate::client::{Client, Kind, Normalizer};
+use crate::client::{Client, Encoding, Kind, Normalizer};
 use crate::error::BuildError;
 use crate::message::{FlushRound, Shared, run_flush};
 use crate::stats::{StatsCounter, report_counters};
@@ -126,6 +126,7 @@ pub struct ClientBuilder {
     normalizer: Option<Normalizer>,
     stats: Option<StatsReporting>,
     network_option: Option<&'static str>,
+    encode_in_backend: bool,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -172,6 +173,7 @@ impl ClientBuilder {
             normalizer: None,
             stats: None,
             network_option: None,
+            encode_in_backend: false,
         }
     }
 
@@ -306,6 +308,23 @@ impl ClientBuilder {
     pub fn max_datagram_size(mut self, bytes: usize) -> Self {
         self.network("max_datagram_size");
         self.max_datagram_size = Some(bytes);
+        self
+    }
+
+    /// Where spans are encoded: by default (`false`) on the recording task, when
+    /// [`try_record`](Client::try_record) queues them, so the queue carries bytes and the
+    /// span is freed by the task that made it; with `true`, by the backends, so
+    /// recording costs the caller only the queue (the backends encode and free the
+    /// spans). Network only.
+    ///
+    /// Encoding on record gives the higher throughput (the backends only copy bytes, and
+    /// no span's memory moves between threads) and allows
+    /// [`try_record_ref`](Client::try_record_ref) without a clone; encoding in the
+    /// backends gives the lowest latency per call for spans with many heap parts. The
+    /// project's `BENCHMARKS.md` has both measured.
+    pub fn encode_in_backend(mut self, yes: bool) -> Self {
+        self.network("encode_in_backend");
+        self.encode_in_backend = yes;
         self
     }
 
@@ -485,6 +504,16 @@ impl ClientBuilder {
             };
             handle.spawn(worker.run());
         }
+        let encoding = match (&plan, self.encode_in_backend) {
+            (Plan::User(_), _) => Encoding::None,
+            (_, true) => Encoding::InBackend,
+            (Plan::Udp(_), false) => Encoding::OnRecord {
+                max: max_datagram_size,
+            },
+            (Plan::Stream(_), false) => Encoding::OnRecord {
+                max: ssf_codec::MAX_FRAME_LENGTH,
+            },
+        };
         match plan {
             Plan::User(spawn_user) => {
                 // `workers` is 1: parallel_backends is a network option.
@@ -514,7 +543,12 @@ impl ClientBuilder {
         if let Some(stats) = self.stats {
             handle.spawn(periodic_stats(shared.clone(), stats));
         }
-        Ok(Client::from_parts(Kind::Queue(tx), shared, self.normalizer))
+        Ok(Client::from_parts(
+            Kind::Queue(tx),
+            shared,
+            self.normalizer,
+            encoding,
+        ))
     }
 }
 

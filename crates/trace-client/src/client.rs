@@ -21,6 +21,7 @@ fn far_future() -> tokio::time::Instant {
 use crate::backend::Backend;
 use crate::builder::ClientBuilder;
 use crate::error::{FlushError, RecordError, TryRecordError};
+use crate::frame::Frame;
 use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
 use crate::message::{Message, Shared, run_flush};
 use crate::stats::{ClientStats, Counters};
@@ -64,10 +65,23 @@ impl Drop for Tx {
     }
 }
 
+/// Where a queue client's spans are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// Not at all: the span itself is queued (user backends, channels).
+    None,
+    /// When recorded, on the caller's task: the queue carries frames. Spans whose
+    /// encoding is over `max` bytes are dropped as oversize.
+    OnRecord { max: usize },
+    /// By the backends: the queue carries spans.
+    InBackend,
+}
+
 struct Inner {
     kind: Kind,
     shared: Arc<Shared>,
     normalizer: Option<Normalizer>,
+    encoding: Encoding,
 }
 
 /// A handle to an SSF client: a bounded queue of spans drained by backend tasks.
@@ -101,18 +115,25 @@ impl Client {
         kind: Kind,
         shared: Arc<Shared>,
         normalizer: Option<Normalizer>,
+        encoding: Encoding,
     ) -> Self {
         Client {
             inner: Arc::new(Inner {
                 kind,
                 shared,
                 normalizer,
+                encoding,
             }),
         }
     }
 
     fn without_workers(kind: Kind) -> Self {
-        Self::from_parts(kind, Arc::new(Shared::new(1, Vec::new())), None)
+        Self::from_parts(
+            kind,
+            Arc::new(Shared::new(1, Vec::new())),
+            None,
+            Encoding::None,
+        )
     }
 
     /// A builder for a client sending to `addr`, an SSF address URL such as
@@ -193,11 +214,19 @@ impl Client {
     /// Queues a span without waiting. Never blocks and allocates nothing: the queue's
     /// slots are allocated when the client is built.
     ///
+    /// A network client encodes the span here, on the caller's task, into the queue's
+    /// slot (a span whose encoding is over 360 bytes gets a heap buffer of its own), and
+    /// frees it here; the backends only copy bytes to their sockets. A span too large to
+    /// send ([`max_datagram_size`](ClientBuilder::max_datagram_size), or the frame
+    /// limit) is accepted and counted as dropped ([`DropReason::Oversize`]).
+    ///
     /// # Errors
     ///
     /// [`TryRecordError::Full`] when the queue is full, [`TryRecordError::Closed`] once
     /// the client is shut down; the span is handed back either way and the refusal is
     /// counted ([`ClientStats::refused`]).
+    ///
+    /// [`DropReason::Oversize`]: crate::DropReason::Oversize
     #[inline]
     pub fn try_record(&self, span: SsfSpan) -> Result<(), TryRecordError> {
         // The common case, kept small enough to inline: a queue client, no normaliser.
@@ -207,6 +236,12 @@ impl Client {
             if shared.is_closing() {
                 shared.counters.refused(false);
                 return Err(TryRecordError::Closed(span));
+            }
+            if let Encoding::OnRecord { max } = inner.encoding {
+                return match self.push_encoded(&span, max, None) {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(e.map(|()| span)),
+                };
             }
             shared.counters.pre_accept();
             return match shared.queue.try_push(Message::Span {
@@ -218,6 +253,76 @@ impl Client {
             };
         }
         self.try_queue(span, None)
+    }
+
+    /// Queues a copy of `span` without waiting, leaving the span with the caller: a
+    /// network client encodes it into the queue's slot and that is all (no allocation,
+    /// nothing to free later), so a caller can record the same span value over and over,
+    /// changing its IDs and times in between.
+    ///
+    /// Other clients (a user backend, a channel, a sample normaliser) need a span of
+    /// their own: it is cloned.
+    ///
+    /// ```
+    /// use ssf_proto::SsfSpan;
+    /// use trace_client::Client;
+    ///
+    /// let (client, mut rx) = Client::channel(8);
+    /// let mut span = SsfSpan { trace_id: 1, name: "poll".into(), ..Default::default() };
+    /// for id in 1..=3 {
+    ///     span.id = id;
+    ///     client.try_record_ref(&span)?;
+    /// }
+    /// assert_eq!(rx.try_recv().unwrap().id, 1);
+    /// # Ok::<(), trace_client::TryRecordError<()>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`try_record`](Client::try_record), handing back nothing.
+    #[inline]
+    pub fn try_record_ref(&self, span: &SsfSpan) -> Result<(), TryRecordError<()>> {
+        let inner = &*self.inner;
+        if let (Kind::Queue(_), None, Encoding::OnRecord { max }) =
+            (&inner.kind, &inner.normalizer, inner.encoding)
+        {
+            if inner.shared.is_closing() {
+                inner.shared.counters.refused(false);
+                return Err(TryRecordError::Closed(()));
+            }
+            return self.push_encoded(span, max, None);
+        }
+        self.try_queue(span.clone(), None).map_err(|e| e.map(drop))
+    }
+
+    /// Encodes `span` and queues the frame (the client is a queue client, not closing).
+    /// A span over `max` is accepted and dropped as oversize.
+    #[inline]
+    fn push_encoded(
+        &self,
+        span: &SsfSpan,
+        max: usize,
+        receipt: Option<crate::message::ReceiptSender>,
+    ) -> Result<(), TryRecordError<()>> {
+        let shared = &*self.inner.shared;
+        let counters = &shared.counters;
+        // Refused before the work of encoding, when it certainly would be.
+        if shared.queue.refuses_full() {
+            counters.refused(true);
+            return Err(TryRecordError::Full(()));
+        }
+        counters.pre_accept();
+        let frame = match Frame::encode(span, max) {
+            Ok(frame) => frame,
+            Err(len) => {
+                oversize(counters, len, max, receipt);
+                return Ok(());
+            }
+        };
+        match shared.queue.try_push(Message::Frame { frame, receipt }) {
+            Ok(()) => Ok(()),
+            Err(refused) => Err(refused_frame(counters, refused)),
+        }
     }
 
     /// Queues a span and returns a [`Receipt`] that resolves once a backend wrote it (or
@@ -253,6 +358,12 @@ impl Client {
         self.normalize(&mut span);
         match &inner.kind {
             Kind::Queue(_) => {
+                if let Encoding::OnRecord { max } = inner.encoding {
+                    return match self.push_encoded(&span, max, receipt) {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(e.map(|()| span)),
+                    };
+                }
                 counters.pre_accept();
                 match inner.shared.queue.try_push(Message::Span { span, receipt }) {
                     Ok(()) => Ok(()),
@@ -297,57 +408,146 @@ impl Client {
     pub fn record(&self, span: SsfSpan) -> RecordFuture {
         let client = self.clone();
         RecordFuture::new(async move {
-            let inner = &*client.inner;
-            let counters = &inner.shared.counters;
             let mut span = span;
-            if inner.shared.is_closing() {
-                counters.refused(false);
+            if client.inner.shared.is_closing() {
+                client.counters().refused(false);
                 return Err(RecordError::Closed(span));
             }
             client.normalize(&mut span);
-            match &inner.kind {
-                Kind::Queue(_) => {
-                    let queue = &inner.shared.queue;
-                    let msg = Message::Span {
-                        span,
-                        receipt: None,
-                    };
-                    // Counted as accepted only while an attempt is made, so that a
-                    // future dropped while waiting for room leaves no trace.
-                    let attempt = |m| {
-                        counters.pre_accept();
-                        let r = queue.try_push(m);
-                        if r.is_err() {
-                            counters.take_back();
-                        }
-                        r
-                    };
-                    match queue.push_with(msg, attempt).await {
-                        Ok(()) => Ok(()),
-                        Err(m) => {
-                            counters.refused(false);
-                            Err(RecordError::Closed(m.into_span()))
+            match client.queue_waiting(&span).await {
+                Waited::Queued => Ok(()),
+                Waited::Closed => Err(RecordError::Closed(span)),
+                Waited::Span => client.push_span_waiting(span).await,
+            }
+        })
+    }
+
+    /// Queues a copy of `span`, waiting for room in the queue; the span stays with the
+    /// caller (see [`try_record_ref`](Client::try_record_ref): a network client encodes
+    /// it, other clients clone it).
+    ///
+    /// # Errors
+    ///
+    /// [`RecordError::Closed`] when the client is or gets shut down while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes means the span was not queued (and is not
+    /// counted anywhere).
+    pub async fn record_ref(&self, span: &SsfSpan) -> Result<(), RecordError<()>> {
+        if self.inner.shared.is_closing() {
+            self.counters().refused(false);
+            return Err(RecordError::Closed(()));
+        }
+        // The normaliser changes the span: it works on a copy.
+        let normalized = self.inner.normalizer.is_some().then(|| {
+            let mut copy = span.clone();
+            self.normalize(&mut copy);
+            copy
+        });
+        match self
+            .queue_waiting(normalized.as_ref().unwrap_or(span))
+            .await
+        {
+            Waited::Queued => Ok(()),
+            Waited::Closed => Err(RecordError::Closed(())),
+            Waited::Span => {
+                let owned = normalized.unwrap_or_else(|| span.clone());
+                self.push_span_waiting(owned)
+                    .await
+                    .map_err(|_| RecordError::Closed(()))
+            }
+        }
+    }
+
+    /// For a client that encodes on record: encodes `span` and queues the frame, waiting
+    /// for room. Other clients: [`Waited::Span`], nothing done.
+    async fn queue_waiting(&self, span: &SsfSpan) -> Waited {
+        let inner = &*self.inner;
+        let (Kind::Queue(_), Encoding::OnRecord { max }) = (&inner.kind, inner.encoding) else {
+            return Waited::Span;
+        };
+        let counters = &inner.shared.counters;
+        let queue = &inner.shared.queue;
+        let frame = match Frame::encode(span, max) {
+            Ok(frame) => frame,
+            Err(len) => {
+                counters.pre_accept();
+                oversize(counters, len, max, None);
+                return Waited::Queued;
+            }
+        };
+        let msg = Message::Frame {
+            frame,
+            receipt: None,
+        };
+        // Counted as accepted only while an attempt is made, so that a future dropped
+        // while waiting for room leaves no trace.
+        let attempt = |m| {
+            counters.pre_accept();
+            let r = queue.try_push(m);
+            if r.is_err() {
+                counters.take_back();
+            }
+            r
+        };
+        match queue.push_with(msg, attempt).await {
+            Ok(()) => Waited::Queued,
+            Err(_) => {
+                counters.refused(false);
+                Waited::Closed
+            }
+        }
+    }
+
+    /// Queues the span itself (a client that does not encode on record), waiting for room.
+    async fn push_span_waiting(&self, span: SsfSpan) -> Result<(), RecordError> {
+        let inner = &*self.inner;
+        let counters = &inner.shared.counters;
+        match &inner.kind {
+            Kind::Queue(_) => {
+                let queue = &inner.shared.queue;
+                let msg = Message::Span {
+                    span,
+                    receipt: None,
+                };
+                let attempt = |m| {
+                    counters.pre_accept();
+                    let r = queue.try_push(m);
+                    if r.is_err() {
+                        counters.take_back();
+                    }
+                    r
+                };
+                match queue.push_with(msg, attempt).await {
+                    Ok(()) => Ok(()),
+                    Err(m) => {
+                        counters.refused(false);
+                        match m {
+                            Message::Span { span, .. } => Err(RecordError::Closed(span)),
+                            // Only the span pushed above comes back.
+                            _ => Err(RecordError::Closed(SsfSpan::default())),
                         }
                     }
                 }
-                Kind::Channel(tx) => match tx.reserve().await {
-                    Ok(permit) => {
-                        counters.pre_accept();
-                        permit.send(span);
-                        counters.sent(1);
-                        Ok(())
-                    }
-                    Err(_) => {
-                        counters.refused(false);
-                        Err(RecordError::Closed(span))
-                    }
-                },
-                Kind::Neutralized => {
+            }
+            Kind::Channel(tx) => match tx.reserve().await {
+                Ok(permit) => {
+                    counters.pre_accept();
+                    permit.send(span);
+                    counters.sent(1);
+                    Ok(())
+                }
+                Err(_) => {
                     counters.refused(false);
                     Err(RecordError::Closed(span))
                 }
+            },
+            Kind::Neutralized => {
+                counters.refused(false);
+                Err(RecordError::Closed(span))
             }
-        })
+        }
     }
 
     /// Waits until every span recorded before this call has been written by its backend
@@ -461,16 +661,59 @@ impl Client {
     }
 }
 
+/// What [`Client::queue_waiting`] did.
+enum Waited {
+    /// The span was encoded and queued (or dropped as oversize).
+    Queued,
+    /// The client closed first.
+    Closed,
+    /// The client does not encode on record: the span itself must be queued.
+    Span,
+}
+
 /// Counts a refusal of the queue and hands the span back.
 #[cold]
 fn refused_span(counters: &crate::stats::Counters, refused: Refused) -> TryRecordError {
     let full = matches!(refused, PushError::Full(_));
     counters.unaccept(full);
-    match refused {
-        PushError::Full(Message::Span { span, .. }) => TryRecordError::Full(span),
-        PushError::Closed(Message::Span { span, .. }) => TryRecordError::Closed(span),
+    let span = match refused.into_inner() {
+        Message::Span { span, .. } => span,
         // Only span messages are pushed by the record paths.
-        PushError::Full(Message::Flush(_)) => TryRecordError::Full(SsfSpan::default()),
-        PushError::Closed(Message::Flush(_)) => TryRecordError::Closed(SsfSpan::default()),
+        Message::Frame { .. } | Message::Flush(_) => SsfSpan::default(),
+    };
+    if full {
+        TryRecordError::Full(span)
+    } else {
+        TryRecordError::Closed(span)
+    }
+}
+
+/// Counts a refusal of the queue of an encoded span (the caller still has the span).
+#[cold]
+fn refused_frame(counters: &crate::stats::Counters, refused: Refused) -> TryRecordError<()> {
+    let full = matches!(refused, PushError::Full(_));
+    counters.unaccept(full);
+    if full {
+        TryRecordError::Full(())
+    } else {
+        TryRecordError::Closed(())
+    }
+}
+
+/// Counts an accepted span as dropped for its size, and resolves its receipt.
+#[cold]
+fn oversize(
+    counters: &crate::stats::Counters,
+    len: usize,
+    max: usize,
+    receipt: Option<crate::message::ReceiptSender>,
+) {
+    counters.dropped(crate::DropReason::Oversize, 1);
+    if let Some(r) = receipt {
+        let e = crate::transport::oversize_error(len, max);
+        let _ = r.send(Err(crate::DeliveryError::new(
+            crate::DropReason::Oversize,
+            Some(e),
+        )));
     }
 }

@@ -13,11 +13,24 @@ use std::collections::BTreeMap;
 use bytes::BytesMut;
 use ssf_proto::{SsfSample, SsfSpan};
 
-/// Reusable scratch space for encoding.
-#[derive(Debug, Default)]
+/// How many samples' lengths [`Encoder`] keeps from measuring to writing; the lengths of
+/// later samples (rare) are computed again when written.
+const KEPT_LENS: usize = 16;
+
+/// Scratch space for encoding one span, on the stack: nothing is allocated.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Encoder {
-    /// The encoded length of each sample of the span being encoded.
-    sample_lens: Vec<usize>,
+    /// The encoded length of each of the first [`KEPT_LENS`] samples of the span being
+    /// encoded.
+    sample_lens: [usize; KEPT_LENS],
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder {
+            sample_lens: [0; KEPT_LENS],
+        }
+    }
 }
 
 impl Encoder {
@@ -37,8 +50,7 @@ impl Encoder {
         let start = buf.len();
         buf.resize(start + ssf_codec::HEADER_LEN + len, 0);
         let out = &mut buf[start..];
-        out[0] = ssf_codec::VERSION;
-        out[1..ssf_codec::HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+        write_header(out, len);
         if !self.write(span, &mut out[ssf_codec::HEADER_LEN..]) {
             buf.truncate(start + ssf_codec::HEADER_LEN);
             ssf_proto::wire::encode(span, buf);
@@ -69,8 +81,7 @@ impl Encoder {
     }
 
     /// The span's encoded length; keeps the samples' lengths for [`write`](Self::write).
-    fn measure(&mut self, span: &SsfSpan) -> usize {
-        self.sample_lens.clear();
+    pub(crate) fn measure(&mut self, span: &SsfSpan) -> usize {
         let mut n = int_len(i64::from(span.version))
             + int_len(span.trace_id)
             + int_len(span.id)
@@ -79,9 +90,11 @@ impl Encoder {
             + int_len(span.end_timestamp)
             + bool_len(span.error)
             + str_len(&span.service);
-        for s in &span.metrics {
+        for (i, s) in span.metrics.iter().enumerate() {
             let len = sample_len(s);
-            self.sample_lens.push(len);
+            if let Some(kept) = self.sample_lens.get_mut(i) {
+                *kept = len;
+            }
             n += 1 + varint_len(len as u64) + len;
         }
         n + map_len(&span.tags)
@@ -91,8 +104,9 @@ impl Encoder {
     }
 
     /// Writes the span into `out`, which must be exactly [`measure`](Self::measure)
-    /// bytes. Returns false (having written an unspecified part) if it is not.
-    fn write(&self, span: &SsfSpan, out: &mut [u8]) -> bool {
+    /// bytes, measured last. Returns false (having written an unspecified part) if it is
+    /// not.
+    pub(crate) fn write(&self, span: &SsfSpan, out: &mut [u8]) -> bool {
         let mut w = Writer {
             out,
             pos: 0,
@@ -106,9 +120,13 @@ impl Encoder {
         w.int(6, span.end_timestamp);
         w.boolean(7, span.error);
         w.string(8, &span.service);
-        for (s, len) in span.metrics.iter().zip(&self.sample_lens) {
+        for (i, s) in span.metrics.iter().enumerate() {
+            let len = match self.sample_lens.get(i) {
+                Some(len) => *len,
+                None => sample_len(s),
+            };
             w.key(10, LEN);
-            w.varint(*len as u64);
+            w.varint(len as u64);
             w.sample(s);
         }
         w.map(11, &span.tags);
@@ -117,6 +135,65 @@ impl Encoder {
         w.int(14, span.root_start_timestamp);
         w.ok && w.pos == w.out.len()
     }
+}
+
+/// Writes the 5-byte stream frame header for a body of `len` bytes into `out[..5]`.
+#[inline]
+pub(crate) fn write_header(out: &mut [u8], len: usize) {
+    out[0] = ssf_codec::VERSION;
+    out[1..ssf_codec::HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+}
+
+/// Encodes `span` into the front of `out` in one pass, without measuring it first;
+/// returns the encoding's length, or `None` (having written an unspecified part of
+/// `out`) when `out` is too small. The bytes are [`Encoder::write`]'s.
+///
+/// A sample's length prefix comes before the sample: one byte is set aside for it, and
+/// in the rare case of a sample of 128 bytes or more the sample is moved up to make room
+/// for a longer prefix.
+#[inline]
+pub(crate) fn encode_one_pass(span: &SsfSpan, out: &mut [u8]) -> Option<usize> {
+    let mut w = Writer {
+        out,
+        pos: 0,
+        ok: true,
+    };
+    w.int(1, i64::from(span.version));
+    w.int(2, span.trace_id);
+    w.int(3, span.id);
+    w.int(4, span.parent_id);
+    w.int(5, span.start_timestamp);
+    w.int(6, span.end_timestamp);
+    w.boolean(7, span.error);
+    w.string(8, &span.service);
+    for s in &span.metrics {
+        w.key(10, LEN);
+        let prefix_at = w.pos;
+        w.byte(0);
+        let start = w.pos;
+        w.sample(s);
+        if !w.ok {
+            return None;
+        }
+        let len = w.pos - start;
+        if len < 0x80 {
+            w.out[prefix_at] = len as u8;
+        } else {
+            let extra = varint_len(len as u64) - 1;
+            if w.out.len() - w.pos < extra {
+                return None;
+            }
+            w.out.copy_within(start..w.pos, start + extra);
+            w.pos = prefix_at;
+            w.varint(len as u64);
+            w.pos = start + extra + len;
+        }
+    }
+    w.map(11, &span.tags);
+    w.boolean(12, span.indicator);
+    w.string(13, &span.name);
+    w.int(14, span.root_start_timestamp);
+    w.ok.then_some(w.pos)
 }
 
 const VARINT: u8 = 0;
@@ -156,6 +233,11 @@ fn str_len(v: &str) -> usize {
 
 #[inline]
 fn entry_len(k: &str, v: &str) -> usize {
+    entry_len_bytes(k.as_bytes(), v.as_bytes())
+}
+
+#[inline]
+fn entry_len_bytes(k: &[u8], v: &[u8]) -> usize {
     // Key and value are both written, also when empty (as veneur does).
     2 + varint_len(k.len() as u64) + k.len() + varint_len(v.len() as u64) + v.len()
 }
@@ -253,23 +335,60 @@ impl Writer<'_> {
 
     #[inline]
     fn string(&mut self, tag: u8, v: &str) {
-        if !v.is_empty() {
-            self.key(tag, LEN);
-            self.varint(v.len() as u64);
-            self.bytes(v.as_bytes());
+        let v = v.as_bytes();
+        if v.is_empty() {
+            return;
         }
+        // The common case, a string under 128 bytes: one bounds check.
+        if v.len() < 0x80 {
+            match self.out.get_mut(self.pos..self.pos + 2 + v.len()) {
+                Some(dst) => {
+                    dst[0] = (tag << 3) | LEN;
+                    dst[1] = v.len() as u8;
+                    dst[2..].copy_from_slice(v);
+                    self.pos += 2 + v.len();
+                }
+                None => self.ok = false,
+            }
+            return;
+        }
+        self.key(tag, LEN);
+        self.varint(v.len() as u64);
+        self.bytes(v);
     }
 
+    #[inline]
     fn map(&mut self, tag: u8, m: &BTreeMap<String, String>) {
         for (k, v) in m {
+            let (k, v) = (k.as_bytes(), v.as_bytes());
+            let entry = 4 + k.len() + v.len();
+            // The common case, an entry under 128 bytes: one bounds check.
+            if entry < 0x80 {
+                match self.out.get_mut(self.pos..self.pos + 2 + entry) {
+                    Some(dst) => {
+                        dst[0] = (tag << 3) | LEN;
+                        dst[1] = entry as u8;
+                        dst[2] = (1 << 3) | LEN;
+                        dst[3] = k.len() as u8;
+                        let (kd, rest) = dst[4..].split_at_mut(k.len());
+                        kd.copy_from_slice(k);
+                        rest[0] = (2 << 3) | LEN;
+                        rest[1] = v.len() as u8;
+                        rest[2..].copy_from_slice(v);
+                        self.pos += 2 + entry;
+                    }
+                    None => self.ok = false,
+                }
+                continue;
+            }
             self.key(tag, LEN);
-            self.varint(entry_len(k, v) as u64);
+            self.varint(entry_len_bytes(k, v) as u64);
             self.key(1, LEN);
             self.varint(k.len() as u64);
-            self.bytes(k.as_bytes());
+            self.bytes(k);
             self.key(2, LEN);
             self.varint(v.len() as u64);
-            self.bytes(v.as_bytes());
+            self.bytes(v);
         }
     }
 
@@ -359,7 +478,8 @@ mod tests {
         fn span()(
             version in int32(), ids in (int(), int(), int()), times in (int(), int(), int()),
             error in any::<bool>(), indicator in any::<bool>(), service in text(),
-            name in text(), metrics in vec(sample(), 0..4), tags in tags(),
+            name in text(), metrics in prop_oneof![4 => vec(sample(), 0..4), 1 => vec(sample(), 15..20)],
+            tags in tags(),
         ) -> SsfSpan {
             SsfSpan {
                 version,
@@ -390,6 +510,15 @@ mod tests {
             let mut dgram = vec![7u8];
             enc.datagram(&span, &mut dgram, usize::MAX).unwrap();
             prop_assert_eq!(&dgram[1..], &reference[..]);
+
+            let mut out = vec![0u8; reference.len() + 3];
+            prop_assert_eq!(encode_one_pass(&span, &mut out), Some(reference.len()));
+            prop_assert_eq!(&out[..reference.len()], &reference[..]);
+            if !reference.is_empty() {
+                // Too small by one byte: refused, whatever the layout.
+                let mut short = vec![0u8; reference.len() - 1];
+                prop_assert_eq!(encode_one_pass(&span, &mut short), None);
+            }
 
             let mut frame = BytesMut::from(&b"xy"[..]);
             enc.frame(&span, &mut frame, usize::MAX).unwrap();

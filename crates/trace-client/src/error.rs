@@ -12,31 +12,51 @@ use ssf_proto::SsfSpan;
 /// Why [`Client::try_record`](crate::Client::try_record) refused a span. The span is handed
 /// back, untouched except for the sample normaliser (if one is configured).
 ///
+/// `T` is what is handed back: the span for [`try_record`](crate::Client::try_record),
+/// nothing (`()`) for [`try_record_ref`](crate::Client::try_record_ref), whose caller
+/// still holds the span.
+///
 /// Refusals are counted in [`ClientStats::refused`](crate::ClientStats::refused) (except
 /// [`NoClient`](TryRecordError::NoClient), which has no client to count in).
 #[non_exhaustive]
-pub enum TryRecordError {
+pub enum TryRecordError<T = SsfSpan> {
     /// The queue is full: every slot holds a span waiting for a backend. veneur calls this
     /// `ErrWouldBlock`.
-    Full(SsfSpan),
+    Full(T),
     /// The client is shut down (or neutralised, or its channel's receiver is gone).
-    Closed(SsfSpan),
+    Closed(T),
     /// No default client is set ([`default::try_record`](crate::default::try_record)).
-    NoClient(SsfSpan),
+    NoClient(T),
 }
 
-impl TryRecordError {
+impl TryRecordError<SsfSpan> {
     /// The refused span.
     pub fn into_span(self) -> SsfSpan {
-        match self {
-            TryRecordError::Full(s) | TryRecordError::Closed(s) | TryRecordError::NoClient(s) => s,
-        }
+        self.into_inner()
     }
 
     /// A reference to the refused span.
     pub fn span(&self) -> &SsfSpan {
         match self {
             TryRecordError::Full(s) | TryRecordError::Closed(s) | TryRecordError::NoClient(s) => s,
+        }
+    }
+}
+
+impl<T> TryRecordError<T> {
+    /// What was handed back.
+    pub fn into_inner(self) -> T {
+        match self {
+            TryRecordError::Full(s) | TryRecordError::Closed(s) | TryRecordError::NoClient(s) => s,
+        }
+    }
+
+    /// The same refusal, handing back `f` of what this one hands back.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> TryRecordError<U> {
+        match self {
+            TryRecordError::Full(s) => TryRecordError::Full(f(s)),
+            TryRecordError::Closed(s) => TryRecordError::Closed(f(s)),
+            TryRecordError::NoClient(s) => TryRecordError::NoClient(f(s)),
         }
     }
 
@@ -56,7 +76,7 @@ impl TryRecordError {
     }
 }
 
-impl fmt::Debug for TryRecordError {
+impl<T> fmt::Debug for TryRecordError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TryRecordError::Full(_) => f.write_str("Full(..)"),
@@ -66,7 +86,7 @@ impl fmt::Debug for TryRecordError {
     }
 }
 
-impl fmt::Display for TryRecordError {
+impl<T> fmt::Display for TryRecordError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             TryRecordError::Full(_) => "sending span would block: the client's queue is full",
@@ -76,21 +96,29 @@ impl fmt::Display for TryRecordError {
     }
 }
 
-impl StdError for TryRecordError {}
+impl<T> StdError for TryRecordError<T> {}
 
 // ===== RecordError =====
 
 /// Why [`Client::record`](crate::Client::record) could not queue a span; the span is
-/// handed back.
+/// handed back (`T` is `()` for [`record_ref`](crate::Client::record_ref), whose caller
+/// still holds it).
 #[non_exhaustive]
-pub enum RecordError {
+pub enum RecordError<T = SsfSpan> {
     /// The client is shut down (or neutralised, or its channel's receiver is gone).
-    Closed(SsfSpan),
+    Closed(T),
 }
 
-impl RecordError {
+impl RecordError<SsfSpan> {
     /// The span that was not queued.
     pub fn into_span(self) -> SsfSpan {
+        self.into_inner()
+    }
+}
+
+impl<T> RecordError<T> {
+    /// What was handed back.
+    pub fn into_inner(self) -> T {
         match self {
             RecordError::Closed(s) => s,
         }
@@ -102,7 +130,7 @@ impl RecordError {
     }
 }
 
-impl fmt::Debug for RecordError {
+impl<T> fmt::Debug for RecordError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecordError::Closed(_) => f.write_str("Closed(..)"),
@@ -110,7 +138,7 @@ impl fmt::Debug for RecordError {
     }
 }
 
-impl fmt::Display for RecordError {
+impl<T> fmt::Display for RecordError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecordError::Closed(_) => f.write_str("the client is closed"),
@@ -118,7 +146,7 @@ impl fmt::Display for RecordError {
     }
 }
 
-impl StdError for RecordError {}
+impl<T> StdError for RecordError<T> {}
 
 // ===== DropReason / DeliveryError =====
 
@@ -533,5 +561,9 @@ mod tests {
             TryRecordError::NoClient(SsfSpan::default()).to_string(),
             "client is not initialized"
         );
+        let bare = TryRecordError::Closed(SsfSpan::default()).map(drop);
+        assert!(bare.is_closed());
+        assert_eq!(bare.to_string(), "the client is closed");
+        assert_eq!(RecordError::Closed(()).to_string(), "the client is closed");
     }
 }

@@ -219,6 +219,7 @@ mod client;
 pub mod default;
 mod encode;
 mod error;
+mod frame;
 mod future;
 mod link;
 mod message;

@@ -10,18 +10,27 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::{BackendError, DeliveryError, FlushError};
+use crate::frame::Frame;
 use crate::queue::Queue;
 use crate::stats::Counters;
 
 /// The sender half of a receipt.
 pub(crate) type ReceiptSender = oneshot::Sender<Result<(), DeliveryError>>;
 
-/// One entry of the queue.
+/// One entry of the queue. Its size (that of an inline [`Frame`]) is the size of a queue
+/// slot.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Message {
-    /// A span to send, with an optional receipt to resolve once it is written or dropped.
+    /// A span to hand to a user backend, with an optional receipt to resolve once it is
+    /// sent or dropped.
     Span {
         span: SsfSpan,
+        receipt: Option<ReceiptSender>,
+    },
+    /// A span a network client encoded when it was recorded, with an optional receipt.
+    Frame {
+        frame: Frame,
         receipt: Option<ReceiptSender>,
     },
     /// A flush barrier: the worker that takes it asks every worker to flush once it has
@@ -30,13 +39,18 @@ pub(crate) enum Message {
 }
 
 impl Message {
-    /// The span of a message known to be a [`Message::Span`] (the queue hands back what it
-    /// refused).
-    pub(crate) fn into_span(self) -> SsfSpan {
+    /// Whether this message carries a span (encoded or not).
+    #[inline]
+    pub(crate) fn is_span(&self) -> bool {
+        !matches!(self, Message::Flush(_))
+    }
+
+    /// The receipt of a span message, taken out.
+    #[inline]
+    pub(crate) fn take_receipt(&mut self) -> Option<ReceiptSender> {
         match self {
-            Message::Span { span, .. } => span,
-            // Only span messages are ever handed to `try_send`/`send` by the record paths.
-            Message::Flush(_) => SsfSpan::default(),
+            Message::Span { receipt, .. } | Message::Frame { receipt, .. } => receipt.take(),
+            Message::Flush(_) => None,
         }
     }
 }

@@ -123,7 +123,7 @@ impl Queue {
     pub(crate) fn try_push(&self, msg: Message) -> Result<(), Refused> {
         // Someone waits for these: a dozing worker is woken for them at once.
         let urgent = match &msg {
-            Message::Span { receipt, .. } => receipt.is_some(),
+            Message::Span { receipt, .. } | Message::Frame { receipt, .. } => receipt.is_some(),
             Message::Flush(_) => true,
         };
         if let Err(e) = self.ring.push(msg) {
@@ -139,6 +139,19 @@ impl Queue {
             self.wake_if_needed(w, urgent);
         }
         Ok(())
+    }
+
+    /// Whether the queue is full, so that a push now would be refused (counted as
+    /// [`try_push`](Self::try_push) counts it). Lets a producer skip work for a span that
+    /// would be refused.
+    #[inline]
+    pub(crate) fn refuses_full(&self) -> bool {
+        if self.ring.is_full() {
+            self.refused_full();
+            true
+        } else {
+            false
+        }
     }
 
     /// Nobody is searching; someone dozes or sleeps.
@@ -439,7 +452,7 @@ mod tests {
     fn id(m: &Message) -> i64 {
         match m {
             Message::Span { span, .. } => span.id,
-            Message::Flush(_) => -1,
+            Message::Frame { .. } | Message::Flush(_) => -1,
         }
     }
 

@@ -93,12 +93,10 @@ impl Ledger {
     /// their receipts.
     pub(crate) fn abandon(&mut self, rest: &mut [Message]) {
         let mut n = 0;
-        for msg in rest {
-            if let Message::Span { receipt, .. } = msg {
-                n += 1;
-                if let Some(r) = receipt.take() {
-                    let _ = r.send(Err(DeliveryError::closed()));
-                }
+        for msg in rest.iter_mut().filter(|m| m.is_span()) {
+            n += 1;
+            if let Some(r) = msg.take_receipt() {
+                let _ = r.send(Err(DeliveryError::closed()));
             }
         }
         self.dropped(DropReason::Closed, n, None);
@@ -174,7 +172,7 @@ const DATAGRAMS_PER_CALL: usize = 64;
 /// UDP: encoded datagrams held before they are sent, at most (bytes).
 const DATAGRAM_BYTES: usize = 256 * 1024;
 
-fn oversize_error(len: usize, max: usize) -> io::Error {
+pub(crate) fn oversize_error(len: usize, max: usize) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!("the span's encoding is {len} bytes, over the limit of {max}"),
@@ -494,18 +492,24 @@ impl Transport for StreamTransport {
     async fn send_run(&mut self, run: &mut [Message]) {
         let limit = self.limit();
         for i in 0..run.len() {
-            let Message::Span { span, receipt } = &mut run[i] else {
-                continue;
+            let receipt = match &mut run[i] {
+                // Encoded when recorded: a copy.
+                Message::Frame { frame, receipt } => {
+                    self.buf.extend_from_slice(frame.as_frame());
+                    receipt
+                }
+                Message::Span { span, receipt } => {
+                    let max = ssf_codec::MAX_FRAME_LENGTH;
+                    if let Err(len) = self.encoder.frame(span, &mut self.buf, max) {
+                        let e = oversize_error(len, max);
+                        self.ledger
+                            .settle(receipt.take(), Err((DropReason::Oversize, &e)));
+                        continue;
+                    }
+                    receipt
+                }
+                Message::Flush(_) => continue,
             };
-            if let Err(len) = self
-                .encoder
-                .frame(span, &mut self.buf, ssf_codec::MAX_FRAME_LENGTH)
-            {
-                let e = oversize_error(len, ssf_codec::MAX_FRAME_LENGTH);
-                self.ledger
-                    .settle(receipt.take(), Err((DropReason::Oversize, &e)));
-                continue;
-            }
             if let Some(r) = receipt.take() {
                 self.waiting.push((self.ends.len(), r));
             }
@@ -723,15 +727,23 @@ impl UdpTransport {
 impl Transport for UdpTransport {
     async fn send_run(&mut self, run: &mut [Message]) {
         for i in 0..run.len() {
-            let Message::Span { span, receipt } = &mut run[i] else {
-                continue;
+            let receipt = match &mut run[i] {
+                // Encoded (and size-checked) when recorded: a copy.
+                Message::Frame { frame, receipt } => {
+                    self.buf.extend_from_slice(frame.datagram());
+                    receipt
+                }
+                Message::Span { span, receipt } => {
+                    if let Err(len) = self.encoder.datagram(span, &mut self.buf, self.max_size) {
+                        let e = oversize_error(len, self.max_size);
+                        self.ledger
+                            .settle(receipt.take(), Err((DropReason::Oversize, &e)));
+                        continue;
+                    }
+                    receipt
+                }
+                Message::Flush(_) => continue,
             };
-            if let Err(len) = self.encoder.datagram(span, &mut self.buf, self.max_size) {
-                let e = oversize_error(len, self.max_size);
-                self.ledger
-                    .settle(receipt.take(), Err((DropReason::Oversize, &e)));
-                continue;
-            }
             self.ends.push(self.buf.len());
             self.receipts.push(receipt.take());
             if self.buf.len() >= DATAGRAM_BYTES && self.send_datagrams().await.is_err() {

@@ -52,7 +52,7 @@ fn shut_down_error() -> io::Error {
 /// Drops a message during an abort: spans are counted, receipts and flush rounds answered.
 fn discard(msg: Message, shared: &Shared) {
     match msg {
-        Message::Span { receipt, .. } => {
+        Message::Span { receipt, .. } | Message::Frame { receipt, .. } => {
             shared.counters.dropped(DropReason::Closed, 1);
             if let Some(r) = receipt {
                 let _ = r.send(Err(DeliveryError::closed()));

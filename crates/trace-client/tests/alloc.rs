@@ -81,3 +81,76 @@ async fn try_record_allocates_nothing_per_span() {
     }
     assert_eq!(client.stats().sent(), 3 * N as u64);
 }
+
+/// A typical span of a service: a name, a service, five tags, a counter with a tag and a
+/// timing sample (about 280 bytes encoded).
+fn typical(id: i64) -> SsfSpan {
+    use ssf_proto::sample::{self, SampleExt};
+    SsfSpan {
+        trace_id: id,
+        id,
+        parent_id: 1_152_921_504_606_846_975,
+        start_timestamp: 1_700_000_000_000_000_000,
+        end_timestamp: 1_700_000_000_250_000_000,
+        service: "checkout-service".into(),
+        name: "POST /v1/charges".into(),
+        tags: sample::tags([
+            ("http.method", "POST"),
+            ("http.path", "/v1/charges"),
+            ("http.status_code", "200"),
+            ("region", "eu-west-1"),
+            ("host", "web-17"),
+        ]),
+        metrics: vec![
+            sample::count("charges.created", 1.0).with_tag("currency", "eur"),
+            sample::timing(
+                "charges.latency",
+                std::time::Duration::from_micros(2_500),
+                std::time::Duration::from_millis(1),
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+/// A network client encodes spans into the queue's slots when they are recorded: recording
+/// a typical span allocates nothing, by value or by reference; a span too large for a
+/// slot gets one buffer of its own.
+#[tokio::test(flavor = "current_thread")]
+async fn network_clients_encode_into_the_slot_without_allocating() {
+    const N: usize = 512;
+    // Nothing listens there and nothing is sent: the backends run only when this test
+    // yields, which it does not while counting.
+    for addr in ["udp://127.0.0.1:9", "tcp://127.0.0.1:9"] {
+        let client = Client::builder(addr).capacity(4 * N).build().unwrap();
+        let spans: Vec<SsfSpan> = (1..=N as i64).map(typical).collect();
+        let n = allocations(|| {
+            for s in spans {
+                client.try_record(s).unwrap();
+            }
+        });
+        assert_eq!(n, 0, "{addr}: try_record: {n} allocations for {N} spans");
+
+        let mut span = typical(1);
+        let n = allocations(|| {
+            for id in 1..=N as i64 {
+                span.id = id;
+                client.try_record_ref(&span).unwrap();
+            }
+        });
+        assert_eq!(
+            n, 0,
+            "{addr}: try_record_ref: {n} allocations for {N} spans"
+        );
+
+        let large = big_span(1, 1000);
+        let n = allocations(|| {
+            for _ in 0..N {
+                client.try_record_ref(&large).unwrap();
+            }
+        });
+        assert_eq!(n, N, "{addr}: one buffer per large span");
+        assert_eq!(client.stats().accepted(), 3 * N as u64);
+        client.close();
+    }
+}
