@@ -69,6 +69,7 @@ mod generated;
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod json;
 pub mod sample;
+mod slice;
 pub mod span;
 pub mod time;
 pub mod wire;

@@ -30,6 +30,7 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, k
 
 use crate::{SsfSample, SsfSpan};
 
+pub use crate::slice::encode_to_slice;
 pub use prost::DecodeError;
 
 /// Decodes a span from its bare protobuf encoding (no normalisation; see
