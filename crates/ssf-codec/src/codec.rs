@@ -1,4 +1,4 @@
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use ssf_proto::{SsfSpan, wire};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -138,10 +138,17 @@ impl SsfCodec {
                 max: self.max_frame_length,
             });
         }
-        dst.reserve(HEADER_LEN + len);
-        dst.put_u8(VERSION);
-        dst.put_u32(len as u32);
-        wire::encode(span, dst);
+        let start = dst.len();
+        dst.resize(start + HEADER_LEN + len, 0);
+        let frame = &mut dst[start..];
+        frame[0] = VERSION;
+        frame[1..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+        // One pass into the frame's own bytes; the reference encoder should the two ever
+        // disagree about the length.
+        if wire::encode_to_slice(span, &mut frame[HEADER_LEN..]) != Some(len) {
+            dst.truncate(start + HEADER_LEN);
+            wire::encode(span, dst);
+        }
         Ok(())
     }
 }
