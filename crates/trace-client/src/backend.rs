@@ -79,6 +79,8 @@ pub trait Backend: Send + 'static {
 pub(crate) struct UserTransport<B> {
     backend: B,
     ledger: Ledger,
+    /// The spans of the batch being taken, handed to the backend by `send_staged`.
+    staged: Vec<Message>,
 }
 
 impl<B> UserTransport<B> {
@@ -86,6 +88,7 @@ impl<B> UserTransport<B> {
         UserTransport {
             backend,
             ledger: Ledger::new(shared),
+            staged: Vec::new(),
         }
     }
 }
@@ -110,7 +113,9 @@ fn shut_down() -> io::Error {
     io::Error::other("the client shut down before the backend finished")
 }
 
-impl<B: Backend> Transport for UserTransport<B> {
+impl<B: Backend> UserTransport<B> {
+    /// Hands each span of `run` (span messages only) to the backend, counting each and
+    /// resolving its receipt; stops at an abort, counting the rest as dropped.
     async fn send_run(&mut self, run: &mut [Message]) {
         // Sent spans are counted once per run, not one by one.
         let mut sent = 0;
@@ -155,9 +160,27 @@ impl<B: Backend> Transport for UserTransport<B> {
         }
         self.ledger.sent(sent);
     }
+}
+
+impl<B: Backend> Transport for UserTransport<B> {
+    fn stage(&mut self, msg: Message) -> bool {
+        if msg.is_span() {
+            self.staged.push(msg);
+        }
+        true
+    }
+
+    async fn send_staged(&mut self) {
+        let mut run = std::mem::take(&mut self.staged);
+        self.send_run(&mut run).await;
+        run.clear();
+        self.staged = run;
+    }
 
     async fn flush(&mut self) -> io::Result<()> {
-        let UserTransport { backend, ledger } = self;
+        let UserTransport {
+            backend, ledger, ..
+        } = self;
         let outcome = tokio::select! {
             biased;
             r = contain(|| backend.flush()) => Some(r),
@@ -174,7 +197,9 @@ impl<B: Backend> Transport for UserTransport<B> {
     }
 
     async fn close(&mut self) -> io::Result<()> {
-        let UserTransport { backend, ledger } = self;
+        let UserTransport {
+            backend, ledger, ..
+        } = self;
         let outcome = tokio::select! {
             biased;
             r = contain(|| backend.close()) => Some(r),
@@ -191,7 +216,10 @@ impl<B: Backend> Transport for UserTransport<B> {
     }
 
     fn abort(&mut self) -> u64 {
-        0
+        // Their receipts resolve as dropped (closed) when their senders go.
+        let n = self.staged.len();
+        self.staged.clear();
+        n as u64
     }
 
     fn ledger(&mut self) -> &mut Ledger {

@@ -11,7 +11,9 @@ use std::fmt;
 
 use ssf_proto::SsfSpan;
 
-use crate::encode::{Encoder, encode_one_pass, write_header};
+use ssf_proto::wire;
+
+use crate::encode::write_header;
 
 /// The largest frame (header included) held in a queue slot rather than on the heap.
 /// Chosen so that a queue slot takes 384 bytes: a typical span (a name, a service, five
@@ -46,7 +48,7 @@ impl Frame {
     pub(crate) fn encode(span: &SsfSpan, max: usize) -> Result<Frame, usize> {
         // Most spans fit in the slot: encoded there in one pass, without measuring.
         let mut bytes = [0u8; INLINE];
-        if let Some(body) = encode_one_pass(span, &mut bytes[ssf_codec::HEADER_LEN..]) {
+        if let Some(body) = wire::encode_to_slice(span, &mut bytes[ssf_codec::HEADER_LEN..]) {
             if body > max {
                 return Err(body);
             }
@@ -65,16 +67,14 @@ impl Frame {
     /// A frame too large for a slot: measured, then encoded into a buffer of its size.
     #[cold]
     fn encode_large(span: &SsfSpan, max: usize) -> Result<Frame, usize> {
-        let mut encoder = Encoder::default();
-        let body = encoder.measure(span);
+        let body = wire::encoded_len(span);
         // The header's length field is 32 bits.
         if body > max || body > u32::MAX as usize {
             return Err(body);
         }
-        let total = ssf_codec::HEADER_LEN + body;
-        let mut bytes = vec![0u8; total];
+        let mut bytes = vec![0u8; ssf_codec::HEADER_LEN + body];
         write_header(&mut bytes, body);
-        if encoder.write(span, &mut bytes[ssf_codec::HEADER_LEN..]) {
+        if wire::encode_to_slice(span, &mut bytes[ssf_codec::HEADER_LEN..]) == Some(body) {
             return Ok(Frame {
                 repr: Repr::Heap(bytes.into_boxed_slice()),
             });
@@ -82,11 +82,12 @@ impl Frame {
         Ok(Self::reference(span))
     }
 
-    /// The frame written by the reference encoder: never used unless the fast encoder's
-    /// measure and write disagree (a bug), so that such a bug costs speed, not a frame.
+    /// The frame written by the reference encoder: never used unless the two encoders
+    /// disagree about a span's length (a bug), so that such a bug costs speed, not a
+    /// frame.
     #[cold]
     fn reference(span: &SsfSpan) -> Frame {
-        let body = ssf_proto::wire::encode_to_vec(span);
+        let body = wire::encode_to_vec(span);
         let mut bytes = vec![0u8; ssf_codec::HEADER_LEN];
         write_header(&mut bytes, body.len());
         bytes.extend_from_slice(&body);
@@ -184,6 +185,12 @@ mod tests {
             assert_eq!(f.len(), total);
             assert_eq!(matches!(f.repr, Repr::Inline { .. }), total <= INLINE);
         }
+    }
+
+    #[test]
+    fn a_queue_message_takes_384_bytes() {
+        // The documented memory of the queue: capacity x (384 + the ring's 8-byte stamp).
+        assert_eq!(std::mem::size_of::<crate::message::Message>(), 384);
     }
 
     #[test]

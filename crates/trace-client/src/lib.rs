@@ -55,21 +55,29 @@
 //!
 //! # Cost
 //!
-//! * **Recording**: [`try_record`](Client::try_record) is a compare-and-swap on a bounded
-//!   lock-free queue whose slots were allocated when the client was built (176 bytes
-//!   each); no lock, no allocation, no system call in the common case. A producer wakes
-//!   a backend only when none is awake or about to come back by itself (see below), so a
-//!   steady stream of spans does not pay for wake-ups; refusals are as cheap.
-//! * **Sending**: each backend takes what is queued in batches (up to 512 spans), encodes
-//!   them into one buffer and writes it; the span's memory is freed by the backend.
+//! * **Recording**: a network client encodes the span on the caller's task, in one pass,
+//!   into a slot of a bounded lock-free queue whose slots were allocated when the client
+//!   was built (392 bytes each; a span whose encoding is over 360 bytes gets a heap
+//!   buffer), and frees the span there, while it is still in that core's cache; then a
+//!   compare-and-swap queues it. No lock, no allocation for a typical span, no system
+//!   call in the common case. [`try_record_ref`](Client::try_record_ref) encodes a span
+//!   the caller keeps, so recording the same span value again and again allocates
+//!   nothing at all. A producer wakes a backend only when none is awake or about to come
+//!   back by itself (see below), so a steady stream of spans does not pay for wake-ups;
+//!   refusals are cheaper still (a full queue is refused before encoding). With
+//!   [`encode_in_backend`](ClientBuilder::encode_in_backend) the span itself is queued
+//!   and the backend encodes and frees it.
+//! * **Sending**: each backend takes what is queued in batches (up to 512 spans),
+//!   copying each frame straight from the queue into one buffer, and writes it.
 //! * **Idle**: a backend that finds the queue empty keeps looking for a few microseconds,
 //!   then every millisecond a few times (one backend at a time), then sleeps until a
 //!   span comes. An idle client, connected or not, uses no CPU; a span recorded while a
 //!   backend naps waits at most about a millisecond (a flush, or a span with a
 //!   [`Receipt`], wakes it at once).
-//! * **Memory**: the queue's slots, each backend's buffer (see
+//! * **Memory**: the queue's slots (392 KiB with the default capacity), the heap buffers
+//!   of large spans while queued, and each backend's buffer (see
 //!   [`buffer_size`](ClientBuilder::buffer_size); unbuffered backends use up to ~128 KiB
-//!   while writing), and the spans themselves while queued.
+//!   while writing). However many spans are offered, nothing else grows.
 //!
 //! `cargo bench -p trace-client --bench client` measures each of these.
 //!
@@ -77,7 +85,7 @@
 //!
 //! | option | default |
 //! |---|---|
-//! | [`capacity`](ClientBuilder::capacity) | 64 spans (1 for a user backend) |
+//! | [`capacity`](ClientBuilder::capacity) | 1024 spans (1 for a user backend) |
 //! | [`parallel_backends`](ClientBuilder::parallel_backends) | 8 connections |
 //! | [`buffered`](ClientBuilder::buffered) / [`buffer_size`](ClientBuilder::buffer_size) | off / 64 KiB per connection |
 //! | [`flush_interval`](ClientBuilder::flush_interval) | none |
@@ -173,6 +181,11 @@
 //!   one stalled a backend forever; [`Receipt`]s can be dropped freely.
 //! * **`ParallelBackends(0)`** (never send anything) and **`Capacity(0)`** were accepted;
 //!   here both are build errors.
+//! * The default **capacity** was 64 spans, so that a burst was mostly refused; here
+//!   1024 (392 KiB), as veneur's server configures its own client.
+//! * **Encoding** happened in the backends, which also freed the spans; here the
+//!   recording task encodes into the queue's slot, and a span can be recorded by
+//!   reference ([`try_record_ref`](Client::try_record_ref)).
 //! * **Buffers** were 16 MiB + 5 bytes per connection (128 MiB with the defaults); here 64
 //!   KiB, configurable, and a span larger than the buffer is written on its own.
 //! * **TCP** was refused; here it is a stream transport. **unixgram/unixpacket** were

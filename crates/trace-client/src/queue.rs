@@ -227,13 +227,33 @@ impl Queue {
         limit: usize,
         searching: Option<Searching<'_>>,
     ) -> Popped {
+        self.pop_with(limit, searching, |m| {
+            out.push(m);
+            true
+        })
+    }
+
+    /// Takes up to `limit` messages without waiting, handing each to `take`, which returns
+    /// false to stop after the one it was given. Then ends the caller's search (if it was
+    /// searching) and, if more than `limit` messages are left, makes sure another worker
+    /// looks at them: with less, this worker takes the rest itself once done (it looks
+    /// again before it waits).
+    #[inline]
+    pub(crate) fn pop_with(
+        &self,
+        limit: usize,
+        searching: Option<Searching<'_>>,
+        mut take: impl FnMut(Message) -> bool,
+    ) -> Popped {
         let mut n = 0;
         let mut closed = false;
         while n < limit {
             match self.ring.pop() {
                 Ok(m) => {
-                    out.push(m);
                     n += 1;
+                    if !take(m) {
+                        break;
+                    }
                 }
                 Err(PopError::Empty) => break,
                 Err(PopError::Closed) => {
@@ -253,9 +273,8 @@ impl Queue {
         if self.room_waiters.load(Ordering::SeqCst) != 0 {
             self.room.notify_waiters();
         }
-        if n == limit && !self.ring.is_empty() {
-            // More than a batch: another worker should help. (Less, and this worker
-            // takes the rest itself once done: it looks again before it waits.)
+        if self.ring.len() >= limit {
+            // More than a batch left: another worker should help.
             let w = self.workers.load(Ordering::SeqCst);
             if w < SEARCHER && w != 0 {
                 self.wake_one();

@@ -22,7 +22,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
-use crate::encode::Encoder;
+use crate::encode;
 use crate::error::{DeliveryError, DropReason, Dropped};
 use crate::link::{Connect, ConnectFuture, Link};
 use crate::message::{Message, ReceiptSender, Shared, Signal};
@@ -30,10 +30,17 @@ use crate::message::{Message, ReceiptSender, Shared, Signal};
 /// What a worker drives. Implemented by the built-in transports and, through an adapter,
 /// by user [`Backend`](crate::Backend)s.
 pub(crate) trait Transport: Send + 'static {
-    /// Sends (or buffers, or drops) each span of `run`, which holds span messages only;
-    /// counts each and resolves its receipt. Spans are left in place (the worker drops
-    /// them); receipts are taken.
-    fn send_run(&mut self, run: &mut [Message]) -> impl Future<Output = ()> + Send;
+    /// Takes one span message (never a flush marker) of the batch being taken from the
+    /// queue: an encoded frame is copied into the write buffer, a span encoded into it
+    /// (or kept, for a user backend). Returns false when the transport holds enough to
+    /// write: the worker then ends the batch and calls
+    /// [`send_staged`](Self::send_staged).
+    fn stage(&mut self, msg: Message) -> bool;
+
+    /// Sends (or, buffered, keeps in the buffer) what [`stage`](Self::stage) took; counts
+    /// each span and resolves its receipt. What is left staged when the client aborts is
+    /// counted by [`abort`](Self::abort).
+    fn send_staged(&mut self) -> impl Future<Output = ()> + Send;
 
     /// Writes out what is buffered (counting it as sent or dropped).
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
@@ -41,8 +48,8 @@ pub(crate) trait Transport: Send + 'static {
     /// Flushes, then closes the connection (the peer sees the end of the stream).
     fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// Forgets the connection and the buffer; returns how many spans the buffer held, for
-    /// the worker to count as dropped.
+    /// Forgets the connection and the buffer; returns how many spans the buffer (or the
+    /// staged batch) held, for the worker to count as dropped.
     fn abort(&mut self) -> u64;
 
     /// This backend's accounting.
@@ -366,7 +373,6 @@ pub(crate) struct StreamTransport {
     ends: Vec<usize>,
     /// Receipts of frames in `buf` (by index in `ends`) that resolve when it is written.
     waiting: Vec<(usize, ReceiptSender)>,
-    encoder: Encoder,
     write_timeout: Duration,
     ledger: Ledger,
 }
@@ -390,7 +396,6 @@ impl StreamTransport {
             buffer_size: config.buffer_size,
             ends: Vec::new(),
             waiting: Vec::new(),
-            encoder: Encoder::default(),
             write_timeout: config.write_timeout,
             ledger: Ledger::new(shared),
         })
@@ -489,42 +494,40 @@ fn stream_target(addr: &Address) -> Option<StreamTarget> {
 }
 
 impl Transport for StreamTransport {
-    async fn send_run(&mut self, run: &mut [Message]) {
-        let limit = self.limit();
-        for i in 0..run.len() {
-            let receipt = match &mut run[i] {
-                // Encoded when recorded: a copy.
-                Message::Frame { frame, receipt } => {
-                    self.buf.extend_from_slice(frame.as_frame());
-                    receipt
-                }
-                Message::Span { span, receipt } => {
-                    let max = ssf_codec::MAX_FRAME_LENGTH;
-                    if let Err(len) = self.encoder.frame(span, &mut self.buf, max) {
-                        let e = oversize_error(len, max);
-                        self.ledger
-                            .settle(receipt.take(), Err((DropReason::Oversize, &e)));
-                        continue;
-                    }
-                    receipt
-                }
-                Message::Flush(_) => continue,
-            };
-            if let Some(r) = receipt.take() {
-                self.waiting.push((self.ends.len(), r));
+    #[inline]
+    fn stage(&mut self, msg: Message) -> bool {
+        let receipt = match msg {
+            // Encoded when recorded: a copy.
+            Message::Frame { frame, receipt } => {
+                self.buf.extend_from_slice(frame.as_frame());
+                receipt
             }
-            self.ends.push(self.buf.len());
-            // Full (this frame included: the buffer goes over its size by at most one
-            // frame): write it.
-            if self.buf.len() >= limit && self.spill().await.is_err() {
-                self.ledger.abandon(&mut run[i + 1..]);
-                return;
+            Message::Span { span, receipt } => {
+                let max = ssf_codec::MAX_FRAME_LENGTH;
+                if let Err(len) = encode::frame(&span, &mut self.buf, max) {
+                    let e = oversize_error(len, max);
+                    self.ledger.settle(receipt, Err((DropReason::Oversize, &e)));
+                    return true;
+                }
+                receipt
             }
+            Message::Flush(_) => return true,
+        };
+        if let Some(r) = receipt {
+            self.waiting.push((self.ends.len(), r));
         }
-        if self.buffer_size.is_none() {
-            // Unbuffered: nothing stays behind.
+        self.ends.push(self.buf.len());
+        // Full (this frame included: the buffer goes over its size by at most one
+        // frame): to be written.
+        self.buf.len() < self.limit()
+    }
+
+    async fn send_staged(&mut self) {
+        if self.buffer_size.is_none() || self.buf.len() >= self.limit() {
+            // Unbuffered: nothing stays behind. Buffered: the buffer is full.
             let _ = self.spill().await;
-        } else {
+        }
+        if self.buffer_size.is_some() {
             // Buffered: "written" means "in the buffer".
             for (_, r) in self.waiting.drain(..) {
                 let _ = r.send(Ok(()));
@@ -611,7 +614,6 @@ pub(crate) struct UdpTransport {
     ends: Vec<usize>,
     /// The receipt of each datagram.
     receipts: Vec<Option<ReceiptSender>>,
-    encoder: Encoder,
     max_size: usize,
     write_timeout: Duration,
     ledger: Ledger,
@@ -630,7 +632,6 @@ impl UdpTransport {
             buf: Vec::new(),
             ends: Vec::new(),
             receipts: Vec::new(),
-            encoder: Encoder::default(),
             max_size: config.max_datagram_size,
             write_timeout: config.write_timeout,
             ledger: Ledger::new(shared),
@@ -725,32 +726,30 @@ impl UdpTransport {
 }
 
 impl Transport for UdpTransport {
-    async fn send_run(&mut self, run: &mut [Message]) {
-        for i in 0..run.len() {
-            let receipt = match &mut run[i] {
-                // Encoded (and size-checked) when recorded: a copy.
-                Message::Frame { frame, receipt } => {
-                    self.buf.extend_from_slice(frame.datagram());
-                    receipt
-                }
-                Message::Span { span, receipt } => {
-                    if let Err(len) = self.encoder.datagram(span, &mut self.buf, self.max_size) {
-                        let e = oversize_error(len, self.max_size);
-                        self.ledger
-                            .settle(receipt.take(), Err((DropReason::Oversize, &e)));
-                        continue;
-                    }
-                    receipt
-                }
-                Message::Flush(_) => continue,
-            };
-            self.ends.push(self.buf.len());
-            self.receipts.push(receipt.take());
-            if self.buf.len() >= DATAGRAM_BYTES && self.send_datagrams().await.is_err() {
-                self.ledger.abandon(&mut run[i + 1..]);
-                return;
+    #[inline]
+    fn stage(&mut self, msg: Message) -> bool {
+        let receipt = match msg {
+            // Encoded (and size-checked) when recorded: a copy.
+            Message::Frame { frame, receipt } => {
+                self.buf.extend_from_slice(frame.datagram());
+                receipt
             }
-        }
+            Message::Span { span, receipt } => {
+                if let Err(len) = encode::datagram(&span, &mut self.buf, self.max_size) {
+                    let e = oversize_error(len, self.max_size);
+                    self.ledger.settle(receipt, Err((DropReason::Oversize, &e)));
+                    return true;
+                }
+                receipt
+            }
+            Message::Flush(_) => return true,
+        };
+        self.ends.push(self.buf.len());
+        self.receipts.push(receipt);
+        self.buf.len() < DATAGRAM_BYTES
+    }
+
+    async fn send_staged(&mut self) {
         let _ = self.send_datagrams().await;
     }
 
@@ -765,7 +764,12 @@ impl Transport for UdpTransport {
 
     fn abort(&mut self) -> u64 {
         drop(self.link.take());
-        0
+        // Their receipts resolve as dropped (closed) when their senders go.
+        let n = self.ends.len();
+        self.buf.clear();
+        self.ends.clear();
+        self.receipts.clear();
+        n as u64
     }
 
     fn ledger(&mut self) -> &mut Ledger {

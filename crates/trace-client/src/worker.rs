@@ -2,8 +2,11 @@
 //!
 //! A worker is idle or busy. Idle, it waits (in this priority) for the shutdown deadline,
 //! a flush round from another worker, or work in the queue (see [`Queue`]). Busy, it
-//! takes batches of at most `batch` messages until the queue is empty, handing each run
-//! of spans to its transport in one go; between batches it answers flush rounds.
+//! takes batches of at most `batch` messages until the queue is empty: each span goes
+//! straight from the queue into its transport ([`Transport::stage`]: an encoded frame is
+//! copied into the write buffer), and once the batch ends (the queue is empty, the
+//! transport has a full buffer to write, or a flush marker came) the transport sends what
+//! it holds ([`Transport::send_staged`]); between batches it answers flush rounds.
 //!
 //! Flush barrier: the worker that takes a flush marker asks every other worker (through
 //! its control channel) to flush, and flushes its own backend at that point of its batch.
@@ -81,7 +84,6 @@ impl<T: Transport> Worker<T> {
             batch: limit,
         } = self;
         let _guard = LiveGuard(shared.clone());
-        let mut batch: Vec<Message> = Vec::with_capacity(limit);
 
         let aborted = 'main: loop {
             let searching = tokio::select! {
@@ -97,12 +99,30 @@ impl<T: Transport> Worker<T> {
             };
             let mut searching = Some(searching);
             loop {
-                match shared.queue.pop_batch(&mut batch, limit, searching.take()) {
+                // Spans go straight from the queue into the transport; a flush marker,
+                // or a transport with enough to write, ends the batch.
+                let mut marker = None;
+                let popped = shared
+                    .queue
+                    .pop_with(limit, searching.take(), |msg| match msg {
+                        Message::Flush(round) => {
+                            marker = Some(round);
+                            false
+                        }
+                        span => transport.stage(span),
+                    });
+                match popped {
                     Popped::Closed => break 'main false,
                     Popped::Empty => continue 'main,
                     Popped::Some(_) => {
-                        if !process(index, &mut transport, &shared, &mut batch).await {
+                        transport.send_staged().await;
+                        if shared.aborting.is_set() {
                             break 'main true;
+                        }
+                        if let Some(round) = marker {
+                            if !start_round(index, &mut transport, &shared, &round).await {
+                                break 'main true;
+                            }
                         }
                         // Rounds that came in meanwhile: the batch is done.
                         while let Ok(round) = control.try_recv() {
@@ -140,57 +160,22 @@ impl<T: Transport> Worker<T> {
     }
 }
 
-/// Works through a batch: runs of spans go to the transport, flush markers start a
-/// round. Leaves `batch` empty. Returns false if the client aborted meanwhile (what was
-/// left is counted as dropped).
-async fn process<T: Transport>(
+/// Starts a flush round from its marker: asks every other worker to flush (they answer
+/// once done with the batch they hold) and flushes this worker's backend, whose spans
+/// from before the marker are sent. Returns false if the client aborted meanwhile.
+async fn start_round<T: Transport>(
     index: usize,
     transport: &mut T,
     shared: &Shared,
-    batch: &mut Vec<Message>,
+    round: &Arc<FlushRound>,
 ) -> bool {
-    let mut start = 0;
-    let mut ok = true;
-    for i in 0..=batch.len() {
-        let marker = i < batch.len() && matches!(batch[i], Message::Flush(_));
-        if i < batch.len() && !marker {
-            continue;
-        }
-        if start < i {
-            transport.send_run(&mut batch[start..i]).await;
-            if shared.aborting.is_set() {
-                ok = false;
-                start = i;
-                break;
-            }
-        }
-        if marker {
-            if let Message::Flush(round) = &batch[i] {
-                let round = round.clone();
-                for (j, ctl) in shared.controls.iter().enumerate() {
-                    if j != index && ctl.send(round.clone()).is_err() {
-                        let stopped = io::Error::other("backend worker has stopped");
-                        round.complete(j, Some(BackendError::new(j, stopped)), &shared.counters);
-                    }
-                }
-                if !flush_own(index, transport, shared, &round).await {
-                    ok = false;
-                    start = i + 1;
-                    break;
-                }
-            }
-        }
-        start = i + 1;
-    }
-    if ok {
-        batch.clear();
-    } else {
-        // The spans before `start` were handed to the transport, which counted them.
-        for msg in batch.drain(..).skip(start) {
-            discard(msg, shared);
+    for (j, ctl) in shared.controls.iter().enumerate() {
+        if j != index && ctl.send(round.clone()).is_err() {
+            let stopped = io::Error::other("backend worker has stopped");
+            round.complete(j, Some(BackendError::new(j, stopped)), &shared.counters);
         }
     }
-    ok
+    flush_own(index, transport, shared, round).await
 }
 
 /// Flushes this worker's backend for a round, reporting the flush's error or, failing
