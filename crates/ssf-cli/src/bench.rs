@@ -65,23 +65,27 @@ const MAX_YIELDS: u32 = 4;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Each span is typical of a service: a name, a service, 5 tags, a counter and a timing \
-sample (about 280 bytes encoded), fresh IDs and timestamps. Without --addr, a receiver is \
+sample (about 280 bytes encoded), fresh IDs and timestamps. Producers build each span \
+from a template (the allocations of an application's span) and record it with try_record; \
+with --reuse each producer keeps one span, gives it fresh IDs and timestamps and records \
+it with try_record_ref (nothing allocated per span). Without --addr, a receiver is \
 started in this process (--in-process, UDP by default) and the spans it receives are \
 counted as delivered; --count-only makes it count frames or datagrams without decoding \
-them, so the run measures the client rather than the receiver (--sink-rate makes that \
-receiver slow, for overload runs). spans_per_sec is sent \
+them (reading datagrams with recvmmsg), so the run measures the client rather than the \
+receiver (--sink-rate makes that receiver slow, for overload runs). spans_per_sec is sent \
 spans divided by the time from the first span to the end of the client's shutdown \
 (everything written).
 
-Producers record with try_record and, when the queue is full, yield to the runtime and \
-try again, then wait with record if it stays full (--no-wait counts the refusal and moves \
-on instead).
+When the queue is full, producers yield to the runtime and try again, then wait with \
+record (record_ref) if it stays full (--no-wait counts the refusal and moves on instead).
 
 Reference modes: --raw writes one pre-encoded span in a plain loop on blocking sockets \
 (64 KiB writes of repeated frames on streams, one datagram per span in sendmmsg batches \
-on UDP), the ceiling for the transport; --encode-only encodes the span into a reused \
-buffer, the encoding rate; --idle SECS points a client at a receiver that is absent, \
-offers it --spans spans, then reports the CPU time it used over SECS seconds.")]
+on UDP), the ceiling for the transport; --encode-only runs a producer's loop on one \
+thread without the client (each span made as the producers make it, with or without \
+--reuse, and encoded as the client encodes it), the most spans one thread could hand \
+over; --idle SECS points a client at a receiver that is absent, offers it --spans spans, \
+then reports the CPU time it used over SECS seconds.")]
 pub(crate) struct BenchArgs {
     /// Send to this address (veneur, `ssf tail`, ...) instead of an in-process receiver.
     #[arg(long, value_name = "URL", value_parser = args::address, conflicts_with = "in_process")]
@@ -133,10 +137,11 @@ pub(crate) struct BenchArgs {
         "rate", "buffered", "capacity", "backends", "no_wait", "reuse", "encode_in_backend",
     ])]
     raw: bool,
-    /// Only encode the span --spans times (or for --duration) into a reused buffer.
+    /// Run a producer's loop without the client: make and encode --spans spans (or for
+    /// --duration) on one thread, as the producers and the client would.
     #[arg(long, conflicts_with_all = [
         "addr", "in_process", "count_only", "rate", "producers", "buffered", "capacity",
-        "backends", "no_wait", "raw", "reuse", "encode_in_backend",
+        "backends", "no_wait", "raw", "encode_in_backend",
     ])]
     encode_only: bool,
     /// Offer --spans spans to a client whose receiver is absent, then report the CPU
@@ -364,15 +369,19 @@ async fn raw_run(a: &BenchArgs) -> Result<Report, Failure> {
     Ok(report.with_usage())
 }
 
-/// `--encode-only`: the rate of encoding one typical span as a frame into a reused
-/// buffer (on a blocking thread: it never yields).
+/// `--encode-only`: a producer's loop without the client, on one thread: each span is
+/// made as the producers make it (built from the template, or with `--reuse` the same
+/// span with fresh IDs and timestamps) and encoded as the client encodes it when
+/// recording (one pass into a reused buffer, then the frame header). The most spans one
+/// thread could ever hand to a socket.
 async fn encode_only(a: &BenchArgs) -> Result<Report, Failure> {
     let limit = a.duration.is_none().then_some(a.spans);
     let duration = a.duration;
-    let span = reference_span();
+    let reuse = a.reuse;
+    let template = template();
     let (encoded, secs) = tokio::task::spawn_blocking(move || {
-        let codec = SsfCodec::new();
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut reused = template.clone();
         let start = std::time::Instant::now();
         let deadline = duration.map(|d| start + d);
         let mut n: u64 = 0;
@@ -383,15 +392,18 @@ async fn encode_only(a: &BenchArgs) -> Result<Report, Failure> {
             if n % 1024 == 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 break;
             }
-            buf.clear();
-            // The span is well under the frame limit; a failure would only end the loop.
-            if codec
-                .encode_frame(std::hint::black_box(&span), &mut buf)
-                .is_err()
-            {
+            let len = if reuse {
+                refresh(&mut reused);
+                encode_frame(std::hint::black_box(&reused), &mut buf)
+            } else {
+                let span = next_span(&template);
+                encode_frame(std::hint::black_box(&span), &mut buf)
+            };
+            // The typical span is far below the buffer's size; a failure ends the loop.
+            if len == 0 {
                 break;
             }
-            std::hint::black_box(buf.len());
+            std::hint::black_box(&buf[..len]);
             n += 1;
         }
         (n, start.elapsed().as_secs_f64())
@@ -404,6 +416,22 @@ async fn encode_only(a: &BenchArgs) -> Result<Report, Failure> {
     report.elapsed_s = round(secs, 6);
     report.spans_per_sec = round(per_sec(encoded, secs), 1);
     Ok(report.with_usage())
+}
+
+/// Encodes `span` as one stream frame at the start of `buf`, as the client does when a
+/// span is recorded; returns the frame's length (0 if it does not fit).
+fn encode_frame(span: &SsfSpan, buf: &mut [u8]) -> usize {
+    let Some((header, body)) = buf.split_first_chunk_mut::<{ ssf_codec::HEADER_LEN }>() else {
+        return 0;
+    };
+    match ssf_proto::wire::encode_to_slice(span, body) {
+        Some(len) => {
+            header[0] = ssf_codec::VERSION;
+            header[1..].copy_from_slice(&(len as u32).to_be_bytes());
+            ssf_codec::HEADER_LEN + len
+        }
+        None => 0,
+    }
 }
 
 /// An address on `transport` where nothing listens: a unix path in a fresh directory,

@@ -735,6 +735,66 @@ fn bench_count_only_counts_what_the_client_sent() {
 }
 
 #[test]
+fn bench_reuse_and_encoding_in_the_backends_deliver_every_span() {
+    let transports: &[&str] = if cfg!(unix) {
+        &["tcp", "unix"]
+    } else {
+        &["tcp"]
+    };
+    for &transport in transports {
+        for extra in [&["--reuse"][..], &["--encode-in-backend"][..]] {
+            let mut args = vec![
+                "--in-process",
+                transport,
+                "--count-only",
+                "--producers",
+                "2",
+                "--spans",
+                "3000",
+            ];
+            args.extend_from_slice(extra);
+            let r = bench_json(&args);
+            assert_eq!(r["reuse"], extra[0] == "--reuse", "{r}");
+            let placement = if extra[0] == "--reuse" {
+                "record"
+            } else {
+                "backend"
+            };
+            assert_eq!(r["encoded_in"], placement, "{r}");
+            assert_eq!(field(&r, "accepted"), 3000, "{r}");
+            assert_eq!(field(&r, "sent"), 3000, "{r}");
+            assert_eq!(field(&r, "delivered"), 3000, "{r}");
+        }
+    }
+}
+
+#[test]
+fn bench_udp_count_only_reads_every_datagram_of_a_paced_run() {
+    // Paced well below any machine's UDP rate: nothing should be lost, and the batched
+    // reads count each datagram once.
+    let r = bench_json(&[
+        "--in-process",
+        "udp",
+        "--count-only",
+        "--reuse",
+        "--rate",
+        "20000",
+        "--spans",
+        "2000",
+    ]);
+    assert_eq!(field(&r, "sent"), 2000, "{r}");
+    assert_eq!(field(&r, "delivered"), 2000, "{r}");
+}
+
+#[test]
+fn bench_encode_only_reuse_makes_no_spans() {
+    let r = bench_json(&["--encode-only", "--reuse", "--spans", "1000"]);
+    assert_eq!(r["mode"], "encode", "{r}");
+    assert_eq!(r["reuse"], true, "{r}");
+    assert_eq!(field(&r, "sent"), 1000, "{r}");
+}
+
+#[test]
 fn bench_encode_only_needs_no_network() {
     let r = bench_json(&["--encode-only", "--spans", "1000"]);
     assert_eq!(r["mode"], "encode", "{r}");

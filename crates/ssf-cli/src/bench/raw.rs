@@ -259,6 +259,75 @@ fn send_batch(socket: &std::net::UdpSocket, datagram: &[u8], _n: usize) -> io::R
     socket.send(datagram).map(|_| 1)
 }
 
+/// Datagrams read per `recvmmsg` call by the counting sink.
+pub(crate) const RECV_BATCH: usize = 64;
+
+/// Room for each datagram read by [`recv_batch`]: a longer one is cut (it still counts).
+pub(crate) const RECV_SLOT: usize = 2048;
+
+/// Reads up to [`RECV_BATCH`] datagrams waiting on `socket` without blocking, into
+/// `bufs` (one slot of [`RECV_SLOT`] bytes each); returns how many were not empty, and
+/// how many were read in all (`WouldBlock` when none was waiting).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(crate) fn recv_batch(
+    socket: &impl std::os::fd::AsRawFd,
+    bufs: &mut [u8],
+) -> io::Result<(usize, usize)> {
+    let n = (bufs.len() / RECV_SLOT).min(RECV_BATCH);
+    if n == 0 {
+        return Ok((0, 0));
+    }
+    let mut iovs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; RECV_BATCH];
+    for (iov, slot) in iovs
+        .iter_mut()
+        .zip(bufs.chunks_exact_mut(RECV_SLOT))
+        .take(n)
+    {
+        iov.iov_base = slot.as_mut_ptr().cast();
+        iov.iov_len = slot.len();
+    }
+    // SAFETY: `mmsghdr` is a plain C struct of integers and pointers, for which all
+    // zeroes (null pointers, zero lengths) is a valid value.
+    let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()).take(n) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `msgs[..n]` are initialised headers, each pointing to one `iovec` of `iovs`,
+    // which points to a distinct `RECV_SLOT`-byte slot of `bufs`; all of them outlive the
+    // call. The kernel writes at most `iov_len` bytes into each slot and the lengths into
+    // `msgs`. No address is asked for; the call does not block.
+    let got = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got = got as usize;
+    let non_empty = msgs[..got].iter().filter(|m| m.msg_len > 0).count();
+    Ok((non_empty, got))
+}
+
+/// Reads one datagram (no `recvmmsg` on this platform).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn recv_batch(
+    socket: &std::net::UdpSocket,
+    bufs: &mut [u8],
+) -> io::Result<(usize, usize)> {
+    let n = socket.recv(bufs)?;
+    Ok((usize::from(n > 0), 1))
+}
+
 /// Asks for a receive buffer of `bytes` on a socket (the kernel caps it).
 ///
 /// # Errors
