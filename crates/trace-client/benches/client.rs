@@ -1,12 +1,16 @@
 //! Benchmarks of the client core's hot paths:
 //!
 //! * `try_record/*`: the producer's cost with 1 and 2 producer threads while a backend
-//!   drains the queue on a runtime thread; refusals (queue full) and a bare tokio channel
-//!   for comparison. After the timed runs, a sampler prints the median and 99th
-//!   percentile of single calls (every 64th call timed on its own).
-//! * `encode/*`: framing spans into one buffer, as a stream backend does (the encode-only
-//!   rate the end-to-end numbers can be set against), and the same with `ssf-codec`'s
-//!   reference encoder.
+//!   drains the queue on a runtime thread (a user backend: the span itself is queued);
+//!   refusals (queue full) and a bare tokio channel for comparison. After the timed runs,
+//!   a sampler prints the median and 99th percentile of single calls (every 16th call
+//!   timed on its own).
+//! * `try_record_network/*`: the same for a network client, which encodes each span into
+//!   its queue slot when it is recorded: a flat span (no heap parts) and a typical one,
+//!   recorded by value (`try_record`, the span dropped in the call) and by reference
+//!   (`try_record_ref`).
+//! * `encode/*`: encoding spans as recording does (one pass into a slot), framing them
+//!   into one buffer as a backend that encodes does, and with `ssf-codec`'s encoder.
 //! * `end_to_end/*`: record 10 000 spans, flush, and wait until a sink on its own thread
 //!   has them all: unix and TCP streams to a sink that only walks the 5-byte frame
 //!   headers, UDP to a socket nobody reads (measured up to the flush: every datagram
@@ -57,6 +61,36 @@ fn flat_span(id: i64) -> SsfSpan {
         parent_id: 1,
         start_timestamp: 1_700_000_000_000_000_000,
         end_timestamp: 1_700_000_000_000_100_000,
+        ..Default::default()
+    }
+}
+
+/// The typical span of `ssf bench`: a name, a service, five tags, a counter with a tag
+/// and a timing sample (about 280 bytes encoded, in a queue slot when recorded).
+fn typical_span(id: i64) -> SsfSpan {
+    SsfSpan {
+        trace_id: id,
+        id,
+        parent_id: 1_152_921_504_606_846_975,
+        start_timestamp: 1_700_000_000_000_000_000,
+        end_timestamp: 1_700_000_000_250_000_000,
+        service: "checkout-service".into(),
+        name: "POST /v1/charges".into(),
+        tags: sample::tags([
+            ("http.method", "POST"),
+            ("http.path", "/v1/charges"),
+            ("http.status_code", "200"),
+            ("region", "eu-west-1"),
+            ("host", "web-17"),
+        ]),
+        metrics: vec![
+            sample::count("charges.created", 1.0).with_tag("currency", "eur"),
+            sample::timing(
+                "charges.latency",
+                Duration::from_micros(2_500),
+                Duration::from_millis(1),
+            ),
+        ],
         ..Default::default()
     }
 }
@@ -195,6 +229,178 @@ fn sample_latency(
     );
 }
 
+/// [`sample_latency`] for recording by reference: each thread records its own copy of
+/// `template` over and over (nothing is cloned or dropped per call).
+fn sample_latency_ref(
+    label: &str,
+    threads: usize,
+    pace: Duration,
+    template: &SsfSpan,
+    op: &(dyn Fn(&SsfSpan) -> bool + Sync),
+) {
+    const CALLS: usize = 200_000;
+    let (mut samples, accepted) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    let span = template.clone();
+                    let mut v = Vec::with_capacity(CALLS / 16 + 1);
+                    let mut accepted = 0u64;
+                    for i in 0..CALLS {
+                        if !pace.is_zero() && i % 64 == 0 {
+                            std::thread::sleep(pace);
+                        }
+                        if i % 16 == 0 {
+                            let t = Instant::now();
+                            let ok = op(&span);
+                            v.push(t.elapsed().as_nanos() as u64);
+                            accepted += ok as u64;
+                        } else {
+                            accepted += op(&span) as u64;
+                        }
+                    }
+                    (v, accepted)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut accepted = 0;
+        for h in handles {
+            let (v, a) = h.join().expect("thread");
+            all.extend(v);
+            accepted += a;
+        }
+        (all, accepted)
+    });
+    samples.sort_unstable();
+    let paced = if pace.is_zero() {
+        "unpaced".to_owned()
+    } else {
+        format!("bursts of 64, {pace:?} sleeps between")
+    };
+    eprintln!(
+        "{label} ({paced}): single call median {} ns, p99 {} ns, p99.9 {} ns (a clock \
+         read included); {:.1}% accepted",
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+        samples[samples.len() * 999 / 1000],
+        100.0 * accepted as f64 / (CALLS * threads) as f64,
+    );
+}
+
+/// Runs `per_thread` calls of `op` on each of `threads` threads at once, each thread on
+/// its own copy of `template`; returns the mean time one thread spent.
+fn on_threads_ref(
+    threads: usize,
+    per_thread: u64,
+    template: &SsfSpan,
+    op: &(dyn Fn(&SsfSpan) + Sync),
+) -> Duration {
+    let total: Duration = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    let span = template.clone();
+                    let start = Instant::now();
+                    for _ in 0..per_thread {
+                        op(&span);
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).sum()
+    });
+    total / threads as u32
+}
+
+/// `try_record` and `try_record_ref` of a network client, which encodes each span into
+/// its queue slot: a unix stream client whose backend writes to a sink that only walks
+/// frame headers (on threads of its own), so the queue keeps draining.
+fn try_record_network(c: &mut Criterion) {
+    let rt = runtime(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut group = c.benchmark_group("try_record_network");
+    for (kind, template) in [("flat", flat_span(1)), ("typical", typical_span(1))] {
+        for threads in [1, 2] {
+            let path = dir.path().join(format!("{kind}-{threads}.sock"));
+            let (addr, _counter) = frame_sink(&format!("unix://{}", path.display()));
+            let client = rt.block_on(async {
+                Client::from_address(addr)
+                    .capacity(1 << 14)
+                    .buffered(true)
+                    .build()
+                    .expect("client")
+            });
+            // Spans cloned beforehand (outside the timing) and dropped by the call.
+            let record = |s: SsfSpan| {
+                let _ = black_box(client.try_record(s));
+            };
+            group.bench_function(format!("{kind}_owned_{threads}_thread"), |b| {
+                b.iter_custom(|iters| on_threads(threads, iters, &template, &record))
+            });
+            let record_ref = |s: &SsfSpan| {
+                let _ = black_box(client.try_record_ref(s));
+            };
+            group.bench_function(format!("{kind}_ref_{threads}_thread"), |b| {
+                b.iter_custom(|iters| on_threads_ref(threads, iters, &template, &record_ref))
+            });
+            for pace in [Duration::ZERO, Duration::from_micros(50)] {
+                sample_latency_ref(
+                    &format!("try_record_network/{kind}_ref_{threads}_thread"),
+                    threads,
+                    pace,
+                    &template,
+                    &|s| client.try_record_ref(s).is_ok(),
+                );
+            }
+            sample_latency(
+                &format!("try_record_network/{kind}_owned_{threads}_thread"),
+                threads,
+                Duration::from_micros(50),
+                &template,
+                &|s| client.try_record(s).is_ok(),
+            );
+            let stats = client.stats();
+            eprintln!(
+                "try_record_network/{kind}/{threads}: {} accepted, {} refused (queue full)",
+                stats.accepted(),
+                stats.refused()
+            );
+            rt.block_on(client.shutdown(Duration::from_secs(10)));
+
+            // The same client with the encoding (and the freeing) left to the backend:
+            // recording is the queue alone.
+            let path = dir.path().join(format!("{kind}-{threads}-backend.sock"));
+            let (addr, _counter) = frame_sink(&format!("unix://{}", path.display()));
+            let client = rt.block_on(async {
+                Client::from_address(addr)
+                    .capacity(1 << 14)
+                    .buffered(true)
+                    .encode_in_backend(true)
+                    .build()
+                    .expect("client")
+            });
+            let record = |s: SsfSpan| {
+                let _ = black_box(client.try_record(s));
+            };
+            group.bench_function(
+                format!("{kind}_owned_encoded_in_backend_{threads}_thread"),
+                |b| b.iter_custom(|iters| on_threads(threads, iters, &template, &record)),
+            );
+            sample_latency(
+                &format!("try_record_network/{kind}_owned_encoded_in_backend_{threads}_thread"),
+                threads,
+                Duration::from_micros(50),
+                &template,
+                &|s| client.try_record(s).is_ok(),
+            );
+            rt.block_on(client.shutdown(Duration::from_secs(10)));
+        }
+    }
+    group.finish();
+}
+
 fn try_record(c: &mut Criterion) {
     let rt = runtime(1);
     let template = flat_span(1);
@@ -285,6 +491,16 @@ fn encode(c: &mut Criterion) {
     let codec = ssf_codec::SsfCodec::new();
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(N as u64));
+    // What recording does with each span of a network client: one pass into a slot.
+    group.bench_function("as_recorded_into_a_slot", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for s in &spans {
+                n += trace_client::__bench::encode_as_recorded(black_box(s));
+            }
+            black_box(n)
+        })
+    });
     // What a stream backend does with a batch: frames, back to back, in one buffer.
     let mut buf = BytesMut::with_capacity(256 * 1024);
     group.bench_function("frames_into_one_buffer", |b| {
@@ -294,8 +510,8 @@ fn encode(c: &mut Criterion) {
             black_box(buf.len())
         })
     });
-    // The same with ssf-codec's `encode_frame` (ssf-proto's reference encoder).
-    group.bench_function("frames_into_one_buffer_reference", |b| {
+    // The same with ssf-codec's `encode_frame`.
+    group.bench_function("frames_into_one_buffer_codec", |b| {
         b.iter(|| {
             buf.clear();
             for s in &spans {
@@ -606,5 +822,12 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-criterion_group!(benches, try_record, encode, end_to_end, idle);
+criterion_group!(
+    benches,
+    try_record,
+    try_record_network,
+    encode,
+    end_to_end,
+    idle
+);
 criterion_main!(benches);

@@ -259,6 +259,12 @@ pub use stats::{ClientStats, DropCounts, STATISTICS_NAMES, StatsCounter, report_
 #[doc(hidden)]
 pub mod __bench {
     pub use crate::encode::encode_frames;
+
+    /// Encodes `span` as recording does for a network client (into a queue slot's
+    /// frame); returns the frame's length.
+    pub fn encode_as_recorded(span: &ssf_proto::SsfSpan) -> usize {
+        crate::frame::Frame::encode(span, ssf_codec::MAX_FRAME_LENGTH).map_or(0, |f| f.len())
+    }
 }
 
 // --- end of client core ---
