@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# Regenerates the measured part of BENCHMARKS.md with `ssf bench` (a few minutes).
+# Regenerates the measured part of BENCHMARKS.md with `ssf bench` (about six minutes).
 #
 #   scripts/bench.sh            # build, run, rewrite BENCHMARKS.md between its markers
 #   scripts/bench.sh --print    # build, run, print the section instead
 #
 # Every figure is the median of RUNS runs. The client runs send to an in-process sink that
 # only counts frames or datagrams (--count-only), so they measure the client, and each is
-# set against two ceilings measured the same way: --raw (one pre-encoded span written in a
-# plain loop, same transport and writer count) and --encode-only (encoding alone).
-# Environment: SPANS (spans per run, default 200000), RUNS (default 3), OVERLOAD_SECS and
-# IDLE_SECS (default 10), SINK_RATE (the slow receiver of the overload run, default 50000
-# spans/s).
+# set against two ceilings measured the same way in the same sitting: --raw (one
+# pre-encoded span written in a plain loop, same transport and writer count) and
+# --encode-only (a producer's loop on one thread without the client: the span made the
+# same way and encoded as the client encodes it).
+# Environment: SPANS (spans per stream run, default 2000000; UDP and built-span runs use
+# a quarter), RUNS (default 5), OVERLOAD_SECS and IDLE_SECS (default 10), SINK_RATE (the
+# slow receiver of the overload run, default 50000 spans/s).
 # Needs bash, jq and awk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SPANS=${SPANS:-200000}
-RUNS=${RUNS:-3}
+SPANS=${SPANS:-2000000}
+RUNS=${RUNS:-5}
 OVERLOAD_SECS=${OVERLOAD_SECS:-10}
 SINK_RATE=${SINK_RATE:-50000}
 IDLE_SECS=${IDLE_SECS:-10}
@@ -29,6 +31,7 @@ command -v jq >/dev/null || { echo "bench.sh needs jq" >&2; exit 1; }
 echo "== cargo build --release -p ssf-cli" >&2
 cargo build --release -p ssf-cli >&2
 SSF=target/release/ssf
+STARTED=$(date +%s)
 
 # ssf bench ARGS... -> the median run's JSON report (by spans_per_sec)
 median() {
@@ -40,37 +43,56 @@ median() {
 }
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f %%", 100 * a / b; else print "-" }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100 * a / b; else print "-" }'; }
 # 1234567.8 -> 1 234 568
 rate() { printf '%.0f' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\| \)/\1 \2\3/;ta'; }
+sps() { jq .spans_per_sec <<<"$1"; }
+ds() { jq -r '"\(.delivered) / \(.sent)"' <<<"$1"; }
 
-echo "== encode-only" >&2
-ENCODE=$(median --encode-only --spans "$((SPANS * 5))")
-ENCODE_RATE=$(jq .spans_per_sec <<<"$ENCODE")
+# Spans per run: streams are fast, UDP costs the kernel microseconds per datagram, and
+# building every span costs the producers most of their time.
+spans_for() { # transport mode
+  if [ "$1" = udp ] || [ "$2" = built ]; then echo $((SPANS / 4)); else echo "$SPANS"; fi
+}
 
-declare -A RAW
+declare -A ENCODE
+for mode in reused built; do
+  echo "== encode-only ($mode)" >&2
+  args=(--encode-only --spans "$SPANS")
+  [ "$mode" = reused ] && args+=(--reuse)
+  ENCODE[$mode]=$(median "${args[@]}")
+done
+
+declare -A RAW RAW_ARGS
 for t in unix tcp udp; do
   for p in 1 2; do
+    n=$((SPANS * 5))
+    [ "$t" = udp ] && n=$((SPANS / 2))
     echo "== raw $t x$p" >&2
-    RAW[$t$p]=$(median --raw --in-process "$t" --count-only --producers "$p" --spans "$((SPANS * 5))")
+    RAW[$t$p]=$(median --raw --in-process "$t" --count-only --producers "$p" --spans "$n")
+    RAW_ARGS[$t$p]="--raw --in-process $t --count-only --producers $p --spans $n"
   done
 done
 
+declare -A CLIENT
 ROWS=""
-for t in unix tcp udp; do
-  for b in no yes; do
-    # UDP has no write buffer: the client ignores --buffered there.
-    [ "$t" = udp ] && [ "$b" = yes ] && continue
-    for p in 1 2; do
-      args=(--in-process "$t" --count-only --producers "$p" --spans "$SPANS")
-      [ "$b" = yes ] && args+=(--buffered)
-      echo "== client ${args[*]}" >&2
-      r=$(median "${args[@]}")
-      sps=$(jq .spans_per_sec <<<"$r")
-      raw=$(jq .spans_per_sec <<<"${RAW[$t$p]}")
-      ROWS+="| $t | $b | $p | $(rate "$sps") | $(ratio "$sps" "$raw") | $(ratio "$sps" "$ENCODE_RATE") "
-      ROWS+="| $(jq .cpu_s <<<"$r") | $(mib "$(jq .peak_rss_bytes <<<"$r")") "
-      ROWS+="| $(jq '"\(.delivered) / \(.sent)"' -r <<<"$r") | \`ssf bench ${args[*]}\` |"$'\n'
+for mode in reused built; do
+  for t in unix tcp udp; do
+    for b in no yes; do
+      # UDP has no write buffer: the client ignores --buffered there.
+      [ "$t" = udp ] && [ "$b" = yes ] && continue
+      for p in 1 2; do
+        args=(--in-process "$t" --count-only --producers "$p" --spans "$(spans_for "$t" "$mode")")
+        [ "$b" = yes ] && args+=(--buffered)
+        [ "$mode" = reused ] && args+=(--reuse)
+        echo "== client ${args[*]}" >&2
+        r=$(median "${args[@]}")
+        CLIENT[$mode$t$b$p]=$r
+        ROWS+="| $mode | $t | $b | $p | $(rate "$(sps "$r")") | $(pct "$(sps "$r")" "$(sps "${RAW[$t$p]}")") "
+        ROWS+="| $(pct "$(sps "$r")" "$(sps "${ENCODE[$mode]}")") "
+        ROWS+="| $(jq .cpu_s <<<"$r") | $(mib "$(jq .peak_rss_bytes <<<"$r")") "
+        ROWS+="| $(ds "$r") | \`ssf bench ${args[*]}\` |"$'\n'
+      done
     done
   done
 done
@@ -79,20 +101,37 @@ RAW_ROWS=""
 for t in unix tcp udp; do
   for p in 1 2; do
     r=${RAW[$t$p]}
-    RAW_ROWS+="| $t | $p | $(rate "$(jq .spans_per_sec <<<"$r")") | $(jq .cpu_s <<<"$r") "
-    RAW_ROWS+="| $(jq '"\(.delivered) / \(.sent)"' -r <<<"$r") "
-    RAW_ROWS+="| \`ssf bench --raw --in-process $t --count-only --producers $p --spans $((SPANS * 5))\` |"$'\n'
+    RAW_ROWS+="| $t | $p | $(rate "$(sps "$r")") | $(jq .cpu_s <<<"$r") | $(ds "$r") "
+    RAW_ROWS+="| \`ssf bench ${RAW_ARGS[$t$p]}\` |"$'\n'
   done
 done
 
+# Settings beside the defaults: where spans are encoded, veneur's queue capacity, one
+# backend. Unix, buffered, one producer.
+SETTINGS=""
+setting() { # label, args...
+  local label=$1; shift
+  echo "== setting $label: $*" >&2
+  local r
+  r=$(median "$@")
+  SETTINGS+="| $label | $(rate "$(sps "$r")") | $(jq .cpu_s <<<"$r") | $(mib "$(jq .peak_rss_bytes <<<"$r")") "
+  SETTINGS+="| $(ds "$r") | \`ssf bench $*\` |"$'\n'
+}
+Q=$((SPANS / 4))
+setting "built spans, encoded when recorded (default)" --in-process unix --count-only --buffered --spans "$Q"
+setting "built spans, encoded by the backends" --in-process unix --count-only --buffered --spans "$Q" --encode-in-backend
+setting "reused span, queue of 64 (veneur's default)" --in-process unix --count-only --buffered --spans "$SPANS" --reuse --capacity 64
+setting "reused span, 1 backend" --in-process unix --count-only --buffered --spans "$SPANS" --reuse --backends 1
+setting "reused span, queue of 65 536" --in-process unix --count-only --buffered --spans "$SPANS" --reuse --capacity 65536
+
 DECODING=""
 for t in unix tcp udp; do
-  args=(--in-process "$t" --spans "$SPANS")
+  args=(--in-process "$t" --spans $((SPANS / 4)) --reuse)
   [ "$t" != udp ] && args+=(--buffered)
   echo "== decoding receiver ${args[*]}" >&2
   r=$(median "${args[@]}")
-  DECODING+="| $t | $(rate "$(jq .spans_per_sec <<<"$r")") | $(jq .cpu_s <<<"$r") "
-  DECODING+="| $(mib "$(jq .peak_rss_bytes <<<"$r")") | $(jq '"\(.delivered) / \(.sent)"' -r <<<"$r") "
+  DECODING+="| $t | $(rate "$(sps "$r")") | $(jq .cpu_s <<<"$r") "
+  DECODING+="| $(mib "$(jq .peak_rss_bytes <<<"$r")") | $(ds "$r") "
   DECODING+="| \`ssf bench ${args[*]}\` |"$'\n'
 done
 
@@ -101,7 +140,7 @@ done
 SLOW_ARGS=(--in-process unix --count-only --sink-rate "$SINK_RATE")
 echo "== sustained ${SLOW_ARGS[*]}" >&2
 SLOW=$(median "${SLOW_ARGS[@]}" --spans "$SINK_RATE")
-SUSTAINED=$(jq .spans_per_sec <<<"$SLOW")
+SUSTAINED=$(sps "$SLOW")
 OVER_RATE=$(awk -v s="$SUSTAINED" 'BEGIN { printf "%.0f", 10 * s }')
 OVER_ARGS=("${SLOW_ARGS[@]}" --no-wait --producers 2 --rate "$OVER_RATE" --duration "$OVERLOAD_SECS")
 echo "== overload ${OVER_ARGS[*]}" >&2
@@ -116,23 +155,43 @@ for t in unix tcp udp; do
   IDLE_ROWS+="| \`ssf bench --idle $IDLE_SECS --in-process $t\` |"$'\n'
 done
 
+# The issue's goals, read off the runs above.
+UNIX_B=${CLIENT[reusedunixyes1]}
+TCP_B=${CLIENT[reusedtcpyes1]}
+UDP_1=${CLIENT[reusedudpno1]}
+ELAPSED=$(( $(date +%s) - STARTED ))
+
 SECTION=$(cat <<EOF
 <!-- bench:begin (generated by scripts/bench.sh; edit the script, not this section) -->
 Measured on $(date -u +%Y-%m-%d) at commit \`$(git rev-parse --short HEAD)\`:
 $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),
 $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) of memory, Linux $(uname -r),
-$(rustc --version). Median of $RUNS runs; $SPANS spans per client run, $((SPANS * 5)) per
-reference run.
+$(rustc --version). Median of $RUNS runs; the script took $ELAPSED s.
 
-**Encoding alone** (\`ssf bench --encode-only --spans $((SPANS * 5))\`):
-$(rate "$ENCODE_RATE") spans/s.
+**Against the goals** (one producer, client defaults):
 
-**The client** (producers record with \`try_record\`; on a full queue they yield and
-retry, up to 4 times, then wait with \`record\`; client defaults otherwise: 64-span
-queue, 8 backends; the in-process sink only counts frames or datagrams):
+| goal | measured |
+|---|---|
+| unix stream, buffered: at least 3 M spans/s, beside the encode-only rate | $(rate "$(sps "$UNIX_B")") spans/s, $(pct "$(sps "$UNIX_B")" "$(sps "${ENCODE[reused]}")") of the encode-only rate ($(rate "$(sps "${ENCODE[reused]}")") spans/s on one thread) |
+| UDP: at least 85 % of the \`sendmmsg\` ceiling, no receiver-side loss | $(rate "$(sps "$UDP_1")") spans/s, $(pct "$(sps "$UDP_1")" "$(sps "${RAW[udp1]}")") of one raw writer ($(rate "$(sps "${RAW[udp1]}")")), $(pct "$(sps "$UDP_1")" "$(sps "${RAW[udp2]}")") of two ($(rate "$(sps "${RAW[udp2]}")")); delivered / sent $(ds "$UDP_1") |
+| TCP stream within 20 % of unix (buffered) | $(rate "$(sps "$TCP_B")") spans/s, $(pct "$(sps "$TCP_B")" "$(sps "$UNIX_B")") of unix |
 
-| transport | buffered | producers | spans/s | of raw | of encode-only | cpu s | peak RSS MiB | delivered / sent | command |
-|---|---|---|---|---|---|---|---|---|---|
+**Encode-only** (\`ssf bench --encode-only\`: one thread makes each span as the
+producers do and encodes it as the client does, with no client):
+reused span $(rate "$(sps "${ENCODE[reused]}")") spans/s
+(\`ssf bench --encode-only --spans $SPANS --reuse\`), built spans
+$(rate "$(sps "${ENCODE[built]}")") spans/s (\`ssf bench --encode-only --spans $SPANS\`).
+
+**The client** (client defaults: a 1024-span queue, 8 backends, spans encoded when
+recorded; producers record with \`try_record_ref\` (a *reused* span: the same span with
+fresh IDs and timestamps each time, nothing allocated) or \`try_record\` (a span *built*
+from a template each time, 20 allocations, freed by the recording task); on a full
+queue they yield and retry, up to 4 times, then wait; the in-process sink only counts
+frames or datagrams; "of raw" compares with as many raw writers as producers, "of
+encode-only" with the encode-only rate of the same kind of span):
+
+| span | transport | buffered | producers | spans/s | of raw | of encode-only | cpu s | peak RSS MiB | delivered / sent | command |
+|---|---|---|---|---|---|---|---|---|---|---|
 ${ROWS}
 **Raw ceilings** (one pre-encoded span written in a plain loop by blocking writer
 threads, one connection each: 64 KiB writes of repeated frames on streams, one datagram
@@ -141,6 +200,11 @@ per span in \`sendmmsg\` batches of 64 on UDP):
 | transport | writers | spans/s | cpu s | delivered / sent | command |
 |---|---|---|---|---|---|
 ${RAW_ROWS}
+**Other settings** (unix, buffered, one producer):
+
+| setting | spans/s | cpu s | peak RSS MiB | delivered / sent | command |
+|---|---|---|---|---|---|
+${SETTINGS}
 **With the decoding receiver** (\`ssf-receiver\` decodes and normalises every span in the
 same process, so it competes with the client for the CPUs):
 
@@ -153,9 +217,10 @@ producers offering ten times that without waiting
 (\`ssf bench ${OVER_ARGS[*]}\`):
 offered $(jq .attempted <<<"$OVER") spans in $(jq .elapsed_s <<<"$OVER") s, accepted
 $(jq .accepted <<<"$OVER"), refused $(jq .refused <<<"$OVER") (counted), sent
-$(jq .sent <<<"$OVER") ($(rate "$(jq .spans_per_sec <<<"$OVER")") spans/s), dropped
-$(jq .dropped.total <<<"$OVER"); peak RSS $(mib "$(jq .peak_rss_bytes <<<"$OVER")") MiB; a 10 ms
-ticker on the same runtime was at most $(jq .max_tick_late_ms <<<"$OVER") ms late.
+$(jq .sent <<<"$OVER") ($(rate "$(sps "$OVER")") spans/s), dropped
+$(jq .dropped.total <<<"$OVER"); peak RSS $(mib "$(jq .peak_rss_bytes <<<"$OVER")") MiB
+(the sustained run: $(mib "$(jq .peak_rss_bytes <<<"$SLOW")") MiB); a 10 ms ticker on the
+same runtime was at most $(jq .max_tick_late_ms <<<"$OVER") ms late.
 
 **Idle with the receiver absent** (the client is offered 100 000 spans, refuses what does
 not fit, drops what it accepted, then is left alone; CPU time used while left alone):
