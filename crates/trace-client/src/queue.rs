@@ -20,8 +20,8 @@
 //!   already on its way; a worker that takes a batch and leaves spans behind wakes the
 //!   next one itself.
 //!
-//! So an idle client costs next to nothing (after a few milliseconds every worker sleeps,
-//! waking ten times a second to look), and a
+//! So an idle client costs next to nothing (after a few milliseconds every worker sleeps;
+//! the first one looks ten times a second, the others once), and a
 //! span waits at most about a millisecond for a dozing worker.
 //!
 //! Lost wake-ups are excluded by ordering: a producer pushes (a sequentially consistent
@@ -45,8 +45,10 @@ const LINGER: Duration = Duration::from_micros(10);
 const DOZE: Duration = Duration::from_millis(1);
 /// How many times a dozing worker looks before it sleeps.
 const DOZES: u32 = 4;
-/// How often a sleeping worker looks at the queue even without a wake-up.
+/// How often the first worker, asleep, looks at the queue even without a wake-up.
 const RECHECK: Duration = Duration::from_millis(100);
+/// How often the other workers, asleep, do (the first one finds anything they would).
+const RECHECK_OTHERS: Duration = Duration::from_secs(1);
 
 /// One sleeping worker, in [`Queue::workers`].
 const SLEEPER: u64 = 1;
@@ -286,7 +288,7 @@ impl Queue {
     /// Resolves when there may be work (or the queue is closed). The returned guard
     /// marks this worker as searching until it is dropped, which the worker does once
     /// it took its batch: meanwhile producers leave the other workers asleep.
-    pub(crate) async fn wait_for_work(&self) -> Searching<'_> {
+    pub(crate) async fn wait_for_work(&self, first: bool) -> Searching<'_> {
         // Wake-ups are only ever received in here (awaited, or taken by `enable` from a
         // stored permit). Leaving, however that happens, clears `wake_pending`: a wake-up
         // taken without being waited for then cannot hold back the next one. (A wake-up
@@ -343,12 +345,14 @@ impl Queue {
         searching.set(SLEEPER);
         if !self.has_work() {
             // A sleeping worker still looks again now and then: should a wake-up ever go
-            // missing, spans wait at most this long instead of forever. Ten looks a
-            // second per worker cost nothing measurable.
+            // missing, spans wait at most this long instead of forever. The first
+            // worker looks ten times a second, the others once (every look costs a
+            // thread wake-up).
+            let recheck = if first { RECHECK } else { RECHECK_OTHERS };
             tokio::select! {
                 biased;
                 _ = notified => {}
-                _ = tokio::time::sleep(RECHECK) => {}
+                _ = tokio::time::sleep(recheck) => {}
             }
         }
         searching.set(SEARCHER);
@@ -518,7 +522,7 @@ mod tests {
             workers.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 loop {
-                    let searching = q.wait_for_work().await;
+                    let searching = q.wait_for_work(true).await;
                     match q.pop_batch(&mut out, 16, Some(searching)) {
                         Popped::Some(n) => {
                             taken.fetch_add(n as u64, Ordering::Relaxed);
@@ -588,7 +592,7 @@ mod tests {
             rt.spawn(async move {
                 let mut out = Vec::new();
                 loop {
-                    let searching = q.wait_for_work().await;
+                    let searching = q.wait_for_work(true).await;
                     match q.pop_batch(&mut out, 8, Some(searching)) {
                         Popped::Some(n) => {
                             taken.fetch_add(n as u64, Ordering::Relaxed);

@@ -95,7 +95,7 @@ impl<T: Transport> Worker<T> {
                     }
                     continue 'main;
                 }
-                s = shared.queue.wait_for_work() => s,
+                s = shared.queue.wait_for_work(index == 0) => s,
             };
             let mut searching = Some(searching);
             loop {
