@@ -45,8 +45,16 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(1);
 
-/// Records spans as fast as the queue takes them (yielding every 64), for `OFFER`, while
-/// a ticker measures how late it wakes up. Returns (offered, worst lateness).
+/// The clients' queue capacity.
+const CAPACITY: usize = 256;
+
+/// Records spans in bursts of twice the queue's capacity, sleeping a millisecond between
+/// bursts (when the backends and the ticker run), for `OFFER`, while a ticker measures
+/// how late it wakes up. Returns (offered, worst lateness).
+///
+/// A burst larger than the queue fills it whatever the backends do meanwhile: a backend
+/// that is down drops spans as fast as it takes them, and the kernel's buffers for a
+/// black-holed stream take megabytes before a write blocks.
 async fn offer(client: &Client) -> (u64, Duration) {
     let max_late_us = Arc::new(AtomicU64::new(0));
     let late = Arc::clone(&max_late_us);
@@ -64,7 +72,7 @@ async fn offer(client: &Client) -> (u64, Duration) {
     while start.elapsed() < OFFER {
         offered += 1;
         let _ = client.try_record(span(offered as i64));
-        if offered % 64 == 0 {
+        if offered % (2 * CAPACITY as u64) == 0 {
             // Let the backends and the ticker run; a full queue keeps refusing meanwhile.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -145,7 +153,7 @@ async fn unreachable(client: Client, what: &str) -> trace_client::DropCounts {
 fn builder(url: &str) -> trace_client::ClientBuilder {
     Client::builder(url)
         .parallel_backends(2)
-        .capacity(256)
+        .capacity(CAPACITY)
         .flush_timeout(FLUSH_TIMEOUT)
         .connect_timeout(Duration::from_millis(500))
         .write_timeout(Duration::from_millis(300))
