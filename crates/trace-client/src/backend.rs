@@ -163,7 +163,7 @@ impl<B: Backend> UserTransport<B> {
 }
 
 impl<B: Backend> Transport for UserTransport<B> {
-    fn stage(&mut self, msg: Message) -> bool {
+    fn stage(&mut self, msg: Message, _inline: &[u8]) -> bool {
         if msg.is_span() {
             self.staged.push(msg);
         }

@@ -208,11 +208,11 @@ impl ClientBuilder {
     /// [`try_record`](Client::try_record) refuses with `Full`. At least 1 (veneur's 0, a
     /// hand-off, is refused by `build`), at most [`MAX_CAPACITY`].
     ///
-    /// The queue's slots are allocated when the client is built, 392 bytes each: a
+    /// The queue's slots are allocated when the client is built, 576 bytes each: a
     /// network client encodes each span into its slot when it is recorded (a span whose
     /// encoding is over 360 bytes gets a heap buffer of its own); a user backend's slots
     /// hold the spans themselves (whose strings, samples and tags are the caller's
-    /// allocations, held while they wait). That is 392 KiB for the default 1024, 25 MiB
+    /// allocations, held while they wait). That is 576 KiB for the default 1024, 36 MiB
     /// for 65 536. Recording then allocates nothing.
     ///
     /// veneur's default is 64, which refuses most of a burst (a loop recording as fast

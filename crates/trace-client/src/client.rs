@@ -11,7 +11,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::queue::Refused;
-use concurrent_queue::PushError;
+use crate::ring::PushError;
 
 /// About 30 years from now: "no limit" for a deadline that overflows the clock.
 fn far_future() -> tokio::time::Instant {
@@ -21,7 +21,7 @@ fn far_future() -> tokio::time::Instant {
 use crate::backend::Backend;
 use crate::builder::ClientBuilder;
 use crate::error::{FlushError, RecordError, TryRecordError};
-use crate::frame::Frame;
+use crate::frame::{self, Encoded, INLINE};
 use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
 use crate::message::{Message, Shared, run_flush};
 use crate::stats::{ClientStats, Counters};
@@ -312,14 +312,25 @@ impl Client {
             return Err(TryRecordError::Full(()));
         }
         counters.pre_accept();
-        let frame = match Frame::encode(span, max) {
-            Ok(frame) => frame,
+        let mut buf = [0u8; INLINE];
+        let pushed = match frame::encode(span, max, &mut buf) {
+            Ok(Encoded::Inline(len)) => shared.queue.try_push_inline(
+                Message::Frame {
+                    heap: None,
+                    receipt,
+                },
+                &buf[..len],
+            ),
+            Ok(Encoded::Heap(bytes)) => shared.queue.try_push(Message::Frame {
+                heap: Some(bytes),
+                receipt,
+            }),
             Err(len) => {
                 oversize(counters, len, max, receipt);
                 return Ok(());
             }
         };
-        match shared.queue.try_push(Message::Frame { frame, receipt }) {
+        match pushed {
             Ok(()) => Ok(()),
             Err(refused) => Err(refused_frame(counters, refused)),
         }
@@ -469,8 +480,10 @@ impl Client {
         };
         let counters = &inner.shared.counters;
         let queue = &inner.shared.queue;
-        let frame = match Frame::encode(span, max) {
-            Ok(frame) => frame,
+        let mut buf = [0u8; INLINE];
+        let (heap, len) = match frame::encode(span, max, &mut buf) {
+            Ok(Encoded::Inline(len)) => (None, len),
+            Ok(Encoded::Heap(bytes)) => (Some(bytes), 0),
             Err(len) => {
                 counters.pre_accept();
                 oversize(counters, len, max, None);
@@ -478,14 +491,15 @@ impl Client {
             }
         };
         let msg = Message::Frame {
-            frame,
+            heap,
             receipt: None,
         };
+        let inline = &buf[..len];
         // Counted as accepted only while an attempt is made, so that a future dropped
         // while waiting for room leaves no trace.
         let attempt = |m| {
             counters.pre_accept();
-            let r = queue.try_push(m);
+            let r = queue.try_push_inline(m, inline);
             if r.is_err() {
                 counters.take_back();
             }

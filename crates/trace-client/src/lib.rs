@@ -56,10 +56,10 @@
 //! # Cost
 //!
 //! * **Recording**: a network client encodes the span on the caller's task, in one pass,
-//!   into a slot of a bounded lock-free queue whose slots were allocated when the client
-//!   was built (392 bytes each; a span whose encoding is over 360 bytes gets a heap
-//!   buffer), and frees the span there, while it is still in that core's cache; then a
-//!   compare-and-swap queues it. No lock, no allocation for a typical span, no system
+//!   and frees it there, while it is still in that core's cache; a compare-and-swap then
+//!   claims a slot of a bounded lock-free queue whose slots were allocated when the
+//!   client was built (576 bytes each), and the frame is copied into it (a span whose
+//!   encoding is over 360 bytes gets a heap buffer instead). No lock, no allocation for a typical span, no system
 //!   call in the common case. [`try_record_ref`](Client::try_record_ref) encodes a span
 //!   the caller keeps, so recording the same span value again and again allocates
 //!   nothing at all. A producer wakes a backend only when none is awake or about to come
@@ -74,7 +74,7 @@
 //!   span comes. An idle client, connected or not, uses no CPU; a span recorded while a
 //!   backend naps waits at most about a millisecond (a flush, or a span with a
 //!   [`Receipt`], wakes it at once).
-//! * **Memory**: the queue's slots (392 KiB with the default capacity), the heap buffers
+//! * **Memory**: the queue's slots (576 KiB with the default capacity), the heap buffers
 //!   of large spans while queued, and each backend's buffer (see
 //!   [`buffer_size`](ClientBuilder::buffer_size); unbuffered backends use up to ~128 KiB
 //!   while writing). However many spans are offered, nothing else grows.
@@ -182,7 +182,7 @@
 //! * **`ParallelBackends(0)`** (never send anything) and **`Capacity(0)`** were accepted;
 //!   here both are build errors.
 //! * The default **capacity** was 64 spans, so that a burst was mostly refused; here
-//!   1024 (392 KiB), as veneur's server configures its own client.
+//!   1024 (576 KiB), as veneur's server configures its own client.
 //! * **Encoding** happened in the backends, which also freed the spans; here the
 //!   recording task encodes into the queue's slot, and a span can be recorded by
 //!   reference ([`try_record_ref`](Client::try_record_ref)).
@@ -237,6 +237,7 @@ mod future;
 mod link;
 mod message;
 mod queue;
+mod ring;
 mod stats;
 pub mod testing;
 mod transport;
@@ -263,7 +264,12 @@ pub mod __bench {
     /// Encodes `span` as recording does for a network client (into a queue slot's
     /// frame); returns the frame's length.
     pub fn encode_as_recorded(span: &ssf_proto::SsfSpan) -> usize {
-        crate::frame::Frame::encode(span, ssf_codec::MAX_FRAME_LENGTH).map_or(0, |f| f.len())
+        let mut buf = [0u8; crate::frame::INLINE];
+        match crate::frame::encode(span, ssf_codec::MAX_FRAME_LENGTH, &mut buf) {
+            Ok(crate::frame::Encoded::Inline(len)) => len,
+            Ok(crate::frame::Encoded::Heap(bytes)) => bytes.len(),
+            Err(_) => 0,
+        }
     }
 }
 

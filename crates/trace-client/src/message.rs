@@ -10,27 +10,25 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::{BackendError, DeliveryError, FlushError};
-use crate::frame::Frame;
 use crate::queue::Queue;
 use crate::stats::Counters;
 
 /// The sender half of a receipt.
 pub(crate) type ReceiptSender = oneshot::Sender<Result<(), DeliveryError>>;
 
-/// One entry of the queue. Its size (that of an inline [`Frame`]) is the size of a queue
-/// slot.
+/// What a queue slot carries besides an inline frame (see [`Entry`](crate::queue::Entry)).
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Message {
-    /// A span to hand to a user backend, with an optional receipt to resolve once it is
-    /// sent or dropped.
+    /// A span to hand to a user backend (or to a backend that encodes), with an
+    /// optional receipt to resolve once it is sent or dropped.
     Span {
         span: SsfSpan,
         receipt: Option<ReceiptSender>,
     },
-    /// A span a network client encoded when it was recorded, with an optional receipt.
+    /// A span a network client encoded when it was recorded, with an optional receipt:
+    /// its frame is the slot's inline bytes, or `heap` when it did not fit there.
     Frame {
-        frame: Frame,
+        heap: Option<Box<[u8]>>,
         receipt: Option<ReceiptSender>,
     },
     /// A flush barrier: the worker that takes it asks every worker to flush once it has

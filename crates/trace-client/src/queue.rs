@@ -1,10 +1,11 @@
 //! The client's queue: a bounded lock-free ring between the producers (every handle of
 //! the client) and the backend workers, and how idle workers sleep and are woken.
 //!
-//! The ring ([`concurrent_queue`], a bounded MPMC array queue) costs a producer one
-//! compare-and-swap on the tail and the write of its slot; its storage is allocated when
-//! the client is built, so recording allocates nothing. Closing it is atomic with pushes:
-//! once closed, no push succeeds, and workers drain what is in it.
+//! The ring ([`Ring`], a bounded MPMC array queue of [`Entry`] slots) costs a producer
+//! one compare-and-swap on the tail and the write of its slot (for an encoded span, its
+//! frame is copied in; a backend copies it out into its write buffer); its storage is
+//! allocated when the client is built, so recording allocates nothing. Closing it is
+//! atomic with pushes: once closed, no push succeeds, and workers drain what is in it.
 //!
 //! Waking a sleeping task costs a producer microseconds (a system call when the worker's
 //! thread is parked, and on a busy machine the woken thread may take the producer's CPU
@@ -34,10 +35,11 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use concurrent_queue::{ConcurrentQueue, PopError, PushError};
 use tokio::sync::Notify;
 
-use crate::message::Message;
+use crate::frame::INLINE;
+use crate::message::{Message, ReceiptSender};
+use crate::ring::{PopError, PushError, Ring};
 
 /// How long a worker that found the queue empty keeps looking before it dozes.
 const LINGER: Duration = Duration::from_micros(10);
@@ -74,6 +76,87 @@ impl<T> std::ops::Deref for Padded<T> {
 /// Why a push failed; the message is handed back.
 pub(crate) type Refused = PushError<Message>;
 
+/// One slot of the queue, allocated when the client is built and reused for good. An
+/// encoded span takes a few fields (its frame copied into `frame` when it is recorded
+/// and out of it when a backend takes it), so that moving it in and out of the slot
+/// copies little more than the frame; a span or a flush marker goes in `other`.
+pub(crate) struct Entry {
+    kind: Kind,
+    /// The length of the frame in `frame` (0 when the frame is on the heap).
+    len: u16,
+    frame: [u8; INLINE],
+    heap: Option<Box<[u8]>>,
+    receipt: Option<ReceiptSender>,
+    other: Option<Message>,
+}
+
+/// What an [`Entry`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Nothing (taken, or never filled).
+    Empty,
+    /// An encoded span: `len`, `frame`, `heap`, `receipt`.
+    Frame,
+    /// `other`.
+    Other,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            kind: Kind::Empty,
+            len: 0,
+            frame: [0; INLINE],
+            heap: None,
+            receipt: None,
+            other: None,
+        }
+    }
+}
+
+impl Entry {
+    /// Fills an empty entry with `msg` and, for an encoded span, its inline frame.
+    #[inline]
+    fn fill(&mut self, msg: Message, inline: &[u8]) {
+        match msg {
+            Message::Frame { heap, receipt } => {
+                // Callers give at most `INLINE` bytes; more would be a bug, and is
+                // dropped rather than risk a panic while the slot is claimed.
+                if let Some(dst) = self.frame.get_mut(..inline.len()) {
+                    dst.copy_from_slice(inline);
+                    self.len = inline.len() as u16;
+                }
+                self.heap = heap;
+                self.receipt = receipt;
+                self.kind = Kind::Frame;
+            }
+            other => {
+                self.other = Some(other);
+                self.kind = Kind::Other;
+            }
+        }
+    }
+
+    /// Empties the entry: its message and, for an encoded span, its inline frame (empty
+    /// otherwise), valid until the entry is filled again.
+    #[inline]
+    fn take(&mut self) -> Option<(Message, &[u8])> {
+        let kind = std::mem::replace(&mut self.kind, Kind::Empty);
+        let len = usize::from(std::mem::take(&mut self.len));
+        match kind {
+            Kind::Empty => None,
+            Kind::Frame => Some((
+                Message::Frame {
+                    heap: self.heap.take(),
+                    receipt: self.receipt.take(),
+                },
+                self.frame.get(..len).unwrap_or_default(),
+            )),
+            Kind::Other => self.other.take().map(|m| (m, &[][..])),
+        }
+    }
+}
+
 /// What [`Queue::pop_batch`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Popped {
@@ -87,7 +170,7 @@ pub(crate) enum Popped {
 
 #[derive(Debug)]
 pub(crate) struct Queue {
-    ring: ConcurrentQueue<Message>,
+    ring: Ring<Entry>,
     /// Sleeping workers (bits 0-15), dozing workers (bits 16-31) and searching workers
     /// (bits 32-63). Read by every producer after each push; written only when workers
     /// change state.
@@ -109,7 +192,7 @@ impl Queue {
     /// A queue of `capacity` (at least 1) messages; its storage is allocated here.
     pub(crate) fn new(capacity: usize) -> Self {
         Queue {
-            ring: ConcurrentQueue::bounded(capacity.max(1)),
+            ring: Ring::new(capacity),
             workers: Padded(AtomicU64::new(0)),
             doze_limit: (capacity / 4).max(1),
             wake_pending: AtomicBool::new(false),
@@ -123,12 +206,22 @@ impl Queue {
     /// Pushes without waiting.
     #[inline]
     pub(crate) fn try_push(&self, msg: Message) -> Result<(), Refused> {
+        self.try_push_inline(msg, &[])
+    }
+
+    /// Pushes without waiting, with `inline` (at most [`INLINE`] bytes: the frame of a
+    /// [`Message::Frame`] without a heap buffer) copied into the slot.
+    #[inline]
+    pub(crate) fn try_push_inline(&self, msg: Message, inline: &[u8]) -> Result<(), Refused> {
         // Someone waits for these: a dozing worker is woken for them at once.
         let urgent = match &msg {
             Message::Span { receipt, .. } | Message::Frame { receipt, .. } => receipt.is_some(),
             Message::Flush(_) => true,
         };
-        if let Err(e) = self.ring.push(msg) {
+        let pushed = self
+            .ring
+            .push_with(msg, |entry, msg| entry.fill(msg, inline));
+        if let Err(e) = pushed {
             if matches!(e, PushError::Full(_)) {
                 self.refused_full();
             }
@@ -223,40 +316,47 @@ impl Queue {
 
     /// Takes up to `limit` messages without waiting; then ends the caller's search (if it
     /// was searching) and, if work is left, makes sure another worker looks at it.
+    /// Inline frames are left behind: for discarding messages, and for tests.
     pub(crate) fn pop_batch(
         &self,
         out: &mut Vec<Message>,
         limit: usize,
         searching: Option<Searching<'_>>,
     ) -> Popped {
-        self.pop_with(limit, searching, |m| {
+        self.pop_with(limit, searching, |m, _| {
             out.push(m);
             true
         })
     }
 
-    /// Takes up to `limit` messages without waiting, handing each to `take`, which returns
-    /// false to stop after the one it was given. Then ends the caller's search (if it was
-    /// searching) and, if more than `limit` messages are left, makes sure another worker
-    /// looks at them: with less, this worker takes the rest itself once done (it looks
-    /// again before it waits).
+    /// Takes up to `limit` messages without waiting, handing each to `take` with its
+    /// slot's inline frame (empty if it has none): `take` copies what it needs while the
+    /// slot is held, and returns false to stop after this message. Then ends the
+    /// caller's search (if it was searching) and, if more than `limit` messages are
+    /// left, makes sure another worker looks at them: with less, this worker takes the
+    /// rest itself once done (it looks again before it waits).
     #[inline]
     pub(crate) fn pop_with(
         &self,
         limit: usize,
         searching: Option<Searching<'_>>,
-        mut take: impl FnMut(Message) -> bool,
+        mut take: impl FnMut(Message, &[u8]) -> bool,
     ) -> Popped {
         let mut n = 0;
         let mut closed = false;
         while n < limit {
-            match self.ring.pop() {
-                Ok(m) => {
+            let popped = self
+                .ring
+                .pop_with(|entry| entry.take().map(|(msg, inline)| take(msg, inline)));
+            match popped {
+                Ok(Some(more)) => {
                     n += 1;
-                    if !take(m) {
+                    if !more {
                         break;
                     }
                 }
+                // A slot whose producer panicked while filling it: nothing in it.
+                Ok(None) => {}
                 Err(PopError::Empty) => break,
                 Err(PopError::Closed) => {
                     closed = true;
@@ -477,6 +577,12 @@ mod tests {
             Message::Span { span, .. } => span.id,
             Message::Frame { .. } | Message::Flush(_) => -1,
         }
+    }
+
+    #[test]
+    fn a_slot_takes_576_bytes() {
+        // The documented memory of the queue: capacity x (the entry + the ring's stamp).
+        assert_eq!(std::mem::size_of::<Entry>() + 8, 576);
     }
 
     #[test]

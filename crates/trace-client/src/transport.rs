@@ -31,11 +31,12 @@ use crate::message::{Message, ReceiptSender, Shared, Signal};
 /// by user [`Backend`](crate::Backend)s.
 pub(crate) trait Transport: Send + 'static {
     /// Takes one span message (never a flush marker) of the batch being taken from the
-    /// queue: an encoded frame is copied into the write buffer, a span encoded into it
-    /// (or kept, for a user backend). Returns false when the transport holds enough to
+    /// queue, with its slot's inline frame (`inline`, for a [`Message::Frame`] without a
+    /// heap buffer): an encoded frame is copied into the write buffer, a span encoded
+    /// into it (or kept, for a user backend). Returns false when the transport holds enough to
     /// write: the worker then ends the batch and calls
     /// [`send_staged`](Self::send_staged).
-    fn stage(&mut self, msg: Message) -> bool;
+    fn stage(&mut self, msg: Message, inline: &[u8]) -> bool;
 
     /// Sends (or, buffered, keeps in the buffer) what [`stage`](Self::stage) took; counts
     /// each span and resolves its receipt. What is left staged when the client aborts is
@@ -495,11 +496,12 @@ fn stream_target(addr: &Address) -> Option<StreamTarget> {
 
 impl Transport for StreamTransport {
     #[inline]
-    fn stage(&mut self, msg: Message) -> bool {
+    fn stage(&mut self, msg: Message, inline: &[u8]) -> bool {
         let receipt = match msg {
             // Encoded when recorded: a copy.
-            Message::Frame { frame, receipt } => {
-                self.buf.extend_from_slice(frame.as_frame());
+            Message::Frame { heap, receipt } => {
+                self.buf
+                    .extend_from_slice(heap.as_deref().unwrap_or(inline));
                 receipt
             }
             Message::Span { span, receipt } => {
@@ -727,11 +729,13 @@ impl UdpTransport {
 
 impl Transport for UdpTransport {
     #[inline]
-    fn stage(&mut self, msg: Message) -> bool {
+    fn stage(&mut self, msg: Message, inline: &[u8]) -> bool {
         let receipt = match msg {
-            // Encoded (and size-checked) when recorded: a copy.
-            Message::Frame { frame, receipt } => {
-                self.buf.extend_from_slice(frame.datagram());
+            // Encoded (and size-checked) when recorded: a copy, without the header.
+            Message::Frame { heap, receipt } => {
+                let frame = heap.as_deref().unwrap_or(inline);
+                self.buf
+                    .extend_from_slice(frame.get(ssf_codec::HEADER_LEN..).unwrap_or_default());
                 receipt
             }
             Message::Span { span, receipt } => {

@@ -102,15 +102,16 @@ impl<T: Transport> Worker<T> {
                 // Spans go straight from the queue into the transport; a flush marker,
                 // or a transport with enough to write, ends the batch.
                 let mut marker = None;
-                let popped = shared
-                    .queue
-                    .pop_with(limit, searching.take(), |msg| match msg {
-                        Message::Flush(round) => {
-                            marker = Some(round);
-                            false
-                        }
-                        span => transport.stage(span),
-                    });
+                let popped =
+                    shared
+                        .queue
+                        .pop_with(limit, searching.take(), |msg, inline| match msg {
+                            Message::Flush(round) => {
+                                marker = Some(round);
+                                false
+                            }
+                            span => transport.stage(span, inline),
+                        });
                 match popped {
                     Popped::Closed => break 'main false,
                     Popped::Empty => continue 'main,
