@@ -69,11 +69,12 @@
 //!   and the backend encodes and frees it.
 //! * **Sending**: each backend takes what is queued in batches (up to 512 spans),
 //!   copying each frame straight from the queue into one buffer, and writes it.
-//! * **Idle**: a backend that finds the queue empty keeps looking for a few microseconds,
-//!   then every millisecond a few times (one backend at a time), then sleeps until a
-//!   span comes. An idle client, connected or not, uses no CPU; a span recorded while a
-//!   backend naps waits at most about a millisecond (a flush, or a span with a
-//!   [`Receipt`], wakes it at once).
+//! * **Idle**: a backend that finds the queue empty looks again once after letting other
+//!   tasks run, then every millisecond a few times (one backend at a time), then sleeps
+//!   until a span comes. An idle client, connected or not, uses next to no CPU (the
+//!   first backend, asleep, looks at the queue ten times a second, the others once); a span
+//!   recorded while a backend naps waits at most about a millisecond (a flush, a span
+//!   with a [`Receipt`], or a quarter of the queue filling up wakes it at once).
 //! * **Memory**: the queue's slots (576 KiB with the default capacity), the heap buffers
 //!   of large spans while queued, and each backend's buffer (see
 //!   [`buffer_size`](ClientBuilder::buffer_size); unbuffered backends use up to ~128 KiB
