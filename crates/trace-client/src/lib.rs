@@ -4,9 +4,11 @@
 //!
 //! * [`Client`]: a bounded queue drained by backend tasks, each owning one connection.
 //!   [`try_record`](Client::try_record) never waits (a full queue hands the span back),
-//!   [`record`](Client::record) waits for room, [`flush`](Client::flush) is a barrier
-//!   across every backend, [`shutdown`](Client::shutdown) drains within a deadline and
-//!   reports; [`stats`](Client::stats) says where every span went.
+//!   [`try_record_ref`](Client::try_record_ref) records a span the caller keeps (and
+//!   reuses) without allocating, [`record`](Client::record) waits for room,
+//!   [`flush`](Client::flush) is a barrier across every backend,
+//!   [`shutdown`](Client::shutdown) drains within a deadline and reports;
+//!   [`stats`](Client::stats) says where every span went.
 //! * [`Span`], [`context`], [`propagation`], [`metrics`]: building traces, carrying the
 //!   current span across tasks and processes, and sending bare metrics.
 //! * [`Backend`] for your own destination, [`testing`] backends for tests, a process-wide
