@@ -68,6 +68,23 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The one-pass encoder alone, into memory already there (what a network client
+    // does with each span it records, into a buffer on the stack).
+    let mut slice = [0u8; 512];
+    g.bench_function("encode_to_slice_one_pass", |b| {
+        b.iter(|| black_box(wire::encode_to_slice(black_box(&span), &mut slice)))
+    });
+
+    // The reference encoder, through `BufMut`.
+    let mut rbuf = Vec::with_capacity(16 * 1024);
+    g.bench_function("encode_reference", |b| {
+        b.iter(|| {
+            rbuf.clear();
+            wire::encode(black_box(&span), &mut rbuf);
+            black_box(rbuf.len())
+        })
+    });
+
     let mut pbuf = Vec::with_capacity(16 * 1024);
     g.bench_function("baseline_prost_encode", |b| {
         b.iter(|| {
