@@ -107,22 +107,25 @@ for t in unix tcp udp; do
 done
 
 # Settings beside the defaults: where spans are encoded, veneur's queue capacity, one
-# backend. Unix, buffered, one producer.
+# backend, a large queue. One producer; "of raw" is against one raw writer.
 SETTINGS=""
-setting() { # label, args...
-  local label=$1; shift
+setting() { # label, transport, args...
+  local label=$1 t=$2; shift 2
   echo "== setting $label: $*" >&2
   local r
-  r=$(median "$@")
-  SETTINGS+="| $label | $(rate "$(sps "$r")") | $(jq .cpu_s <<<"$r") | $(mib "$(jq .peak_rss_bytes <<<"$r")") "
-  SETTINGS+="| $(ds "$r") | \`ssf bench $*\` |"$'\n'
+  r=$(median --in-process "$t" --count-only "$@")
+  SETTINGS+="| $label | $t | $(rate "$(sps "$r")") | $(pct "$(sps "$r")" "$(sps "${RAW[${t}1]}")") "
+  SETTINGS+="| $(jq .cpu_s <<<"$r") | $(mib "$(jq .peak_rss_bytes <<<"$r")") "
+  SETTINGS+="| $(ds "$r") | \`ssf bench --in-process $t --count-only $*\` |"$'\n'
 }
 Q=$((SPANS / 4))
-setting "built spans, encoded when recorded (default)" --in-process unix --count-only --buffered --spans "$Q"
-setting "built spans, encoded by the backends" --in-process unix --count-only --buffered --spans "$Q" --encode-in-backend
-setting "reused span, queue of 64 (veneur's default)" --in-process unix --count-only --buffered --spans "$SPANS" --reuse --capacity 64
-setting "reused span, 1 backend" --in-process unix --count-only --buffered --spans "$SPANS" --reuse --backends 1
-setting "reused span, queue of 65 536" --in-process unix --count-only --buffered --spans "$SPANS" --reuse --capacity 65536
+setting "built spans, encoded when recorded (default), buffered" unix --buffered --spans "$Q"
+setting "built spans, encoded by the backends, buffered" unix --buffered --spans "$Q" --encode-in-backend
+setting "reused span, queue of 64 (veneur's default), buffered" unix --buffered --spans "$SPANS" --reuse --capacity 64
+setting "reused span, 1 backend, buffered" unix --buffered --spans "$SPANS" --reuse --backends 1
+setting "reused span, queue of 65 536, buffered" unix --buffered --spans "$SPANS" --reuse --capacity 65536
+setting "reused span, 1 backend (one socket, as one raw writer)" udp --spans "$Q" --reuse --backends 1
+setting "built spans, encoded by the backends" udp --spans "$Q" --encode-in-backend
 
 DECODING=""
 for t in unix tcp udp; do
@@ -200,10 +203,10 @@ per span in \`sendmmsg\` batches of 64 on UDP):
 | transport | writers | spans/s | cpu s | delivered / sent | command |
 |---|---|---|---|---|---|
 ${RAW_ROWS}
-**Other settings** (unix, buffered, one producer):
+**Other settings** (one producer; "of raw" against one raw writer of the transport):
 
-| setting | spans/s | cpu s | peak RSS MiB | delivered / sent | command |
-|---|---|---|---|---|---|
+| setting | transport | spans/s | of raw | cpu s | peak RSS MiB | delivered / sent | command |
+|---|---|---|---|---|---|---|---|
 ${SETTINGS}
 **With the decoding receiver** (\`ssf-receiver\` decodes and normalises every span in the
 same process, so it competes with the client for the CPUs):
