@@ -92,6 +92,44 @@ fn entry_len_bytes(k: &[u8], v: &[u8]) -> usize {
     2 + varint_len(k.len() as u64) + k.len() + varint_len(v.len() as u64) + v.len()
 }
 
+/// Writes the varint of `v` into `buf` from `at`; returns where it ends. `buf` has room:
+/// a varint takes at most 10 bytes.
+#[inline]
+fn put_varint<const N: usize>(buf: &mut [u8; N], at: usize, mut v: u64) -> usize {
+    let mut i = at;
+    while v >= 0x80 && i + 1 < N {
+        buf[i] = (v as u8) | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    buf[i.min(N - 1)] = v as u8;
+    i + 1
+}
+
+/// Copies `src` into `dst` (as long). Most strings of a span are a few bytes long, and
+/// for those a call to `memcpy` costs more than the copy: up to 32 bytes are copied as
+/// two overlapping fixed-size moves, which the compiler writes inline.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if n != dst.len() || n > 32 {
+        dst.copy_from_slice(src);
+    } else if n >= 16 {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..].copy_from_slice(&src[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else if n > 0 {
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
+    }
+}
+
 /// Writes into a slice; a write past its end is dropped and remembered.
 struct Writer<'a> {
     out: &'a mut [u8],
@@ -115,7 +153,7 @@ impl Writer<'_> {
     fn bytes(&mut self, b: &[u8]) {
         match self.out.get_mut(self.pos..self.pos + b.len()) {
             Some(slot) => {
-                slot.copy_from_slice(b);
+                copy_short(slot, b);
                 self.pos += b.len();
             }
             None => self.ok = false,
@@ -123,12 +161,14 @@ impl Writer<'_> {
     }
 
     #[inline]
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
-            v >>= 7;
+    fn varint(&mut self, v: u64) {
+        if v < 0x80 {
+            self.byte(v as u8);
+            return;
         }
-        self.byte(v as u8);
+        let mut tmp = [0u8; 10];
+        let n = put_varint(&mut tmp, 0, v);
+        self.bytes(&tmp[..n]);
     }
 
     #[inline]
@@ -139,8 +179,11 @@ impl Writer<'_> {
     #[inline]
     fn int(&mut self, tag: u8, v: i64) {
         if v != 0 {
-            self.key(tag, VARINT);
-            self.varint(v as u64);
+            // The key and the value with one bounds check.
+            let mut tmp = [0u8; 11];
+            tmp[0] = (tag << 3) | VARINT;
+            let n = put_varint(&mut tmp, 1, v as u64);
+            self.bytes(&tmp[..n]);
         }
     }
 
@@ -172,7 +215,7 @@ impl Writer<'_> {
                 Some(dst) => {
                     dst[0] = (tag << 3) | LEN;
                     dst[1] = v.len() as u8;
-                    dst[2..].copy_from_slice(v);
+                    copy_short(&mut dst[2..], v);
                     self.pos += 2 + v.len();
                 }
                 None => self.ok = false,
@@ -198,10 +241,10 @@ impl Writer<'_> {
                         dst[2] = (1 << 3) | LEN;
                         dst[3] = k.len() as u8;
                         let (kd, rest) = dst[4..].split_at_mut(k.len());
-                        kd.copy_from_slice(k);
+                        copy_short(kd, k);
                         rest[0] = (2 << 3) | LEN;
                         rest[1] = v.len() as u8;
-                        rest[2..].copy_from_slice(v);
+                        copy_short(&mut rest[2..], v);
                         self.pos += 2 + entry;
                     }
                     None => self.ok = false,
