@@ -4,7 +4,9 @@
 #   scripts/bench.sh            # build, run, rewrite BENCHMARKS.md between its markers
 #   scripts/bench.sh --print    # build, run, print the section instead
 #
-# Every figure is the median of RUNS runs. The client runs send to an in-process sink that
+# Every figure is the median of RUNS runs, made round-robin (one run of each
+# configuration per round, so that a slow spell of this shared machine does not fall on
+# every run of one configuration). The client runs send to an in-process sink that
 # only counts frames or datagrams (--count-only), so they measure the client, and each is
 # set against two ceilings measured the same way in the same sitting: --raw (one
 # pre-encoded span written in a plain loop, same transport and writer count) and
@@ -33,13 +35,30 @@ cargo build --release -p ssf-cli >&2
 SSF=target/release/ssf
 STARTED=$(date +%s)
 
-# ssf bench ARGS... -> the median run's JSON report (by spans_per_sec)
-median() {
-  local runs=()
-  for _ in $(seq "$RUNS"); do
-    runs+=("$("$SSF" bench --json "$@")")
+# Every measured configuration is a job; the jobs run round-robin, RUNS rounds, so
+# that a slow spell of the machine falls on one run of many configurations rather than
+# on every run of one.
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+declare -A JOB_ARGS
+JOBS=()
+job() { # key, ssf bench args...
+  local key=$1; shift
+  JOBS+=("$key")
+  JOB_ARGS[$key]="$*"
+}
+run_jobs() {
+  for round in $(seq "$RUNS"); do
+    for key in "${JOBS[@]}"; do
+      echo "== round $round/$RUNS: ssf bench ${JOB_ARGS[$key]}" >&2
+      # shellcheck disable=SC2086
+      "$SSF" bench --json ${JOB_ARGS[$key]} >>"$TMP/$key.jsonl"
+    done
   done
-  printf '%s\n' "${runs[@]}" | jq -s 'sort_by(.spans_per_sec) | .[(length / 2 | floor)]'
+}
+# key -> the median run's JSON report (by spans_per_sec)
+median() {
+  jq -s 'sort_by(.spans_per_sec) | .[(length / 2 | floor)]' "$TMP/$1.jsonl"
 }
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
@@ -55,46 +74,86 @@ spans_for() { # transport mode
   if [ "$1" = udp ] || [ "$2" = built ]; then echo $((SPANS / 4)); else echo "$SPANS"; fi
 }
 
-declare -A ENCODE
+declare -A RAW_ARGS
 for mode in reused built; do
-  echo "== encode-only ($mode)" >&2
-  args=(--encode-only --spans "$SPANS")
-  [ "$mode" = reused ] && args+=(--reuse)
-  ENCODE[$mode]=$(median "${args[@]}")
+  if [ "$mode" = reused ]; then
+    job "encode-$mode" --encode-only --spans "$SPANS" --reuse
+  else
+    job "encode-$mode" --encode-only --spans "$SPANS"
+  fi
 done
-
-declare -A RAW RAW_ARGS
 for t in unix tcp udp; do
   for p in 1 2; do
     n=$((SPANS * 5))
     [ "$t" = udp ] && n=$((SPANS / 2))
-    echo "== raw $t x$p" >&2
-    RAW[$t$p]=$(median --raw --in-process "$t" --count-only --producers "$p" --spans "$n")
     RAW_ARGS[$t$p]="--raw --in-process $t --count-only --producers $p --spans $n"
+    job "raw-$t$p" ${RAW_ARGS[$t$p]}
   done
 done
-
-declare -A CLIENT
-ROWS=""
+CLIENT_KEYS=()
 for mode in reused built; do
   for t in unix tcp udp; do
     for b in no yes; do
       # UDP has no write buffer: the client ignores --buffered there.
       [ "$t" = udp ] && [ "$b" = yes ] && continue
       for p in 1 2; do
-        args=(--in-process "$t" --count-only --producers "$p" --spans "$(spans_for "$t" "$mode")")
-        [ "$b" = yes ] && args+=(--buffered)
-        [ "$mode" = reused ] && args+=(--reuse)
-        echo "== client ${args[*]}" >&2
-        r=$(median "${args[@]}")
-        CLIENT[$mode$t$b$p]=$r
-        ROWS+="| $mode | $t | $b | $p | $(rate "$(sps "$r")") | $(pct "$(sps "$r")" "$(sps "${RAW[$t$p]}")") "
-        ROWS+="| $(pct "$(sps "$r")" "$(sps "${ENCODE[$mode]}")") "
-        ROWS+="| $(jq .cpu_s <<<"$r") | $(mib "$(jq .peak_rss_bytes <<<"$r")") "
-        ROWS+="| $(ds "$r") | \`ssf bench ${args[*]}\` |"$'\n'
+        args="--in-process $t --count-only --producers $p --spans $(spans_for "$t" "$mode")"
+        [ "$b" = yes ] && args+=" --buffered"
+        [ "$mode" = reused ] && args+=" --reuse"
+        job "client-$mode-$t-$b-$p" $args
+        CLIENT_KEYS+=("$mode $t $b $p")
       done
     done
   done
+done
+
+# Settings beside the defaults: where spans are encoded, veneur's queue capacity, one
+# backend, a large queue. One producer; "of raw" is against one raw writer.
+Q=$((SPANS / 4))
+SETTING_KEYS=()
+setting() { # label, transport, args...
+  local label=$1 t=$2; shift 2
+  local key="setting-${#SETTING_KEYS[@]}"
+  SETTING_KEYS+=("$key")
+  SETTING_LABEL[$key]=$label
+  SETTING_T[$key]=$t
+  job "$key" --in-process "$t" --count-only "$@"
+}
+declare -A SETTING_LABEL SETTING_T
+setting "built spans, encoded when recorded (default), buffered" unix --buffered --spans "$Q"
+setting "built spans, encoded by the backends, buffered" unix --buffered --spans "$Q" --encode-in-backend
+setting "reused span, queue of 64 (veneur's default), buffered" unix --buffered --spans "$SPANS" --reuse --capacity 64
+setting "reused span, 1 backend, buffered" unix --buffered --spans "$SPANS" --reuse --backends 1
+setting "reused span, queue of 65 536, buffered" unix --buffered --spans "$SPANS" --reuse --capacity 65536
+setting "reused span, 1 backend (one socket, as one raw writer)" udp --spans "$Q" --reuse --backends 1
+setting "built spans, encoded by the backends" udp --spans "$Q" --encode-in-backend
+
+for t in unix tcp udp; do
+  args="--in-process $t --spans $((SPANS / 4)) --reuse"
+  [ "$t" != udp ] && args+=" --buffered"
+  job "decoding-$t" $args
+done
+
+# A receiver that takes SINK_RATE spans/s: what the client sustains to it.
+SLOW_ARGS=(--in-process unix --count-only --sink-rate "$SINK_RATE")
+job sustained "${SLOW_ARGS[@]}" --spans "$SINK_RATE"
+
+run_jobs
+
+declare -A ENCODE RAW CLIENT
+for mode in reused built; do ENCODE[$mode]=$(median "encode-$mode"); done
+for t in unix tcp udp; do for p in 1 2; do RAW[$t$p]=$(median "raw-$t$p"); done; done
+
+ROWS=""
+for k in "${CLIENT_KEYS[@]}"; do
+  read -r mode t b p <<<"$k"
+  key="client-$mode-$t-$b-$p"
+  r=$(median "$key")
+  CLIENT[$mode$t$b$p]=$r
+  ROWS+="| $mode | $t | $b | $p | $(rate "$(sps "$r")") | $(pct "$(sps "$r")" "$(sps "${RAW[$t$p]}")") "
+  ROWS+="| $(pct "$(sps "$r")" "$(sps "${ENCODE[$mode]}")") "
+  ROWS+="| $(jq .cpu_s <<<"$r") | $(mib "$(jq .peak_rss_bytes <<<"$r")") "
+  ROWS+="| $(ds "$r") | \`ssf bench ${JOB_ARGS[$key]}\` |"$'\n'
 done
 
 RAW_ROWS=""
@@ -106,43 +165,26 @@ for t in unix tcp udp; do
   done
 done
 
-# Settings beside the defaults: where spans are encoded, veneur's queue capacity, one
-# backend, a large queue. One producer; "of raw" is against one raw writer.
 SETTINGS=""
-setting() { # label, transport, args...
-  local label=$1 t=$2; shift 2
-  echo "== setting $label: $*" >&2
-  local r
-  r=$(median --in-process "$t" --count-only "$@")
-  SETTINGS+="| $label | $t | $(rate "$(sps "$r")") | $(pct "$(sps "$r")" "$(sps "${RAW[${t}1]}")") "
+for key in "${SETTING_KEYS[@]}"; do
+  r=$(median "$key")
+  t=${SETTING_T[$key]}
+  SETTINGS+="| ${SETTING_LABEL[$key]} | $t | $(rate "$(sps "$r")") | $(pct "$(sps "$r")" "$(sps "${RAW[${t}1]}")") "
   SETTINGS+="| $(jq .cpu_s <<<"$r") | $(mib "$(jq .peak_rss_bytes <<<"$r")") "
-  SETTINGS+="| $(ds "$r") | \`ssf bench --in-process $t --count-only $*\` |"$'\n'
-}
-Q=$((SPANS / 4))
-setting "built spans, encoded when recorded (default), buffered" unix --buffered --spans "$Q"
-setting "built spans, encoded by the backends, buffered" unix --buffered --spans "$Q" --encode-in-backend
-setting "reused span, queue of 64 (veneur's default), buffered" unix --buffered --spans "$SPANS" --reuse --capacity 64
-setting "reused span, 1 backend, buffered" unix --buffered --spans "$SPANS" --reuse --backends 1
-setting "reused span, queue of 65 536, buffered" unix --buffered --spans "$SPANS" --reuse --capacity 65536
-setting "reused span, 1 backend (one socket, as one raw writer)" udp --spans "$Q" --reuse --backends 1
-setting "built spans, encoded by the backends" udp --spans "$Q" --encode-in-backend
+  SETTINGS+="| $(ds "$r") | \`ssf bench ${JOB_ARGS[$key]}\` |"$'\n'
+done
 
 DECODING=""
 for t in unix tcp udp; do
-  args=(--in-process "$t" --spans $((SPANS / 4)) --reuse)
-  [ "$t" != udp ] && args+=(--buffered)
-  echo "== decoding receiver ${args[*]}" >&2
-  r=$(median "${args[@]}")
+  r=$(median "decoding-$t")
   DECODING+="| $t | $(rate "$(sps "$r")") | $(jq .cpu_s <<<"$r") "
   DECODING+="| $(mib "$(jq .peak_rss_bytes <<<"$r")") | $(ds "$r") "
-  DECODING+="| \`ssf bench ${args[*]}\` |"$'\n'
+  DECODING+="| \`ssf bench ${JOB_ARGS[decoding-$t]}\` |"$'\n'
 done
 
-# A receiver that takes SINK_RATE spans/s; the client sustains what it takes, and the
-# producers offer ten times that without waiting.
-SLOW_ARGS=(--in-process unix --count-only --sink-rate "$SINK_RATE")
-echo "== sustained ${SLOW_ARGS[*]}" >&2
-SLOW=$(median "${SLOW_ARGS[@]}" --spans "$SINK_RATE")
+# The producers offer ten times what the client sustains to the slow receiver, without
+# waiting.
+SLOW=$(median sustained)
 SUSTAINED=$(sps "$SLOW")
 OVER_RATE=$(awk -v s="$SUSTAINED" 'BEGIN { printf "%.0f", 10 * s }')
 OVER_ARGS=("${SLOW_ARGS[@]}" --no-wait --producers 2 --rate "$OVER_RATE" --duration "$OVERLOAD_SECS")
@@ -158,7 +200,7 @@ for t in unix tcp udp; do
   IDLE_ROWS+="| \`ssf bench --idle $IDLE_SECS --in-process $t\` |"$'\n'
 done
 
-# The issue's goals, read off the runs above.
+# The goals, read off the runs above.
 UNIX_B=${CLIENT[reusedunixyes1]}
 TCP_B=${CLIENT[reusedtcpyes1]}
 UDP_1=${CLIENT[reusedudpno1]}
@@ -169,7 +211,8 @@ SECTION=$(cat <<EOF
 Measured on $(date -u +%Y-%m-%d) at commit \`$(git rev-parse --short HEAD)\`:
 $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),
 $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) of memory, Linux $(uname -r),
-$(rustc --version). Median of $RUNS runs; the script took $ELAPSED s.
+$(rustc --version). Each figure is the median of $RUNS runs; the configurations ran
+round-robin, one run of each per round; the script took $ELAPSED s.
 
 **Against the goals** (one producer, client defaults):
 
