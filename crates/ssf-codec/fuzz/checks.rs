@@ -52,6 +52,16 @@ pub(crate) fn decode_stream(data: &[u8]) {
 fn reencodes(span: &SsfSpan) {
     let bytes = wire::encode_to_vec(span);
     assert_eq!(bytes.len(), wire::encoded_len(span));
+    // The one-pass encoder writes the same bytes, and refuses a slice one byte short.
+    let mut out = vec![0u8; bytes.len() + 1];
+    assert_eq!(wire::encode_to_slice(span, &mut out), Some(bytes.len()));
+    assert_eq!(&out[..bytes.len()], &bytes[..]);
+    if !bytes.is_empty() {
+        assert_eq!(
+            wire::encode_to_slice(span, &mut out[..bytes.len() - 1]),
+            None
+        );
+    }
     let again = wire::decode(&bytes[..]).expect("our own encoding decodes");
     assert_eq!(wire::encode_to_vec(&again), bytes);
 }
