@@ -211,14 +211,17 @@ impl Client {
         }
     }
 
-    /// Queues a span without waiting. Never blocks and allocates nothing: the queue's
+    /// Queues a span without waiting. Never blocks, and allocates nothing: the queue's
     /// slots are allocated when the client is built.
     ///
-    /// A network client encodes the span here, on the caller's task, into the queue's
-    /// slot (a span whose encoding is over 360 bytes gets a heap buffer of its own), and
-    /// frees it here; the backends only copy bytes to their sockets. A span too large to
-    /// send ([`max_datagram_size`](ClientBuilder::max_datagram_size), or the frame
-    /// limit) is accepted and counted as dropped ([`DropReason::Oversize`]).
+    /// A network client encodes the span here, on the caller's task, copies the bytes
+    /// into a queue slot (a span whose encoding is over 360 bytes gets a heap buffer of
+    /// its own instead, the one allocation), and frees the span here; the backends only
+    /// copy bytes to their sockets. A span too large to send
+    /// ([`max_datagram_size`](ClientBuilder::max_datagram_size), or the frame limit) is
+    /// accepted and counted as dropped ([`DropReason::Oversize`]). With
+    /// [`encode_in_backend`](ClientBuilder::encode_in_backend), and for a user backend,
+    /// the span itself is queued.
     ///
     /// # Errors
     ///
@@ -256,9 +259,9 @@ impl Client {
     }
 
     /// Queues a copy of `span` without waiting, leaving the span with the caller: a
-    /// network client encodes it into the queue's slot and that is all (no allocation,
-    /// nothing to free later), so a caller can record the same span value over and over,
-    /// changing its IDs and times in between.
+    /// network client encodes it into a queue slot and that is all (no allocation for a
+    /// span that fits in a slot, nothing to free later), so a caller can record the same
+    /// span value over and over, changing its IDs and times in between.
     ///
     /// Other clients (a user backend, a channel, a sample normaliser) need a span of
     /// their own: it is cloned.
