@@ -87,6 +87,16 @@ pub(crate) struct Entry {
     other: Option<Message>,
 }
 
+/// What [`Queue::pop_with`] did with a slot.
+enum Taken {
+    /// Handed its message on while it was held: whether to go on.
+    Done(bool),
+    /// Took its message out, to hand it on once the slot is released.
+    Later(Message),
+    /// It held nothing.
+    Nothing,
+}
+
 /// What an [`Entry`] holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -116,12 +126,16 @@ impl Entry {
     #[inline]
     fn fill(&mut self, msg: Message, inline: &[u8]) {
         match msg {
-            Message::Frame { heap, receipt } => {
-                // Callers give at most `INLINE` bytes; more would be a bug, and is
-                // dropped rather than risk a panic while the slot is claimed.
-                if let Some(dst) = self.frame.get_mut(..inline.len()) {
-                    dst.copy_from_slice(inline);
-                    self.len = inline.len() as u16;
+            Message::Frame { mut heap, receipt } => {
+                // Callers give at most `INLINE` bytes; more would be a bug, which must
+                // cost an allocation, not the frame (nor a panic while the slot is
+                // claimed).
+                match self.frame.get_mut(..inline.len()) {
+                    Some(dst) => {
+                        dst.copy_from_slice(inline);
+                        self.len = inline.len() as u16;
+                    }
+                    None => heap = Some(inline.into()),
                 }
                 self.heap = heap;
                 self.receipt = receipt;
@@ -342,21 +356,30 @@ impl Queue {
         let mut n = 0;
         let mut closed = false;
         while n < limit {
-            let popped = self
-                .ring
-                .pop_with(|entry| entry.take().map(|(msg, inline)| take(msg, inline)));
-            match popped {
-                Ok(Some(more)) => {
-                    n += 1;
-                    if !more {
-                        break;
-                    }
+            // Only an inline frame is handled while the slot is held (it is copied out of
+            // it); anything else is handed on once the slot is released, so that
+            // producers never wait for a backend to encode a span.
+            let popped = self.ring.pop_with(|entry| match entry.take() {
+                Some((msg @ Message::Frame { heap: None, .. }, inline)) => {
+                    Taken::Done(take(msg, inline))
                 }
+                Some((msg, _)) => Taken::Later(msg),
+                None => Taken::Nothing,
+            });
+            let more = match popped {
+                Ok(Taken::Done(more)) => Some(more),
+                Ok(Taken::Later(msg)) => Some(take(msg, &[])),
                 // A slot whose producer panicked while filling it: nothing in it.
-                Ok(None) => {}
+                Ok(Taken::Nothing) => None,
                 Err(PopError::Empty) => break,
                 Err(PopError::Closed) => {
                     closed = true;
+                    break;
+                }
+            };
+            if let Some(more) = more {
+                n += 1;
+                if !more {
                     break;
                 }
             }
@@ -419,7 +442,11 @@ impl Queue {
                         _ = tokio::time::sleep(DOZE) => false,
                     };
                     if woken {
-                        break;
+                        // A wake-up was spent on this worker: leave, so that
+                        // `wake_pending` is cleared (a dozer that slept on with it set
+                        // would keep every later push from waking anyone).
+                        searching.set(SEARCHER);
+                        return searching;
                     }
                     if self.has_work() {
                         break;
@@ -745,6 +772,76 @@ mod tests {
         }
         q.close();
         rt.block_on(worker).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_up_spent_on_a_dozer_is_not_left_pending() {
+        // A dozing worker is woken for an urgent message that somebody else takes first.
+        // It must not go to sleep with the wake-up still marked as on its way: the next
+        // push, finding it asleep, has to wake it (long before its 1 s recheck).
+        let q = Arc::new(Queue::new(16));
+        let taken = Arc::new(AtomicU64::new(0));
+        let worker = {
+            let (q, taken) = (q.clone(), taken.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                loop {
+                    let searching = q.wait_for_work(false).await;
+                    match q.pop_batch(&mut out, 8, Some(searching)) {
+                        Popped::Some(n) => {
+                            taken.fetch_add(n as u64, Ordering::Relaxed);
+                            out.clear();
+                        }
+                        Popped::Empty => {}
+                        Popped::Closed => return,
+                    }
+                }
+            })
+        };
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            q.workers.load(Ordering::SeqCst) & DOZERS != 0,
+            "the worker dozes"
+        );
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let urgent = Message::Span {
+            span: SsfSpan::default(),
+            receipt: Some(tx),
+        };
+        q.try_push(urgent).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(q.pop_batch(&mut out, 8, None), Popped::Some(1));
+        // The worker wakes to nothing, dozes again and falls asleep.
+        tokio::time::sleep(DOZE * (DOZES + 5)).await;
+        assert!(
+            q.workers.load(Ordering::SeqCst) & SLEEPERS != 0,
+            "the worker sleeps"
+        );
+        q.try_push(span(1)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(taken.load(Ordering::Relaxed), 1, "the push woke the worker");
+        q.close();
+        worker.await.unwrap();
+    }
+
+    #[test]
+    fn an_inline_frame_too_large_for_the_slot_moves_to_the_heap() {
+        let mut e = Entry::default();
+        let bytes: Vec<u8> = (0..INLINE as u32 + 10).map(|i| i as u8).collect();
+        let msg = Message::Frame {
+            heap: None,
+            receipt: None,
+        };
+        e.fill(msg, &bytes);
+        let (msg, inline) = e.take().unwrap();
+        assert!(inline.is_empty());
+        match msg {
+            Message::Frame { heap: Some(h), .. } => assert_eq!(&h[..], &bytes[..]),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.take().is_none(), "taken once");
     }
 
     #[tokio::test]
