@@ -184,6 +184,8 @@ impl<T> Ring<T> {
                 if head.wrapping_add(self.one_lap) == tail {
                     return Err(PushError::Full(value));
                 }
+                // A consumer claimed the slot and is emptying it.
+                snooze(&mut spins);
                 tail = self.tail.0.load(Ordering::Relaxed);
             } else {
                 // Another producer claimed the slot and has not published it yet.
