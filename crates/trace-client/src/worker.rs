@@ -118,6 +118,11 @@ impl<T: Transport> Worker<T> {
                     Popped::Some(_) => {
                         transport.send_staged().await;
                         if shared.aborting.is_set() {
+                            // A flush marker taken with this batch is answered (as shut
+                            // down) like those still in the queue.
+                            if let Some(round) = marker {
+                                discard(Message::Flush(round), &shared);
+                            }
                             break 'main true;
                         }
                         if let Some(round) = marker {

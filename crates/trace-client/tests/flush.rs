@@ -238,3 +238,35 @@ async fn dropped_receipts_never_hold_up_a_backend() {
     }
     assert_eq!(client.stats().sent(), 32);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_taken_with_a_batch_that_an_abort_cuts_short_is_answered_at_once() {
+    // The worker takes [span, flush marker] in one batch and is stuck sending the span
+    // when the shutdown deadline passes: the flush must be answered then (the backend
+    // shut down), not left to run out its own time limit.
+    let gate = Arc::new(Semaphore::new(0));
+    let (sent_tx, _sent) = tokio::sync::mpsc::unbounded_channel();
+    let client = Client::with_backend(Gated {
+        gate: gate.clone(),
+        sent: sent_tx,
+    })
+    .capacity(4)
+    .build()
+    .unwrap();
+    client.try_record(span(1)).unwrap();
+    // The first poll queues the marker behind the span, before the worker runs.
+    let mut flush = tokio_test::task::spawn(client.flush_with_deadline(Duration::from_secs(3600)));
+    assert_pending!(flush.poll());
+    settle().await;
+    assert_eq!(client.stats().queued(), 1, "the worker holds the span");
+    let report = client.shutdown(Duration::from_millis(100)).await;
+    assert!(report.timed_out());
+    settle().await;
+    assert!(flush.is_woken(), "the flush was answered with the shutdown");
+    let err = assert_ready!(flush.poll()).expect_err("the backend shut down first");
+    assert!(
+        !err.is_timed_out(),
+        "answered at the abort, not at the flush's deadline: {err}"
+    );
+    assert_eq!(report.accepted(), report.sent() + report.dropped_total());
+}
