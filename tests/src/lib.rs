@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ssf_proto::SsfSpan;
-use ssf_proto::sample::{self, SampleExt};
 use ssf_receiver::{Receiver, ReceiverHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -42,30 +41,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// A typical span (name, service, 5 tags, a counter and a timing sample) whose trace
 /// and span IDs are `id`.
 pub fn span(id: i64) -> SsfSpan {
-    SsfSpan {
-        trace_id: id,
-        id,
-        start_timestamp: 1_700_000_000_000_000_000,
-        end_timestamp: 1_700_000_000_250_000_000,
-        service: "checkout-service".into(),
-        name: "POST /v1/charges".into(),
-        tags: sample::tags([
-            ("http.method", "POST"),
-            ("http.path", "/v1/charges"),
-            ("http.status_code", "200"),
-            ("region", "eu-west-1"),
-            ("host", "web-17"),
-        ]),
-        metrics: vec![
-            sample::count("charges.created", 1.0).with_tag("currency", "eur"),
-            sample::timing(
-                "charges.latency",
-                Duration::from_micros(2_500),
-                Duration::from_millis(1),
-            ),
-        ],
-        ..Default::default()
-    }
+    trace_client::testing::typical_span(id)
 }
 
 /// The smallest encoded size (bytes on the wire, frame header included) of [`span`]:

@@ -24,7 +24,6 @@ use serde::Serialize;
 use ssf_codec::SsfCodec;
 use ssf_codec::addr::Address;
 use ssf_proto::SsfSpan;
-use ssf_proto::sample::{self, SampleExt};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -507,33 +506,15 @@ async fn idle_client(a: &BenchArgs, idle: Duration) -> Result<Report, Failure> {
     Ok(report.with_usage())
 }
 
-/// The tags of a typical span (and of its samples' first tag set).
-fn typical_tags() -> std::collections::BTreeMap<String, String> {
-    sample::tags([
-        ("http.method", "POST"),
-        ("http.path", "/v1/charges"),
-        ("http.status_code", "200"),
-        ("region", "eu-west-1"),
-        ("host", "web-17"),
-    ])
-}
-
-/// A typical span: name, service, 5 tags, a counter and a timing sample; the same span
-/// the codec benchmark encodes. IDs and timestamps are filled in per span.
+/// A typical span: name, service, 5 tags, a counter and a timing sample; the span the
+/// client's benchmarks send. IDs and timestamps are filled in per span.
 fn template() -> SsfSpan {
     SsfSpan {
-        service: "checkout-service".into(),
-        name: "POST /v1/charges".into(),
-        tags: typical_tags(),
-        metrics: vec![
-            sample::count("charges.created", 1.0).with_tag("currency", "eur"),
-            sample::timing(
-                "charges.latency",
-                Duration::from_micros(2_500),
-                Duration::from_millis(1),
-            ),
-        ],
-        ..Default::default()
+        trace_id: 0,
+        id: 0,
+        start_timestamp: 0,
+        end_timestamp: 0,
+        ..trace_client::testing::typical_span(0)
     }
 }
 

@@ -1,7 +1,8 @@
-//! Backends for tests, equivalent to veneur's `testbackend` package.
+//! Backends for tests, equivalent to veneur's `testbackend` package, and a typical span.
 //!
 //! * [`ChannelBackend`] delivers every span into a channel, waiting while it is full.
 //! * [`FlushingBackend`] collects spans and delivers them as one batch on each flush.
+//! * [`typical_span`] is the span the project's benchmarks and load tests send.
 //!
 //! Both can be told to fail chosen spans or flushes. Neither blocks while holding a lock,
 //! and both are cancel-safe (a shutdown deadline can interrupt them).
@@ -25,11 +26,48 @@
 use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use ssf_proto::SsfSpan;
+use ssf_proto::sample::{self, SampleExt};
 use tokio::sync::mpsc;
 
 use crate::backend::Backend;
+
+/// A typical span of a service: a name, a service, five tags, a counter with a tag and a
+/// timing sample; trace and span IDs `id`, no parent, a start and an end 250 ms apart.
+/// With full-size IDs it encodes to 276 bytes (the size the benchmarks quote).
+///
+/// ```
+/// let span = trace_client::testing::typical_span(7);
+/// assert_eq!((span.id, span.trace_id, span.tags.len(), span.metrics.len()), (7, 7, 5, 2));
+/// ```
+pub fn typical_span(id: i64) -> SsfSpan {
+    SsfSpan {
+        trace_id: id,
+        id,
+        start_timestamp: 1_700_000_000_000_000_000,
+        end_timestamp: 1_700_000_000_250_000_000,
+        service: "checkout-service".into(),
+        name: "POST /v1/charges".into(),
+        tags: sample::tags([
+            ("http.method", "POST"),
+            ("http.path", "/v1/charges"),
+            ("http.status_code", "200"),
+            ("region", "eu-west-1"),
+            ("host", "web-17"),
+        ]),
+        metrics: vec![
+            sample::count("charges.created", 1.0).with_tag("currency", "eur"),
+            sample::timing(
+                "charges.latency",
+                Duration::from_micros(2_500),
+                Duration::from_millis(1),
+            ),
+        ],
+        ..Default::default()
+    }
+}
 
 type SendErrors = Arc<dyn Fn(&SsfSpan) -> Option<io::Error> + Send + Sync>;
 type FlushErrors = Arc<dyn Fn(&[SsfSpan]) -> Option<io::Error> + Send + Sync>;

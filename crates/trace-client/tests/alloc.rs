@@ -82,34 +82,11 @@ async fn try_record_allocates_nothing_per_span() {
     assert_eq!(client.stats().sent(), 3 * N as u64);
 }
 
-/// A typical span of a service: a name, a service, five tags, a counter with a tag and a
-/// timing sample (about 280 bytes encoded).
+/// A typical span of a service, with a full-size parent ID.
 fn typical(id: i64) -> SsfSpan {
-    use ssf_proto::sample::{self, SampleExt};
     SsfSpan {
-        trace_id: id,
-        id,
         parent_id: 1_152_921_504_606_846_975,
-        start_timestamp: 1_700_000_000_000_000_000,
-        end_timestamp: 1_700_000_000_250_000_000,
-        service: "checkout-service".into(),
-        name: "POST /v1/charges".into(),
-        tags: sample::tags([
-            ("http.method", "POST"),
-            ("http.path", "/v1/charges"),
-            ("http.status_code", "200"),
-            ("region", "eu-west-1"),
-            ("host", "web-17"),
-        ]),
-        metrics: vec![
-            sample::count("charges.created", 1.0).with_tag("currency", "eur"),
-            sample::timing(
-                "charges.latency",
-                std::time::Duration::from_micros(2_500),
-                std::time::Duration::from_millis(1),
-            ),
-        ],
-        ..Default::default()
+        ..trace_client::testing::typical_span(id)
     }
 }
 
