@@ -582,6 +582,23 @@ mod tests {
     use ssf_proto::SsfSpan;
     use std::sync::Arc;
 
+    /// A worker: waits for work and takes batches of `batch`, counting what it takes in
+    /// `taken`, until the queue is closed.
+    async fn worker_loop(q: Arc<Queue>, taken: Arc<AtomicU64>, first: bool, batch: usize) {
+        let mut out = Vec::new();
+        loop {
+            let searching = q.wait_for_work(first).await;
+            match q.pop_batch(&mut out, batch, Some(searching)) {
+                Popped::Some(n) => {
+                    taken.fetch_add(n as u64, Ordering::Relaxed);
+                    out.clear();
+                }
+                Popped::Empty => {}
+                Popped::Closed => return,
+            }
+        }
+    }
+
     fn span(id: i64) -> Message {
         Message::Span {
             span: SsfSpan {
@@ -645,20 +662,7 @@ mod tests {
         let mut workers = Vec::new();
         for _ in 0..2 {
             let (q, taken) = (q.clone(), taken.clone());
-            workers.push(tokio::spawn(async move {
-                let mut out = Vec::new();
-                loop {
-                    let searching = q.wait_for_work(true).await;
-                    match q.pop_batch(&mut out, 16, Some(searching)) {
-                        Popped::Some(n) => {
-                            taken.fetch_add(n as u64, Ordering::Relaxed);
-                            out.clear();
-                        }
-                        Popped::Empty => {}
-                        Popped::Closed => return,
-                    }
-                }
-            }));
+            workers.push(tokio::spawn(worker_loop(q, taken, true, 16)));
         }
         let producer = {
             let q = q.clone();
@@ -715,20 +719,7 @@ mod tests {
         let taken = Arc::new(AtomicU64::new(0));
         let worker = {
             let (q, taken) = (q.clone(), taken.clone());
-            rt.spawn(async move {
-                let mut out = Vec::new();
-                loop {
-                    let searching = q.wait_for_work(true).await;
-                    match q.pop_batch(&mut out, 8, Some(searching)) {
-                        Popped::Some(n) => {
-                            taken.fetch_add(n as u64, Ordering::Relaxed);
-                            out.clear();
-                        }
-                        Popped::Empty => {}
-                        Popped::Closed => return,
-                    }
-                }
-            })
+            rt.spawn(worker_loop(q, taken, true, 8))
         };
         let pushed = AtomicU64::new(0);
         for round in 0..ROUNDS {
@@ -783,20 +774,7 @@ mod tests {
         let taken = Arc::new(AtomicU64::new(0));
         let worker = {
             let (q, taken) = (q.clone(), taken.clone());
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                loop {
-                    let searching = q.wait_for_work(false).await;
-                    match q.pop_batch(&mut out, 8, Some(searching)) {
-                        Popped::Some(n) => {
-                            taken.fetch_add(n as u64, Ordering::Relaxed);
-                            out.clear();
-                        }
-                        Popped::Empty => {}
-                        Popped::Closed => return,
-                    }
-                }
-            })
+            tokio::spawn(worker_loop(q, taken, false, 8))
         };
         for _ in 0..5 {
             tokio::task::yield_now().await;
