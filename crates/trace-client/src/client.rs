@@ -21,7 +21,7 @@ fn far_future() -> tokio::time::Instant {
 use crate::backend::Backend;
 use crate::builder::ClientBuilder;
 use crate::error::{FlushError, RecordError, TryRecordError};
-use crate::frame::{self, Encoded, INLINE};
+use crate::frame::{self, INLINE};
 use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
 use crate::message::{Message, Shared, run_flush};
 use crate::stats::{ClientStats, Counters};
@@ -316,24 +316,14 @@ impl Client {
         }
         counters.pre_accept();
         let mut buf = [0u8; INLINE];
-        let pushed = match frame::encode(span, max, &mut buf) {
-            Ok(Encoded::Inline(len)) => shared.queue.try_push_inline(
-                Message::Frame {
-                    heap: None,
-                    receipt,
-                },
-                &buf[..len],
-            ),
-            Ok(Encoded::Heap(bytes)) => shared.queue.try_push(Message::Frame {
-                heap: Some(bytes),
-                receipt,
-            }),
+        let (msg, inline) = match frame::encode(span, max, &mut buf) {
+            Ok(encoded) => encoded.into_message(receipt),
             Err(len) => {
                 oversize(counters, len, max, receipt);
                 return Ok(());
             }
         };
-        match pushed {
+        match shared.queue.try_push_inline(msg, &buf[..inline]) {
             Ok(()) => Ok(()),
             Err(refused) => Err(refused_frame(counters, refused)),
         }
@@ -484,30 +474,16 @@ impl Client {
         let counters = &inner.shared.counters;
         let queue = &inner.shared.queue;
         let mut buf = [0u8; INLINE];
-        let (heap, len) = match frame::encode(span, max, &mut buf) {
-            Ok(Encoded::Inline(len)) => (None, len),
-            Ok(Encoded::Heap(bytes)) => (Some(bytes), 0),
+        let (msg, inline) = match frame::encode(span, max, &mut buf) {
+            Ok(encoded) => encoded.into_message(None),
             Err(len) => {
                 counters.pre_accept();
                 oversize(counters, len, max, None);
                 return Waited::Queued;
             }
         };
-        let msg = Message::Frame {
-            heap,
-            receipt: None,
-        };
-        let inline = &buf[..len];
-        // Counted as accepted only while an attempt is made, so that a future dropped
-        // while waiting for room leaves no trace.
-        let attempt = |m| {
-            counters.pre_accept();
-            let r = queue.try_push_inline(m, inline);
-            if r.is_err() {
-                counters.take_back();
-            }
-            r
-        };
+        let inline = &buf[..inline];
+        let attempt = |m| counted_push(counters, queue, m, inline);
         match queue.push_with(msg, attempt).await {
             Ok(()) => Waited::Queued,
             Err(_) => {
@@ -528,14 +504,7 @@ impl Client {
                     span,
                     receipt: None,
                 };
-                let attempt = |m| {
-                    counters.pre_accept();
-                    let r = queue.try_push(m);
-                    if r.is_err() {
-                        counters.take_back();
-                    }
-                    r
-                };
+                let attempt = |m| counted_push(counters, queue, m, &[]);
                 match queue.push_with(msg, attempt).await {
                     Ok(()) => Ok(()),
                     Err(m) => {
@@ -676,6 +645,23 @@ impl Client {
                 Kind::Neutralized => true,
             }
     }
+}
+
+/// One attempt of a record future to queue `msg` (with its inline frame): counted as
+/// accepted only while the attempt is made, so that a future dropped while waiting for
+/// room leaves no trace.
+fn counted_push(
+    counters: &Counters,
+    queue: &crate::queue::Queue,
+    msg: Message,
+    inline: &[u8],
+) -> Result<(), Refused> {
+    counters.pre_accept();
+    let r = queue.try_push_inline(msg, inline);
+    if r.is_err() {
+        counters.take_back();
+    }
+    r
 }
 
 /// What [`Client::queue_waiting`] did.

@@ -8,10 +8,12 @@
 //! recording task's stack and copied into the queue's slot (and later out of it) once;
 //! a larger one is put on the heap.
 
+use bytes::BytesMut;
 use ssf_proto::SsfSpan;
 use ssf_proto::wire;
 
-use crate::encode::write_header;
+use crate::encode::{self, write_header};
+use crate::message::{Message, ReceiptSender};
 
 /// The largest frame (header included) held in a queue slot rather than on the heap. A
 /// typical span (a name, a service, five tags, two samples) is about 280.
@@ -24,6 +26,30 @@ pub(crate) enum Encoded {
     Inline(usize),
     /// Too large for a slot: on the heap.
     Heap(Box<[u8]>),
+}
+
+impl Encoded {
+    /// The queue message carrying this frame, with `receipt`, and the length of the
+    /// part of the encoding buffer that goes into the queue slot (0 for a heap frame).
+    #[inline]
+    pub(crate) fn into_message(self, receipt: Option<ReceiptSender>) -> (Message, usize) {
+        match self {
+            Encoded::Inline(len) => (
+                Message::Frame {
+                    heap: None,
+                    receipt,
+                },
+                len,
+            ),
+            Encoded::Heap(bytes) => (
+                Message::Frame {
+                    heap: Some(bytes),
+                    receipt,
+                },
+                0,
+            ),
+        }
+    }
 }
 
 /// Encodes `span` as a frame: into `buf` when it fits, else on the heap. `Err(len)` when
@@ -41,25 +67,13 @@ pub(crate) fn encode(span: &SsfSpan, max: usize, buf: &mut [u8; INLINE]) -> Resu
     encode_large(span, max)
 }
 
-/// A frame too large for a slot: measured, then encoded into a buffer of its size.
+/// A frame too large for a slot: encoded as a backend that encodes would, into a buffer
+/// of its size.
 #[cold]
 fn encode_large(span: &SsfSpan, max: usize) -> Result<Encoded, usize> {
-    let body = wire::encoded_len(span);
-    // The header's length field is 32 bits.
-    if body > max || body > u32::MAX as usize {
-        return Err(body);
-    }
-    let mut bytes = vec![0u8; ssf_codec::HEADER_LEN + body];
-    write_header(&mut bytes, body);
-    if wire::encode_to_slice(span, &mut bytes[ssf_codec::HEADER_LEN..]) != Some(body) {
-        // The two encoders disagree about the length (a bug): the reference encoder's
-        // bytes, so that such a bug costs speed, not a frame.
-        let reference = wire::encode_to_vec(span);
-        bytes.truncate(ssf_codec::HEADER_LEN);
-        write_header(&mut bytes, reference.len());
-        bytes.extend_from_slice(&reference);
-    }
-    Ok(Encoded::Heap(bytes.into_boxed_slice()))
+    let mut bytes = BytesMut::new();
+    encode::frame(span, &mut bytes, max)?;
+    Ok(Encoded::Heap(Vec::from(bytes).into_boxed_slice()))
 }
 
 #[cfg(test)]
