@@ -17,8 +17,8 @@
 //! * a producer wakes a dozing worker only when the queue holds a quarter of its
 //!   capacity, or for a message someone waits for (a flush, a span with a receipt); it
 //!   wakes a sleeping worker only when no worker is awake or dozing, and no wake-up is
-//!   already on its way; a worker that takes a batch and leaves spans behind wakes the
-//!   next one itself.
+//!   already on its way; a worker that takes a batch and leaves more than a batch behind
+//!   wakes the next one itself.
 //!
 //! So an idle client costs next to nothing (after a few milliseconds every worker sleeps;
 //! the first one looks ten times a second, the others once), and a
@@ -85,16 +85,6 @@ pub(crate) struct Entry {
     heap: Option<Box<[u8]>>,
     receipt: Option<ReceiptSender>,
     other: Option<Message>,
-}
-
-/// What [`Queue::pop_with`] did with a slot.
-enum Taken {
-    /// Handed its message on while it was held: whether to go on.
-    Done(bool),
-    /// Took its message out, to hand it on once the slot is released.
-    Later(Message),
-    /// It held nothing.
-    Nothing,
 }
 
 /// What an [`Entry`] holds.
@@ -166,6 +156,16 @@ impl Entry {
             Kind::Other => self.other.take().map(|m| (m, &[][..])),
         }
     }
+}
+
+/// What [`Queue::pop_with`] did with a slot.
+enum Taken {
+    /// Handed its message on while it was held: whether to go on.
+    Done(bool),
+    /// Took its message out, to hand it on once the slot is released.
+    Later(Message),
+    /// It held nothing.
+    Nothing,
 }
 
 /// What [`Queue::pop_batch`] found.
