@@ -135,46 +135,40 @@ fn on_threads(
     total / threads as u32
 }
 
-/// Median and 99th percentile of single calls (every 16th call of 200 000 per thread,
-/// timed on its own, so the clock's cost is in each sample; spans cloned beforehand).
-/// `pace`: a sleep after every 64 calls, so that the consumer gets a core and keeps up
-/// (the queue stays drained), as in application threads that do other work between
-/// spans. Without it, two producer threads spinning on a two-core machine leave the
-/// consumer little CPU, and most calls are refused.
-fn sample_latency(
+/// Calls per thread of a latency sample.
+const SAMPLED_CALLS: usize = 196 * 1024;
+
+/// The `i`-th call of a latency-sampling thread: after a sleep of `pace` every 64 calls,
+/// and timed on its own (into `samples`) every 16th.
+fn sampled_call(
+    i: usize,
+    pace: Duration,
+    samples: &mut Vec<u64>,
+    call: impl FnOnce() -> bool,
+) -> bool {
+    if !pace.is_zero() && i % 64 == 0 {
+        std::thread::sleep(pace);
+    }
+    if i % 16 != 0 {
+        return call();
+    }
+    let t = Instant::now();
+    let ok = call();
+    samples.push(t.elapsed().as_nanos() as u64);
+    ok
+}
+
+/// Runs `sample` on `threads` threads at once (each returns its timed calls and how
+/// many of its [`SAMPLED_CALLS`] calls were accepted), then prints the median and tail
+/// of the single calls.
+fn report_latency(
     label: &str,
     threads: usize,
     pace: Duration,
-    template: &SsfSpan,
-    op: &(dyn Fn(SsfSpan) -> bool + Sync),
+    sample: &(dyn Fn() -> (Vec<u64>, u64) + Sync),
 ) {
-    const CALLS: usize = 200_000;
     let (mut samples, accepted) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(move || {
-                    let mut v = Vec::with_capacity(CALLS / 16 + 1);
-                    let mut accepted = 0u64;
-                    for chunk in 0..CALLS / 1024 {
-                        let spans: Vec<SsfSpan> = (0..1024).map(|_| template.clone()).collect();
-                        for (i, s) in spans.into_iter().enumerate() {
-                            if !pace.is_zero() && i % 64 == 0 {
-                                std::thread::sleep(pace);
-                            }
-                            if (chunk * 1024 + i) % 16 == 0 {
-                                let t = Instant::now();
-                                let ok = op(s);
-                                v.push(t.elapsed().as_nanos() as u64);
-                                accepted += ok as u64;
-                            } else {
-                                accepted += op(s) as u64;
-                            }
-                        }
-                    }
-                    (v, accepted)
-                })
-            })
-            .collect();
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(sample)).collect();
         let mut all = Vec::new();
         let mut accepted = 0;
         for h in handles {
@@ -192,7 +186,6 @@ fn sample_latency(
         }
         t.elapsed().as_nanos() / 1000
     };
-    let calls = (CALLS / 1024 * 1024 * threads) as f64;
     let paced = if pace.is_zero() {
         "unpaced".to_owned()
     } else {
@@ -204,8 +197,34 @@ fn sample_latency(
         samples[samples.len() / 2],
         samples[samples.len() * 99 / 100],
         samples[samples.len() * 999 / 1000],
-        100.0 * accepted as f64 / calls,
+        100.0 * accepted as f64 / (SAMPLED_CALLS * threads) as f64,
     );
+}
+
+/// Median and 99th percentile of single calls (every 16th call of about 200 000 per thread,
+/// timed on its own, so the clock's cost is in each sample; spans cloned beforehand).
+/// `pace`: a sleep after every 64 calls, so that the consumer gets a core and keeps up
+/// (the queue stays drained), as in application threads that do other work between
+/// spans. Without it, two producer threads spinning on a two-core machine leave the
+/// consumer little CPU, and most calls are refused.
+fn sample_latency(
+    label: &str,
+    threads: usize,
+    pace: Duration,
+    template: &SsfSpan,
+    op: &(dyn Fn(SsfSpan) -> bool + Sync),
+) {
+    report_latency(label, threads, pace, &|| {
+        let mut v = Vec::with_capacity(SAMPLED_CALLS / 16 + 1);
+        let mut accepted = 0u64;
+        for chunk in 0..SAMPLED_CALLS / 1024 {
+            let spans: Vec<SsfSpan> = (0..1024).map(|_| template.clone()).collect();
+            for (i, s) in spans.into_iter().enumerate() {
+                accepted += sampled_call(chunk * 1024 + i, pace, &mut v, || op(s)) as u64;
+            }
+        }
+        (v, accepted)
+    });
 }
 
 /// [`sample_latency`] for recording by reference: each thread records its own copy of
@@ -217,54 +236,15 @@ fn sample_latency_ref(
     template: &SsfSpan,
     op: &(dyn Fn(&SsfSpan) -> bool + Sync),
 ) {
-    const CALLS: usize = 200_000;
-    let (mut samples, accepted) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(move || {
-                    let span = template.clone();
-                    let mut v = Vec::with_capacity(CALLS / 16 + 1);
-                    let mut accepted = 0u64;
-                    for i in 0..CALLS {
-                        if !pace.is_zero() && i % 64 == 0 {
-                            std::thread::sleep(pace);
-                        }
-                        if i % 16 == 0 {
-                            let t = Instant::now();
-                            let ok = op(&span);
-                            v.push(t.elapsed().as_nanos() as u64);
-                            accepted += ok as u64;
-                        } else {
-                            accepted += op(&span) as u64;
-                        }
-                    }
-                    (v, accepted)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        let mut accepted = 0;
-        for h in handles {
-            let (v, a) = h.join().expect("thread");
-            all.extend(v);
-            accepted += a;
+    report_latency(label, threads, pace, &|| {
+        let span = template.clone();
+        let mut v = Vec::with_capacity(SAMPLED_CALLS / 16 + 1);
+        let mut accepted = 0u64;
+        for i in 0..SAMPLED_CALLS {
+            accepted += sampled_call(i, pace, &mut v, || op(&span)) as u64;
         }
-        (all, accepted)
+        (v, accepted)
     });
-    samples.sort_unstable();
-    let paced = if pace.is_zero() {
-        "unpaced".to_owned()
-    } else {
-        format!("bursts of 64, {pace:?} sleeps between")
-    };
-    eprintln!(
-        "{label} ({paced}): single call median {} ns, p99 {} ns, p99.9 {} ns (a clock \
-         read included); {:.1}% accepted",
-        samples[samples.len() / 2],
-        samples[samples.len() * 99 / 100],
-        samples[samples.len() * 999 / 1000],
-        100.0 * accepted as f64 / (CALLS * threads) as f64,
-    );
 }
 
 /// Runs `per_thread` calls of `op` on each of `threads` threads at once, each thread on
