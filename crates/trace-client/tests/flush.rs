@@ -30,6 +30,26 @@ impl Backend for Gated {
     }
 }
 
+/// A client whose one backend is [`Gated`]: the gate, and the IDs it sent.
+fn gated_client(
+    capacity: usize,
+) -> (
+    Client,
+    Arc<Semaphore>,
+    tokio::sync::mpsc::UnboundedReceiver<i64>,
+) {
+    let gate = Arc::new(Semaphore::new(0));
+    let (sent_tx, sent) = tokio::sync::mpsc::unbounded_channel();
+    let client = Client::with_backend(Gated {
+        gate: gate.clone(),
+        sent: sent_tx,
+    })
+    .capacity(capacity)
+    .build()
+    .unwrap();
+    (client, gate, sent)
+}
+
 async fn settle() {
     for _ in 0..50 {
         tokio::task::yield_now().await;
@@ -38,15 +58,7 @@ async fn settle() {
 
 #[tokio::test]
 async fn flush_waits_for_a_busy_user_backend() {
-    let gate = Arc::new(Semaphore::new(0));
-    let (sent_tx, mut sent) = tokio::sync::mpsc::unbounded_channel();
-    let client = Client::with_backend(Gated {
-        gate: gate.clone(),
-        sent: sent_tx,
-    })
-    .capacity(4)
-    .build()
-    .unwrap();
+    let (client, gate, mut sent) = gated_client(4);
     for id in 1..=3 {
         client.try_record(span(id)).unwrap();
     }
@@ -198,15 +210,7 @@ async fn flush_interval_flushes_without_being_asked() {
 
 #[tokio::test]
 async fn shutdown_waits_for_a_busy_backend_until_released() {
-    let gate = Arc::new(Semaphore::new(0));
-    let (sent_tx, _sent) = tokio::sync::mpsc::unbounded_channel();
-    let client = Client::with_backend(Gated {
-        gate: gate.clone(),
-        sent: sent_tx,
-    })
-    .capacity(4)
-    .build()
-    .unwrap();
+    let (client, gate, _sent) = gated_client(4);
     client.try_record(span(1)).unwrap();
     client.try_record(span(2)).unwrap();
     let mut shutdown = tokio_test::task::spawn(client.shutdown(PATIENCE));
@@ -244,15 +248,7 @@ async fn a_flush_taken_with_a_batch_that_an_abort_cuts_short_is_answered_at_once
     // The worker takes [span, flush marker] in one batch and is stuck sending the span
     // when the shutdown deadline passes: the flush must be answered then (the backend
     // shut down), not left to run out its own time limit.
-    let gate = Arc::new(Semaphore::new(0));
-    let (sent_tx, _sent) = tokio::sync::mpsc::unbounded_channel();
-    let client = Client::with_backend(Gated {
-        gate: gate.clone(),
-        sent: sent_tx,
-    })
-    .capacity(4)
-    .build()
-    .unwrap();
+    let (client, _gate, _sent) = gated_client(4);
     client.try_record(span(1)).unwrap();
     // The first poll queues the marker behind the span, before the worker runs.
     let mut flush = tokio_test::task::spawn(client.flush_with_deadline(Duration::from_secs(3600)));
