@@ -4,41 +4,21 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ssf_codec::{DatagramCodec, SsfCodec};
 use ssf_proto::prost::Message;
-use ssf_proto::sample::{self, SampleExt};
 use ssf_proto::{SsfSpan, wire};
 use tokio_util::codec::{Decoder, Encoder};
 
 fn typical() -> SsfSpan {
+    // The typical span of the client's benchmarks, with full-size IDs.
     SsfSpan {
         trace_id: 4_611_686_018_427_387_903,
         id: 2_305_843_009_213_693_951,
         parent_id: 1_152_921_504_606_846_975,
-        start_timestamp: 1_700_000_000_000_000_000,
-        end_timestamp: 1_700_000_000_250_000_000,
-        service: "checkout-service".into(),
-        name: "POST /v1/charges".into(),
-        tags: sample::tags([
-            ("http.method", "POST"),
-            ("http.path", "/v1/charges"),
-            ("http.status_code", "200"),
-            ("region", "eu-west-1"),
-            ("host", "web-17"),
-        ]),
-        metrics: vec![
-            sample::count("charges.created", 1.0).with_tag("currency", "eur"),
-            sample::timing(
-                "charges.latency",
-                Duration::from_micros(2_500),
-                Duration::from_millis(1),
-            ),
-        ],
-        ..Default::default()
+        ..trace_client::testing::typical_span(0)
     }
 }
 
