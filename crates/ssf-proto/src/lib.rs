@@ -68,6 +68,8 @@ mod generated;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod json;
+#[cfg(test)]
+mod reference;
 pub mod sample;
 mod slice;
 pub mod span;

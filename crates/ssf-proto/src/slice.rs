@@ -1,18 +1,245 @@
-//! The one-pass encoder behind [`wire::encode_to_slice`](crate::wire::encode_to_slice): the
-//! canonical bytes, written straight into a slice.
+//! The one encoder: the canonical bytes of a span, written in one pass straight into a
+//! slice ([`wire::encode_to_slice`](crate::wire::encode_to_slice)), from an [`SsfSpan`]
+//! or from any span type that shows its fields through [`SpanFields`].
 //!
-//! The reference encoder ([`wire::encode`](crate::wire::encode)) measures each sample
-//! before writing it (once for the span's length, once more for the sample's own length
-//! prefix) and writes through `BufMut`, one capacity check per byte of each varint. Here
-//! nothing is measured: a sample's length prefix is set aside as one byte and filled in
-//! once the sample is written (in the rare case of a sample of 128 bytes or more, the
-//! sample is moved up to make room for a longer prefix), and strings and map entries
-//! under 128 bytes are written with one bounds check each. A property test checks the
-//! bytes against the reference encoder.
+//! Nothing is measured first: a sample's length prefix is set aside as one byte and
+//! filled in once the sample is written (in the rare case of a sample of 128 bytes or
+//! more, the sample is moved up to make room for a longer prefix), and strings and map
+//! entries under 128 bytes are written with one bounds check each. Property tests check
+//! the bytes against a separate reference encoder (test code) and against prost.
 
 use std::collections::BTreeMap;
 
 use crate::{SsfSample, SsfSpan};
+
+/// The fields of a span, as the encoder reads them, in field-number order; every method
+/// but the IDs and times has a default (the field left out).
+///
+/// [`SsfSpan`] implements it (tags in key order, the canonical bytes). A span type of
+/// your own implements it to be encoded without first being turned into an [`SsfSpan`];
+/// tags are written in the order [`tags`](SpanFields::tags) yields them (the protobuf
+/// map's order is free: every decoder accepts any order; veneur's own is random).
+///
+/// ```
+/// use ssf_proto::wire::{self, SpanFields};
+/// use ssf_proto::SsfSpan;
+///
+/// struct Tiny { id: i64, name: &'static str }
+/// impl SpanFields for Tiny {
+///     type Sample = ssf_proto::SsfSample;
+///     fn id(&self) -> i64 { self.id }
+///     fn name(&self) -> &str { self.name }
+///     fn samples(&self) -> &[ssf_proto::SsfSample] { &[] }
+/// }
+///
+/// let mut out = [0u8; 32];
+/// let n = wire::encode_fields_to_slice(&Tiny { id: 7, name: "op" }, &mut out).unwrap();
+/// let same = SsfSpan { id: 7, name: "op".into(), ..Default::default() };
+/// assert_eq!(&out[..n], &wire::encode_to_vec(&same)[..]);
+/// ```
+pub trait SpanFields {
+    /// The type of the span's samples.
+    type Sample: SampleFields;
+
+    /// Field 1, `version`.
+    fn version(&self) -> i32 {
+        0
+    }
+    /// Field 2, `trace_id`.
+    fn trace_id(&self) -> i64 {
+        0
+    }
+    /// Field 3, `id`.
+    fn id(&self) -> i64 {
+        0
+    }
+    /// Field 4, `parent_id`.
+    fn parent_id(&self) -> i64 {
+        0
+    }
+    /// Field 5, `start_timestamp`.
+    fn start_timestamp(&self) -> i64 {
+        0
+    }
+    /// Field 6, `end_timestamp`.
+    fn end_timestamp(&self) -> i64 {
+        0
+    }
+    /// Field 7, `error`.
+    fn error(&self) -> bool {
+        false
+    }
+    /// Field 8, `service`.
+    fn service(&self) -> &str {
+        ""
+    }
+    /// Field 10, `metrics`.
+    fn samples(&self) -> &[Self::Sample];
+    /// Field 11, `tags`, in the order they are to be written.
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::empty()
+    }
+    /// Field 12, `indicator`.
+    fn indicator(&self) -> bool {
+        false
+    }
+    /// Field 13, `name`.
+    fn name(&self) -> &str {
+        ""
+    }
+    /// Field 14, `root_start_timestamp`.
+    fn root_start_timestamp(&self) -> i64 {
+        0
+    }
+}
+
+/// The fields of a sample, as the encoder reads them (see [`SpanFields`]).
+pub trait SampleFields {
+    /// Field 1, `metric`.
+    fn metric(&self) -> i32 {
+        0
+    }
+    /// Field 2, `name`.
+    fn name(&self) -> &str {
+        ""
+    }
+    /// Field 3, `value`.
+    fn value(&self) -> f32 {
+        0.0
+    }
+    /// Field 4, `timestamp`.
+    fn timestamp(&self) -> i64 {
+        0
+    }
+    /// Field 5, `message`.
+    fn message(&self) -> &str {
+        ""
+    }
+    /// Field 6, `status`.
+    fn status(&self) -> i32 {
+        0
+    }
+    /// Field 7, `sample_rate`.
+    fn sample_rate(&self) -> f32 {
+        0.0
+    }
+    /// Field 8, `tags`, in the order they are to be written.
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::empty()
+    }
+    /// Field 9, `unit`.
+    fn unit(&self) -> &str {
+        ""
+    }
+    /// Field 10, `scope`.
+    fn scope(&self) -> i32 {
+        0
+    }
+}
+
+fn btree_tags(m: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
+    m.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+impl SpanFields for SsfSpan {
+    type Sample = SsfSample;
+
+    #[inline]
+    fn version(&self) -> i32 {
+        self.version
+    }
+    #[inline]
+    fn trace_id(&self) -> i64 {
+        self.trace_id
+    }
+    #[inline]
+    fn id(&self) -> i64 {
+        self.id
+    }
+    #[inline]
+    fn parent_id(&self) -> i64 {
+        self.parent_id
+    }
+    #[inline]
+    fn start_timestamp(&self) -> i64 {
+        self.start_timestamp
+    }
+    #[inline]
+    fn end_timestamp(&self) -> i64 {
+        self.end_timestamp
+    }
+    #[inline]
+    fn error(&self) -> bool {
+        self.error
+    }
+    #[inline]
+    fn service(&self) -> &str {
+        &self.service
+    }
+    #[inline]
+    fn samples(&self) -> &[SsfSample] {
+        &self.metrics
+    }
+    #[inline]
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        btree_tags(&self.tags)
+    }
+    #[inline]
+    fn indicator(&self) -> bool {
+        self.indicator
+    }
+    #[inline]
+    fn name(&self) -> &str {
+        &self.name
+    }
+    #[inline]
+    fn root_start_timestamp(&self) -> i64 {
+        self.root_start_timestamp
+    }
+}
+
+impl SampleFields for SsfSample {
+    #[inline]
+    fn metric(&self) -> i32 {
+        self.metric
+    }
+    #[inline]
+    fn name(&self) -> &str {
+        &self.name
+    }
+    #[inline]
+    fn value(&self) -> f32 {
+        self.value
+    }
+    #[inline]
+    fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+    #[inline]
+    fn message(&self) -> &str {
+        &self.message
+    }
+    #[inline]
+    fn status(&self) -> i32 {
+        self.status
+    }
+    #[inline]
+    fn sample_rate(&self) -> f32 {
+        self.sample_rate
+    }
+    #[inline]
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        btree_tags(&self.tags)
+    }
+    #[inline]
+    fn unit(&self) -> &str {
+        &self.unit
+    }
+    #[inline]
+    fn scope(&self) -> i32 {
+        self.scope
+    }
+}
 
 /// Writes the canonical encoding of `span` (the bytes of [`encode`](crate::wire::encode))
 /// at the start of `out`, in one pass; returns its length, or `None` when `out` is too
@@ -33,20 +260,28 @@ use crate::{SsfSample, SsfSpan};
 /// ```
 #[inline]
 pub fn encode_to_slice(span: &SsfSpan, out: &mut [u8]) -> Option<usize> {
+    encode_fields_to_slice(span, out)
+}
+
+/// [`encode_to_slice`] for any span type that shows its fields through [`SpanFields`]:
+/// the same encoder, the same bytes for the same fields (tags in the order the type
+/// yields them).
+#[inline]
+pub fn encode_fields_to_slice<S: SpanFields + ?Sized>(span: &S, out: &mut [u8]) -> Option<usize> {
     let mut w = Writer {
         out,
         pos: 0,
         ok: true,
     };
-    w.int(1, i64::from(span.version));
-    w.int(2, span.trace_id);
-    w.int(3, span.id);
-    w.int(4, span.parent_id);
-    w.int(5, span.start_timestamp);
-    w.int(6, span.end_timestamp);
-    w.boolean(7, span.error);
-    w.string(8, &span.service);
-    for s in &span.metrics {
+    w.int(1, i64::from(span.version()));
+    w.int(2, span.trace_id());
+    w.int(3, span.id());
+    w.int(4, span.parent_id());
+    w.int(5, span.start_timestamp());
+    w.int(6, span.end_timestamp());
+    w.boolean(7, span.error());
+    w.string(8, span.service());
+    for s in span.samples() {
         w.key(10, LEN);
         let prefix_at = w.pos;
         w.byte(0);
@@ -69,10 +304,22 @@ pub fn encode_to_slice(span: &SsfSpan, out: &mut [u8]) -> Option<usize> {
             w.pos = start + extra + len;
         }
     }
-    w.map(11, &span.tags);
-    w.boolean(12, span.indicator);
-    w.string(13, &span.name);
-    w.int(14, span.root_start_timestamp);
+    w.map(11, span.tags());
+    w.boolean(12, span.indicator());
+    w.string(13, span.name());
+    w.int(14, span.root_start_timestamp());
+    w.ok.then_some(w.pos)
+}
+
+/// Writes the canonical encoding of a bare sample (an `SSFSample` message) at the start
+/// of `out`; its length, or `None` when `out` is too small.
+pub(crate) fn encode_sample_to_slice(s: &SsfSample, out: &mut [u8]) -> Option<usize> {
+    let mut w = Writer {
+        out,
+        pos: 0,
+        ok: true,
+    };
+    w.sample(s);
     w.ok.then_some(w.pos)
 }
 
@@ -228,7 +475,7 @@ impl Writer<'_> {
     }
 
     #[inline]
-    fn map(&mut self, tag: u8, m: &BTreeMap<String, String>) {
+    fn map<'t>(&mut self, tag: u8, m: impl Iterator<Item = (&'t str, &'t str)>) {
         for (k, v) in m {
             let (k, v) = (k.as_bytes(), v.as_bytes());
             let entry = 4 + k.len() + v.len();
@@ -262,17 +509,18 @@ impl Writer<'_> {
         }
     }
 
-    fn sample(&mut self, s: &SsfSample) {
-        self.int(1, i64::from(s.metric));
-        self.string(2, &s.name);
-        self.float(3, s.value);
-        self.int(4, s.timestamp);
-        self.string(5, &s.message);
-        self.int(6, i64::from(s.status));
-        self.float(7, s.sample_rate);
-        self.map(8, &s.tags);
-        self.string(9, &s.unit);
-        self.int(10, i64::from(s.scope));
+    #[inline]
+    fn sample<S: SampleFields + ?Sized>(&mut self, s: &S) {
+        self.int(1, i64::from(s.metric()));
+        self.string(2, s.name());
+        self.float(3, s.value());
+        self.int(4, s.timestamp());
+        self.string(5, s.message());
+        self.int(6, i64::from(s.status()));
+        self.float(7, s.sample_rate());
+        self.map(8, s.tags());
+        self.string(9, s.unit());
+        self.int(10, i64::from(s.scope()));
     }
 }
 
@@ -365,7 +613,7 @@ mod tests {
 
         #[test]
         fn the_same_bytes_as_the_reference(span in span(), slack in 0usize..3) {
-            let reference = crate::wire::encode_to_vec(&span);
+            let reference = crate::reference::encode_to_vec(&span);
             let mut out = vec![0u8; reference.len() + slack];
             prop_assert_eq!(encode_to_slice(&span, &mut out), Some(reference.len()));
             prop_assert_eq!(&out[..reference.len()], &reference[..]);
@@ -389,7 +637,7 @@ mod tests {
                 name: "after".into(),
                 ..Default::default()
             };
-            let reference = crate::wire::encode_to_vec(&span);
+            let reference = crate::reference::encode_to_vec(&span);
             let mut out = vec![0u8; reference.len()];
             assert_eq!(encode_to_slice(&span, &mut out), Some(reference.len()));
             assert_eq!(out, reference, "name of {name_len}");
