@@ -64,6 +64,29 @@ fn reencodes(span: &SsfSpan) {
     }
     let again = wire::decode(&bytes[..]).expect("our own encoding decodes");
     assert_eq!(wire::encode_to_vec(&again), bytes);
+    // An independent encoder: prost writes the same bytes, except that it leaves an
+    // empty key or value out of a map entry (veneur, and we, write both).
+    if no_empty_map_parts(span) {
+        use ssf_proto::prost::Message as _;
+        assert_eq!(span.encode_to_vec(), bytes, "prost disagrees");
+    }
+    // Framed through the codec's slice framer: the header, then the same bytes.
+    let mut frame = vec![0u8; HEADER_LEN + bytes.len()];
+    assert_eq!(
+        ssf_codec::encode_frame_to_slice(span, &mut frame),
+        Some(frame.len())
+    );
+    assert_eq!(frame[..HEADER_LEN], ssf_codec::frame_header(bytes.len()));
+    assert_eq!(&frame[HEADER_LEN..], &bytes[..]);
+}
+
+/// Whether every map entry of the span (its tags, its samples' tags) has a non-empty key
+/// and value.
+fn no_empty_map_parts(span: &SsfSpan) -> bool {
+    let full = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter().all(|(k, v)| !k.is_empty() && !v.is_empty())
+    };
+    full(&span.tags) && span.metrics.iter().all(|s| full(&s.tags))
 }
 
 /// `roundtrip`: whatever decodes as a span re-encodes canonically and decodes back to the

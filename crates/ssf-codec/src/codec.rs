@@ -1,5 +1,6 @@
 use bytes::{Buf, BytesMut};
-use ssf_proto::{SsfSpan, wire};
+use ssf_proto::SsfSpan;
+use ssf_proto::wire::{self, SpanFields};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{DecodeError, Error};
@@ -141,16 +142,48 @@ impl SsfCodec {
         let start = dst.len();
         dst.resize(start + HEADER_LEN + len, 0);
         let frame = &mut dst[start..];
-        frame[0] = VERSION;
-        frame[1..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
-        // One pass into the frame's own bytes; the reference encoder should the two ever
-        // disagree about the length.
-        if wire::encode_to_slice(span, &mut frame[HEADER_LEN..]) != Some(len) {
-            dst.truncate(start + HEADER_LEN);
-            wire::encode(span, dst);
+        // `len` is exact (the tests hold it to the encoder); should it ever fall short,
+        // a vector sized by the encoder itself costs time, not a wrong frame.
+        if encode_frame_to_slice(span, frame) != Some(HEADER_LEN + len) {
+            let body = wire::encode_to_vec(span);
+            dst.truncate(start);
+            dst.extend_from_slice(&frame_header(body.len()));
+            dst.extend_from_slice(&body);
         }
         Ok(())
     }
+}
+
+/// The 5-byte header of a frame whose body is `len` bytes (at most `u32::MAX`; larger
+/// lengths are cut to it, so check a length against the limit first).
+#[inline]
+pub fn frame_header(len: usize) -> [u8; HEADER_LEN] {
+    let len = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+    [VERSION, len[0], len[1], len[2], len[3]]
+}
+
+/// Writes one whole frame of `span` (header, then the canonical encoding) at the start
+/// of `out`, in one pass, and returns its length, or `None` when `out` is too small.
+/// The body is `HEADER_LEN` bytes shorter than the frame: compare it with the receiver's
+/// limit ([`MAX_FRAME_LENGTH`]) before sending.
+///
+/// Any span type that shows its fields through [`SpanFields`] can be framed.
+///
+/// ```
+/// use ssf_codec::{HEADER_LEN, encode_frame_to_slice};
+/// use ssf_proto::{wire, SsfSpan};
+///
+/// let span = SsfSpan { id: 1, name: "op".into(), ..Default::default() };
+/// let mut out = [0u8; 64];
+/// let n = encode_frame_to_slice(&span, &mut out).unwrap();
+/// assert_eq!(out[..HEADER_LEN], [0, 0, 0, 0, (n - HEADER_LEN) as u8]);
+/// assert_eq!(&out[HEADER_LEN..n], &wire::encode_to_vec(&span)[..]);
+/// ```
+#[inline]
+pub fn encode_frame_to_slice<S: SpanFields + ?Sized>(span: &S, out: &mut [u8]) -> Option<usize> {
+    let body = wire::encode_fields_to_slice(span, out.get_mut(HEADER_LEN..)?)?;
+    out[..HEADER_LEN].copy_from_slice(&frame_header(body));
+    Some(HEADER_LEN + body)
 }
 
 impl Decoder for SsfCodec {

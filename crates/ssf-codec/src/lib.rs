@@ -67,6 +67,8 @@ mod datagram;
 mod error;
 
 pub use addr::{Address, DEFAULT_ADDRESS};
-pub use codec::{HEADER_LEN, MAX_FRAME_LENGTH, SsfCodec, VERSION};
+pub use codec::{
+    HEADER_LEN, MAX_FRAME_LENGTH, SsfCodec, VERSION, encode_frame_to_slice, frame_header,
+};
 pub use datagram::{DEFAULT_MAX_DATAGRAM_SIZE, DatagramCodec, MAX_UDP_PAYLOAD};
 pub use error::{DecodeError, Error};
