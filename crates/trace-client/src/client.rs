@@ -5,26 +5,23 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ssf_codec::addr::Address;
 use ssf_proto::{SsfSample, SsfSpan};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::queue::Refused;
-use crate::ring::PushError;
+use crate::encode::{self, Framing, INLINE};
+use crate::error::{DeliveryError, DropReason, FlushError, RecordError, TryRecordError};
+use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
+use crate::message::{Message, ReceiptSender};
+use crate::queue::{PushError, Queue, Refused};
+use crate::shared::{Shared, run_flush};
+use crate::stats::{ClientStats, Counters, StatsCounter, report_counters};
+use crate::transport::oversize_error;
 
 /// About 30 years from now: "no limit" for a deadline that overflows the clock.
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
-
-use crate::backend::Backend;
-use crate::builder::ClientBuilder;
-use crate::error::{FlushError, RecordError, TryRecordError};
-use crate::frame::{self, INLINE};
-use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
-use crate::message::{Message, Shared, run_flush};
-use crate::stats::{ClientStats, Counters};
 
 pub(crate) type Normalizer = Arc<dyn Fn(&mut SsfSample) + Send + Sync>;
 
@@ -70,9 +67,9 @@ impl Drop for Tx {
 pub(crate) enum Encoding {
     /// Not at all: the span itself is queued (user backends, channels).
     None,
-    /// When recorded, on the caller's task: the queue carries frames. Spans whose
-    /// encoding is over `max` bytes are dropped as oversize.
-    OnRecord { max: usize },
+    /// When recorded, on the caller's task: the queue carries what the transport sends
+    /// (`framing`). Spans whose encoding is over `max` bytes are dropped as oversize.
+    OnRecord { framing: Framing, max: usize },
     /// By the backends: the queue carries spans.
     InBackend,
 }
@@ -127,56 +124,13 @@ impl Client {
         }
     }
 
-    fn without_workers(kind: Kind) -> Self {
+    pub(crate) fn without_workers(kind: Kind) -> Self {
         Self::from_parts(
             kind,
-            Arc::new(Shared::new(1, Vec::new())),
+            Arc::new(Shared::new(1, Vec::new(), Duration::MAX)),
             None,
             Encoding::None,
         )
-    }
-
-    /// A builder for a client sending to `addr`, an SSF address URL such as
-    /// `udp://127.0.0.1:8128`, `tcp://collector:8128` or `unix:///run/veneur/ssf.sock`
-    /// (see [`ssf_codec::addr`]). The address is parsed by
-    /// [`build`](ClientBuilder::build).
-    pub fn builder(addr: impl AsRef<str>) -> ClientBuilder {
-        ClientBuilder::for_text(addr.as_ref().to_owned())
-    }
-
-    /// A builder for a client sending to an already parsed address.
-    pub fn from_address(addr: Address) -> ClientBuilder {
-        ClientBuilder::for_address(addr)
-    }
-
-    /// A builder for a client handing spans to your own [`Backend`], with one worker and
-    /// a default capacity of 1. Network options make [`build`](ClientBuilder::build)
-    /// fail.
-    pub fn with_backend<B: Backend>(backend: B) -> ClientBuilder {
-        ClientBuilder::for_backend(backend)
-    }
-
-    /// A client whose queue is a channel you read: every recorded span is pushed into it
-    /// without waiting (`Full` when it is full, `Closed` once the receiver is dropped).
-    ///
-    /// There are no backends: a span counts as sent once it is in the channel, a receipt
-    /// resolves to `Ok` at once (before anybody read the span), and flushing always
-    /// succeeds. After [`shutdown`](Client::shutdown) or [`close`](Client::close) records
-    /// are refused; the channel itself closes when the last handle is dropped. A capacity
-    /// of 0 is raised to 1. Needs no runtime.
-    ///
-    /// ```
-    /// use ssf_proto::SsfSpan;
-    /// use trace_client::Client;
-    ///
-    /// let (client, mut rx) = Client::channel(8);
-    /// client.try_record(SsfSpan { id: 5, ..Default::default() })?;
-    /// assert_eq!(rx.try_recv().unwrap().id, 5);
-    /// # Ok::<(), trace_client::TryRecordError>(())
-    /// ```
-    pub fn channel(capacity: usize) -> (Client, mpsc::Receiver<SsfSpan>) {
-        let (tx, rx) = mpsc::channel(capacity.clamp(1, crate::builder::MAX_CAPACITY));
-        (Self::without_workers(Kind::Channel(tx)), rx)
     }
 
     /// A client that refuses every span (as closed, counted in the statistics) and whose
@@ -218,9 +172,9 @@ impl Client {
     /// into a queue slot (a span whose encoding is over 360 bytes gets a heap buffer of
     /// its own instead, the one allocation), and frees the span here; the backends only
     /// copy bytes to their sockets. A span too large to send
-    /// ([`max_datagram_size`](ClientBuilder::max_datagram_size), or the frame limit) is
+    /// ([`max_datagram_size`](crate::ClientBuilder::max_datagram_size), or the frame limit) is
     /// accepted and counted as dropped ([`DropReason::Oversize`]). With
-    /// [`encode_in_backend`](ClientBuilder::encode_in_backend), and for a user backend,
+    /// [`encode_in_backend`](crate::ClientBuilder::encode_in_backend), and for a user backend,
     /// the span itself is queued.
     ///
     /// # Errors
@@ -240,8 +194,8 @@ impl Client {
                 shared.counters.refused(false);
                 return Err(TryRecordError::Closed(span));
             }
-            if let Encoding::OnRecord { max } = inner.encoding {
-                return match self.push_encoded(&span, max, None) {
+            if let Encoding::OnRecord { framing, max } = inner.encoding {
+                return match self.push_encoded(&span, framing, max, None) {
                     Ok(()) => Ok(()),
                     Err(e) => Err(e.map(|()| span)),
                 };
@@ -286,14 +240,14 @@ impl Client {
     #[inline]
     pub fn try_record_ref(&self, span: &SsfSpan) -> Result<(), TryRecordError<()>> {
         let inner = &*self.inner;
-        if let (Kind::Queue(_), None, Encoding::OnRecord { max }) =
+        if let (Kind::Queue(_), None, Encoding::OnRecord { framing, max }) =
             (&inner.kind, &inner.normalizer, inner.encoding)
         {
             if inner.shared.is_closing() {
                 inner.shared.counters.refused(false);
                 return Err(TryRecordError::Closed(()));
             }
-            return self.push_encoded(span, max, None);
+            return self.push_encoded(span, framing, max, None);
         }
         self.try_queue(span.clone(), None).map_err(|e| e.map(drop))
     }
@@ -304,8 +258,9 @@ impl Client {
     fn push_encoded(
         &self,
         span: &SsfSpan,
+        framing: Framing,
         max: usize,
-        receipt: Option<crate::message::ReceiptSender>,
+        receipt: Option<ReceiptSender>,
     ) -> Result<(), TryRecordError<()>> {
         let shared = &*self.inner.shared;
         let counters = &shared.counters;
@@ -316,8 +271,8 @@ impl Client {
         }
         counters.pre_accept();
         let mut buf = [0u8; INLINE];
-        let (msg, inline) = match frame::encode(span, max, &mut buf) {
-            Ok(encoded) => encoded.into_message(receipt),
+        let (msg, inline) = match encode::encode(span, framing, max, &mut buf) {
+            Ok(encoded) => Message::encoded(encoded, receipt),
             Err(len) => {
                 oversize(counters, len, max, receipt);
                 return Ok(());
@@ -351,7 +306,7 @@ impl Client {
     fn try_queue(
         &self,
         mut span: SsfSpan,
-        receipt: Option<crate::message::ReceiptSender>,
+        receipt: Option<ReceiptSender>,
     ) -> Result<(), TryRecordError> {
         let inner = &*self.inner;
         let counters = &inner.shared.counters;
@@ -362,8 +317,8 @@ impl Client {
         self.normalize(&mut span);
         match &inner.kind {
             Kind::Queue(_) => {
-                if let Encoding::OnRecord { max } = inner.encoding {
-                    return match self.push_encoded(&span, max, receipt) {
+                if let Encoding::OnRecord { framing, max } = inner.encoding {
+                    return match self.push_encoded(&span, framing, max, receipt) {
                         Ok(()) => Ok(()),
                         Err(e) => Err(e.map(|()| span)),
                     };
@@ -468,14 +423,15 @@ impl Client {
     /// for room. Other clients: [`Waited::Span`], nothing done.
     async fn queue_waiting(&self, span: &SsfSpan) -> Waited {
         let inner = &*self.inner;
-        let (Kind::Queue(_), Encoding::OnRecord { max }) = (&inner.kind, inner.encoding) else {
+        let (Kind::Queue(_), Encoding::OnRecord { framing, max }) = (&inner.kind, inner.encoding)
+        else {
             return Waited::Span;
         };
         let counters = &inner.shared.counters;
         let queue = &inner.shared.queue;
         let mut buf = [0u8; INLINE];
-        let (msg, inline) = match frame::encode(span, max, &mut buf) {
-            Ok(encoded) => encoded.into_message(None),
+        let (msg, inline) = match encode::encode(span, framing, max, &mut buf) {
+            Ok(encoded) => Message::encoded(encoded, None),
             Err(len) => {
                 counters.pre_accept();
                 oversize(counters, len, max, None);
@@ -538,7 +494,7 @@ impl Client {
 
     /// Waits until every span recorded before this call has been written by its backend
     /// (busy backends are waited for), buffered backends have written their buffers,
-    /// and each backend reported; at most [`flush_timeout`](ClientBuilder::flush_timeout)
+    /// and each backend reported; at most [`flush_timeout`](crate::ClientBuilder::flush_timeout)
     /// (15 s by default).
     ///
     /// # Errors
@@ -559,7 +515,7 @@ impl Client {
     }
 
     /// [`flush`](Client::flush) with a time limit of `deadline` (from the first poll)
-    /// instead of the client's [`flush_timeout`](ClientBuilder::flush_timeout).
+    /// instead of the client's [`flush_timeout`](crate::ClientBuilder::flush_timeout).
     ///
     /// # Errors
     ///
@@ -652,7 +608,7 @@ impl Client {
 /// room leaves no trace.
 fn counted_push(
     counters: &Counters,
-    queue: &crate::queue::Queue,
+    queue: &Queue,
     msg: Message,
     inline: &[u8],
 ) -> Result<(), Refused> {
@@ -676,7 +632,7 @@ enum Waited {
 
 /// Counts a refusal of the queue and hands the span back.
 #[cold]
-fn refused_span(counters: &crate::stats::Counters, refused: Refused) -> TryRecordError {
+fn refused_span(counters: &Counters, refused: Refused) -> TryRecordError {
     let full = matches!(refused, PushError::Full(_));
     counters.unaccept(full);
     let span = match refused.into_inner() {
@@ -693,7 +649,7 @@ fn refused_span(counters: &crate::stats::Counters, refused: Refused) -> TryRecor
 
 /// Counts a refusal of the queue of an encoded span (the caller still has the span).
 #[cold]
-fn refused_frame(counters: &crate::stats::Counters, refused: Refused) -> TryRecordError<()> {
+fn refused_frame(counters: &Counters, refused: Refused) -> TryRecordError<()> {
     let full = matches!(refused, PushError::Full(_));
     counters.unaccept(full);
     if full {
@@ -705,18 +661,30 @@ fn refused_frame(counters: &crate::stats::Counters, refused: Refused) -> TryReco
 
 /// Counts an accepted span as dropped for its size, and resolves its receipt.
 #[cold]
-fn oversize(
-    counters: &crate::stats::Counters,
-    len: usize,
-    max: usize,
-    receipt: Option<crate::message::ReceiptSender>,
-) {
-    counters.dropped(crate::DropReason::Oversize, 1);
+fn oversize(counters: &Counters, len: usize, max: usize, receipt: Option<ReceiptSender>) {
+    counters.dropped(DropReason::Oversize, 1);
     if let Some(r) = receipt {
-        let e = crate::transport::oversize_error(len, max);
-        let _ = r.send(Err(crate::DeliveryError::new(
-            crate::DropReason::Oversize,
-            Some(e),
-        )));
+        let e = oversize_error(len, max);
+        let _ = r.send(Err(DeliveryError::new(DropReason::Oversize, Some(e))));
     }
+}
+
+/// Reports veneur's four client counters to `sink` and resets them, as veneur's
+/// `SendClientStatistics` does.
+///
+/// In this order, each with sample rate 1.0 and `tags` unchanged:
+///
+/// | metric | value | reported |
+/// |---|---|---|
+/// | `trace_client.flushes_failed_total` | failed [`flush`](Client::flush) calls | only if non-zero |
+/// | `trace_client.flushes_succeeded_total` | successful flush calls | always |
+/// | `trace_client.records_failed_total` | refused spans | only if non-zero |
+/// | `trace_client.records_succeeded_total` | accepted spans | always |
+///
+/// Values count what happened since the previous report (each counter is taken and reset
+/// in one atomic step, so nothing is counted twice or lost between reports). These
+/// counters are separate from [`Client::stats`], which never resets. A panicking sink is
+/// contained and counted in [`ClientStats::panics`]; the values it was given are lost.
+pub fn report_statistics(client: &Client, sink: &dyn StatsCounter, tags: &[&str]) {
+    report_counters(client.counters(), sink, tags);
 }

@@ -23,7 +23,7 @@ use std::sync::{PoisonError, RwLock};
 
 use ssf_proto::SsfSpan;
 
-use crate::Client;
+use crate::client::Client;
 use crate::error::TryRecordError;
 
 static DEFAULT: RwLock<Option<Client>> = RwLock::new(None);

@@ -226,74 +226,65 @@
 // boxing it would allocate on the refusal path, exactly when the client is overloaded.
 #![allow(clippy::result_large_err)]
 
-// --- client core (issue 4): modules and re-exports below this line ---
-
-mod backend;
-mod backoff;
+// The modules, lowest layer first: a module uses only those above it in this list
+// (ARCHITECTURE.md draws the layers; tests/layers.rs checks them).
 mod builder;
 mod client;
 pub mod default;
 mod encode;
 mod error;
-mod frame;
 mod future;
-mod link;
 mod message;
+pub mod metrics;
+mod padded;
+pub mod propagation;
 mod queue;
-mod ring;
+mod shared;
 mod stats;
+mod sync;
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+mod trace;
 mod transport;
 mod worker;
 
-pub use backend::Backend;
 pub use builder::{
     ClientBuilder, DEFAULT_BACKEND_CAPACITY, DEFAULT_BACKOFF, DEFAULT_BUFFER_SIZE,
     DEFAULT_CAPACITY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_DATAGRAM_SIZE, DEFAULT_PARALLEL_BACKENDS, DEFAULT_WRITE_TIMEOUT, MAX_CAPACITY,
 };
-pub use client::Client;
+pub use client::{Client, report_statistics};
 pub use error::{
     BackendError, BuildError, DeliveryError, DropReason, FlushError, RecordError, TryRecordError,
 };
 pub use future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
-pub use stats::{ClientStats, DropCounts, STATISTICS_NAMES, StatsCounter, report_statistics};
+pub use stats::{ClientStats, DropCounts, STATISTICS_NAMES, StatsCounter};
+pub use trace::context::{InSpan, SpanContext, WithSpan};
+pub use trace::id::new_id;
+pub use trace::span::{Span, service_name, set_service_name};
+pub use trace::{context, id};
+pub use transport::Backend;
 
 /// Internals exposed for the crate's benchmarks only; not part of the API.
 #[doc(hidden)]
 pub mod __bench {
     pub use crate::encode::encode_frames;
 
-    /// Encodes `span` as recording does for a network client (into a queue slot's
-    /// frame); returns the frame's length.
+    /// Encodes `span` as recording does for a stream client (into a queue slot's
+    /// buffer); returns the frame's length.
     pub fn encode_as_recorded(span: &ssf_proto::SsfSpan) -> usize {
-        let mut buf = [0u8; crate::frame::INLINE];
-        match crate::frame::encode(span, ssf_codec::MAX_FRAME_LENGTH, &mut buf) {
-            Ok(crate::frame::Encoded::Inline(len)) => len,
-            Ok(crate::frame::Encoded::Heap(bytes)) => bytes.len(),
+        use crate::encode::{Encoded, Framing, INLINE, encode};
+        let mut buf = [0u8; INLINE];
+        match encode(span, Framing::Stream, ssf_codec::MAX_FRAME_LENGTH, &mut buf) {
+            Ok(Encoded::Inline(len)) => len,
+            Ok(Encoded::Heap(bytes)) => bytes.len(),
             Err(_) => 0,
         }
     }
 }
 
-// --- end of client core ---
-
-// --- trace API pure parts (issue 5): modules and re-exports below this line ---
-
-pub mod context;
-pub mod id;
-mod macros;
-pub mod metrics;
-pub mod propagation;
-mod span;
-
-pub use context::{InSpan, SpanContext, WithSpan};
-pub use id::new_id;
-pub use span::{Span, service_name, set_service_name};
-
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::macros::function_name_of;
+    pub use crate::trace::macros::function_name_of;
 }
-
-// --- end of trace API ---

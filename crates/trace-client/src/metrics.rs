@@ -26,7 +26,9 @@ use std::fmt;
 
 use ssf_proto::{SsfSample, SsfSpan};
 
-use crate::{Client, Receipt, TryRecordError};
+use crate::client::Client;
+use crate::error::TryRecordError;
+use crate::future::Receipt;
 
 /// Why metrics could not be reported.
 #[derive(Debug)]

@@ -3,8 +3,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::Client;
 use crate::error::DropReason;
+use crate::padded::Padded;
 
 /// Counters, padded so that the producers' counter and the workers' counters do not
 /// share a cache line.
@@ -44,17 +44,6 @@ fn drop_index(reason: DropReason) -> usize {
         DropReason::Oversize => 3,
         DropReason::Panicked => 4,
         DropReason::WriteTimeout => 5,
-    }
-}
-
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Padded<T>(T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
     }
 }
 
@@ -240,7 +229,7 @@ impl DropCounts {
     }
 }
 
-/// A snapshot of a client's counters, from [`Client::stats`].
+/// A snapshot of a client's counters, from [`Client::stats`](crate::Client::stats).
 ///
 /// Every span handed to the client is either *refused* (handed back by `try_record` or
 /// `record`) or *accepted*. Every accepted span is, at any moment, exactly one of *queued*
@@ -253,7 +242,7 @@ impl DropCounts {
 ///
 /// The counters are read one after the other, so a snapshot taken while spans are moving
 /// may count a span as queued that is an instant from being sent; after
-/// [`flush`](Client::flush) or [`shutdown`](Client::shutdown) returns (and nothing else
+/// [`flush`](crate::Client::flush) or [`shutdown`](crate::Client::shutdown) returns (and nothing else
 /// records meanwhile) the numbers are exact.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -315,7 +304,7 @@ impl ClientStats {
         self.queued
     }
 
-    /// Flushes that succeeded (per [`flush`](Client::flush) call, not per backend).
+    /// Flushes that succeeded (per [`flush`](crate::Client::flush) call, not per backend).
     pub fn flushes_ok(&self) -> u64 {
         self.flushes_ok
     }
@@ -409,26 +398,6 @@ pub const STATISTICS_NAMES: [&str; 4] = [
     "trace_client.records_failed_total",
     "trace_client.records_succeeded_total",
 ];
-
-/// Reports veneur's four client counters to `sink` and resets them, as veneur's
-/// `SendClientStatistics` does.
-///
-/// In this order, each with sample rate 1.0 and `tags` unchanged:
-///
-/// | metric | value | reported |
-/// |---|---|---|
-/// | `trace_client.flushes_failed_total` | failed [`flush`](Client::flush) calls | only if non-zero |
-/// | `trace_client.flushes_succeeded_total` | successful flush calls | always |
-/// | `trace_client.records_failed_total` | refused spans | only if non-zero |
-/// | `trace_client.records_succeeded_total` | accepted spans | always |
-///
-/// Values count what happened since the previous report (each counter is taken and reset
-/// in one atomic step, so nothing is counted twice or lost between reports). These
-/// counters are separate from [`Client::stats`], which never resets. A panicking sink is
-/// contained and counted in [`ClientStats::panics`]; the values it was given are lost.
-pub fn report_statistics(client: &Client, sink: &dyn StatsCounter, tags: &[&str]) {
-    report_counters(client.counters(), sink, tags);
-}
 
 pub(crate) fn report_counters(c: &Counters, sink: &dyn StatsCounter, tags: &[&str]) {
     let values = [

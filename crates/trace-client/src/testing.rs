@@ -32,7 +32,7 @@ use ssf_proto::SsfSpan;
 use ssf_proto::sample::{self, SampleExt};
 use tokio::sync::mpsc;
 
-use crate::backend::Backend;
+use crate::transport::Backend;
 
 /// A typical span of a service: a name, a service, five tags, a counter with a tag and a
 /// timing sample; trace and span IDs `id`, no parent, a start and an end 250 ms apart.

@@ -23,8 +23,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::error::{BackendError, DeliveryError, DropReason};
-use crate::message::{FlushRound, Message, Shared};
+use crate::message::{FlushRound, Message};
 use crate::queue::Popped;
+use crate::shared::Shared;
 use crate::transport::Transport;
 
 pub(crate) struct Worker<T> {

@@ -1,73 +1,36 @@
-//! [`ClientBuilder`]: options, their defaults and validation.
+//! [`ClientBuilder`]: the options ([`config`] holds their defaults and validates them
+//! into a plain configuration) and the spawning of a client's tasks ([`spawn`]). This is
+//! the one module that knows every part of the client.
+
+mod config;
+mod spawn;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ssf_codec::addr::{Address, Scheme};
-use ssf_proto::SsfSample;
+use ssf_codec::addr::Address;
+use ssf_proto::{SsfSample, SsfSpan};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::backend::{Backend, UserTransport};
-use crate::client::Tx;
-use crate::client::{Client, Encoding, Kind, Normalizer};
+pub use config::{
+    DEFAULT_BACKEND_CAPACITY, DEFAULT_BACKOFF, DEFAULT_BUFFER_SIZE, DEFAULT_CAPACITY,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_DATAGRAM_SIZE,
+    DEFAULT_PARALLEL_BACKENDS, DEFAULT_WRITE_TIMEOUT, MAX_CAPACITY,
+};
+use config::{Destination, Options};
+use spawn::{SpawnUser, StatsReporting};
+
+use crate::client::{Client, Kind, Normalizer};
 use crate::error::BuildError;
-use crate::message::{FlushRound, Shared, run_flush};
-use crate::stats::{StatsCounter, report_counters};
-use crate::transport::{NetConfig, StreamTransport, Transport, UdpTransport};
+use crate::stats::StatsCounter;
+use crate::transport::{Backend, UserTransport};
 use crate::worker::Worker;
-
-/// Default queue capacity of a network client, in spans: 1024, as veneur's server uses
-/// for its own client (veneur's library default is 64, which refuses most of a burst).
-pub const DEFAULT_CAPACITY: usize = 1024;
-/// Default queue capacity of a client with a user backend: 1, as in veneur.
-pub const DEFAULT_BACKEND_CAPACITY: usize = 1;
-/// Default number of backends (each with its own connection): 8, as in veneur.
-pub const DEFAULT_PARALLEL_BACKENDS: usize = 8;
-/// Default write-buffer size of buffered stream backends: 64 KiB (veneur: 16 MiB + 5 bytes
-/// per connection).
-pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
-/// Default first reconnect delay: 20 ms, as in veneur.
-pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(20);
-/// Default cap on the reconnect delay: 1 s, as in veneur (where the cap does not work).
-pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// Default time budget of one connect sequence: 10 s, as in veneur.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default write timeout: 5 s during which the receiver takes no byte (veneur has none:
-/// a receiver that stops reading holds its connection forever).
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default time limit of [`Client::flush`]: 15 s, enough for a connect sequence and a
-/// stalled write with the default timeouts.
-pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
-/// Default limit on a UDP span's encoded size: 16 384 bytes.
-pub const DEFAULT_MAX_DATAGRAM_SIZE: usize = ssf_codec::DEFAULT_MAX_DATAGRAM_SIZE;
-/// The largest queue capacity [`ClientBuilder::build`] accepts: 1 048 576 spans, whose
-/// slots take 576 MiB (see [`ClientBuilder::capacity`]).
-pub const MAX_CAPACITY: usize = 1 << 20;
-
-/// Spawns the worker of a user backend.
-type SpawnUser = Box<
-    dyn FnOnce(
-            Arc<Shared>,
-            mpsc::UnboundedReceiver<Arc<FlushRound>>,
-            usize,
-        ) -> Pin<Box<dyn Future<Output = ()> + Send>>
-        + Send,
->;
 
 enum Target {
     Text(String),
     Address(Address),
     User(SpawnUser),
-}
-
-struct StatsReporting {
-    sink: Arc<dyn StatsCounter + Send + Sync>,
-    interval: Duration,
-    tags: Vec<String>,
 }
 
 /// Configures and builds a [`Client`]. Start from [`Client::builder`] (an address
@@ -113,21 +76,9 @@ struct StatsReporting {
 #[must_use = "a builder does nothing until built"]
 pub struct ClientBuilder {
     target: Target,
-    capacity: Option<usize>,
-    parallel_backends: Option<usize>,
-    buffered: bool,
-    buffer_size: Option<usize>,
-    flush_interval: Option<Duration>,
-    backoff: Option<Duration>,
-    max_backoff: Option<Duration>,
-    connect_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-    flush_timeout: Option<Duration>,
-    max_datagram_size: Option<usize>,
+    options: Options,
     normalizer: Option<Normalizer>,
     stats: Option<StatsReporting>,
-    network_option: Option<&'static str>,
-    encode_in_backend: bool,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -139,17 +90,17 @@ impl fmt::Debug for ClientBuilder {
         };
         f.debug_struct("ClientBuilder")
             .field("target", target)
-            .field("capacity", &self.capacity)
-            .field("parallel_backends", &self.parallel_backends)
-            .field("buffered", &self.buffered)
-            .field("buffer_size", &self.buffer_size)
-            .field("flush_interval", &self.flush_interval)
-            .field("backoff", &self.backoff)
-            .field("max_backoff", &self.max_backoff)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .field("flush_timeout", &self.flush_timeout)
-            .field("max_datagram_size", &self.max_datagram_size)
+            .field("capacity", &self.options.capacity)
+            .field("parallel_backends", &self.options.parallel_backends)
+            .field("buffered", &self.options.buffered)
+            .field("buffer_size", &self.options.buffer_size)
+            .field("flush_interval", &self.options.flush_interval)
+            .field("backoff", &self.options.backoff)
+            .field("max_backoff", &self.options.max_backoff)
+            .field("connect_timeout", &self.options.connect_timeout)
+            .field("write_timeout", &self.options.write_timeout)
+            .field("flush_timeout", &self.options.flush_timeout)
+            .field("max_datagram_size", &self.options.max_datagram_size)
             .field("normalize_samples", &self.normalizer.is_some())
             .field("report_statistics", &self.stats.is_some())
             .finish()
@@ -160,33 +111,13 @@ impl ClientBuilder {
     fn new(target: Target) -> Self {
         ClientBuilder {
             target,
-            capacity: None,
-            parallel_backends: None,
-            buffered: false,
-            buffer_size: None,
-            flush_interval: None,
-            backoff: None,
-            max_backoff: None,
-            connect_timeout: None,
-            write_timeout: None,
-            flush_timeout: None,
-            max_datagram_size: None,
+            options: Options::default(),
             normalizer: None,
             stats: None,
-            network_option: None,
-            encode_in_backend: false,
         }
     }
 
-    pub(crate) fn for_text(addr: String) -> Self {
-        Self::new(Target::Text(addr))
-    }
-
-    pub(crate) fn for_address(addr: Address) -> Self {
-        Self::new(Target::Address(addr))
-    }
-
-    pub(crate) fn for_backend<B: Backend>(backend: B) -> Self {
+    fn for_backend<B: Backend>(backend: B) -> Self {
         let spawn: SpawnUser = Box::new(move |shared, control, batch| {
             let worker = Worker {
                 index: 0,
@@ -201,7 +132,7 @@ impl ClientBuilder {
     }
 
     fn network(&mut self, option: &'static str) {
-        self.network_option.get_or_insert(option);
+        self.options.network_option.get_or_insert(option);
     }
 
     /// Queue capacity, in spans: how many accepted spans may wait for a backend before
@@ -219,7 +150,7 @@ impl ClientBuilder {
     /// as it can saw 85–90 % of its spans refused); veneur's own server uses 1024 for its
     /// internal client, as this client does by default.
     pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = Some(capacity);
+        self.options.capacity = Some(capacity);
         self
     }
 
@@ -227,7 +158,7 @@ impl ClientBuilder {
     /// (veneur accepts 0, and then never sends anything). Network only.
     pub fn parallel_backends(mut self, n: usize) -> Self {
         self.network("parallel_backends");
-        self.parallel_backends = Some(n);
+        self.options.parallel_backends = Some(n);
         self
     }
 
@@ -239,7 +170,7 @@ impl ClientBuilder {
     /// only.
     pub fn buffered(mut self, buffered: bool) -> Self {
         self.network("buffered");
-        self.buffered = buffered;
+        self.options.buffered = buffered;
         self
     }
 
@@ -248,8 +179,8 @@ impl ClientBuilder {
     /// own. Network only.
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.network("buffer_size");
-        self.buffered = true;
-        self.buffer_size = Some(bytes);
+        self.options.buffered = true;
+        self.options.buffer_size = Some(bytes);
         self
     }
 
@@ -257,7 +188,7 @@ impl ClientBuilder {
     /// flush is still running is skipped, not queued. Results are counted in the
     /// statistics, not reported otherwise.
     pub fn flush_interval(mut self, interval: Option<Duration>) -> Self {
-        self.flush_interval = interval;
+        self.options.flush_interval = interval;
         self
     }
 
@@ -266,14 +197,14 @@ impl ClientBuilder {
     /// its range ("equal jitter"). The first attempt is immediate. Network only.
     pub fn backoff(mut self, delay: Duration) -> Self {
         self.network("backoff");
-        self.backoff = Some(delay);
+        self.options.backoff = Some(delay);
         self
     }
 
     /// The cap on the delay between connect attempts. Network only.
     pub fn max_backoff(mut self, delay: Duration) -> Self {
         self.network("max_backoff");
-        self.max_backoff = Some(delay);
+        self.options.max_backoff = Some(delay);
         self
     }
 
@@ -284,7 +215,7 @@ impl ClientBuilder {
     /// each backoff time until one succeeds. Network only.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.network("connect_timeout");
-        self.connect_timeout = Some(timeout);
+        self.options.connect_timeout = Some(timeout);
         self
     }
 
@@ -296,7 +227,7 @@ impl ClientBuilder {
     /// never trips it. Network only.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.network("write_timeout");
-        self.write_timeout = Some(timeout);
+        self.options.write_timeout = Some(timeout);
         self
     }
 
@@ -305,7 +236,7 @@ impl ClientBuilder {
     /// dropped because of it). [`Client::flush_with_deadline`] sets another limit for
     /// one call.
     pub fn flush_timeout(mut self, timeout: Duration) -> Self {
-        self.flush_timeout = Some(timeout);
+        self.options.flush_timeout = Some(timeout);
         self
     }
 
@@ -314,7 +245,7 @@ impl ClientBuilder {
     /// 65 507. Network only.
     pub fn max_datagram_size(mut self, bytes: usize) -> Self {
         self.network("max_datagram_size");
-        self.max_datagram_size = Some(bytes);
+        self.options.max_datagram_size = Some(bytes);
         self
     }
 
@@ -331,7 +262,7 @@ impl ClientBuilder {
     /// project's `BENCHMARKS.md` has both measured.
     pub fn encode_in_backend(mut self, yes: bool) -> Self {
         self.network("encode_in_backend");
-        self.encode_in_backend = yes;
+        self.options.encode_in_backend = yes;
         self
     }
 
@@ -381,218 +312,61 @@ impl ClientBuilder {
     /// * [`BuildError::NotNetworked`]: a network option on a user-backend client;
     /// * [`BuildError::NoRuntime`]: called outside a tokio runtime.
     pub fn build(self) -> Result<Client, BuildError> {
-        let user = matches!(self.target, Target::User(_));
-        if user {
-            if let Some(option) = self.network_option {
-                return Err(BuildError::NotNetworked(option));
-            }
-        }
-        let capacity = self.capacity.unwrap_or(if user {
-            DEFAULT_BACKEND_CAPACITY
-        } else {
-            DEFAULT_CAPACITY
-        });
-        if capacity == 0 {
-            return Err(BuildError::Invalid("capacity must be at least 1"));
-        }
-        if capacity > MAX_CAPACITY {
-            return Err(BuildError::Invalid("capacity is over MAX_CAPACITY"));
-        }
-        let workers =
-            self.parallel_backends
-                .unwrap_or(if user { 1 } else { DEFAULT_PARALLEL_BACKENDS });
-        if workers == 0 {
-            return Err(BuildError::Invalid("parallel_backends must be at least 1"));
-        }
-        let backoff = self.backoff.unwrap_or(DEFAULT_BACKOFF);
-        let max_backoff = self.max_backoff.unwrap_or(DEFAULT_MAX_BACKOFF);
-        if backoff.is_zero() {
-            return Err(BuildError::Invalid("backoff must be greater than zero"));
-        }
-        if max_backoff < backoff {
-            return Err(BuildError::Invalid("max_backoff must be at least backoff"));
-        }
-        let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        if connect_timeout.is_zero() {
-            return Err(BuildError::Invalid(
-                "connect_timeout must be greater than zero",
-            ));
-        }
-        let write_timeout = self.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT);
-        if write_timeout.is_zero() {
-            return Err(BuildError::Invalid(
-                "write_timeout must be greater than zero",
-            ));
-        }
-        let flush_timeout = self.flush_timeout.unwrap_or(DEFAULT_FLUSH_TIMEOUT);
-        if flush_timeout.is_zero() {
-            return Err(BuildError::Invalid(
-                "flush_timeout must be greater than zero",
-            ));
-        }
-        let buffer_size = self.buffer_size.unwrap_or(DEFAULT_BUFFER_SIZE);
-        if self.buffered && buffer_size == 0 {
-            return Err(BuildError::Invalid("buffer_size must be greater than zero"));
-        }
-        let max_datagram_size = self.max_datagram_size.unwrap_or(DEFAULT_MAX_DATAGRAM_SIZE);
-        if max_datagram_size == 0 || max_datagram_size > ssf_codec::MAX_UDP_PAYLOAD {
-            return Err(BuildError::Invalid(
-                "max_datagram_size must be between 1 and 65507 bytes",
-            ));
-        }
-        if self.flush_interval.is_some_and(|d| d.is_zero()) {
-            return Err(BuildError::Invalid(
-                "flush_interval must be greater than zero",
-            ));
-        }
-        if self.stats.as_ref().is_some_and(|s| s.interval.is_zero()) {
-            return Err(BuildError::Invalid(
-                "the statistics interval must be greater than zero",
-            ));
-        }
-        let config = NetConfig {
-            backoff,
-            max_backoff,
-            connect_timeout,
-            write_timeout,
-            buffer_size: self.buffered.then_some(buffer_size),
-            max_datagram_size,
+        let (dest, user) = match self.target {
+            Target::User(spawn) => (Destination::User, Some(spawn)),
+            Target::Text(s) => (Destination::of(Address::parse(&s)?)?, None),
+            Target::Address(a) => (Destination::of(a)?, None),
         };
-
-        enum Plan {
-            Udp(Address),
-            Stream(Address),
-            User(SpawnUser),
-        }
-        let plan = match self.target {
-            Target::User(spawn) => Plan::User(spawn),
-            Target::Text(s) => plan_for(Address::parse(&s)?)?,
-            Target::Address(a) => plan_for(a)?,
-        };
-        fn plan_for(a: Address) -> Result<Plan, BuildError> {
-            match a.scheme() {
-                Scheme::Udp | Scheme::Udp4 | Scheme::Udp6 => Ok(Plan::Udp(a)),
-                Scheme::Tcp | Scheme::Tcp4 | Scheme::Tcp6 => Ok(Plan::Stream(a)),
-                #[cfg(unix)]
-                Scheme::Unix => Ok(Plan::Stream(a)),
-                other => Err(BuildError::UnsupportedScheme(other)),
-            }
-        }
-
+        let config = self
+            .options
+            .validate(&dest, self.stats.as_ref().map(|s| s.interval))?;
         let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-
-        let mut controls = Vec::with_capacity(workers);
-        let mut control_rxs = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (c_tx, c_rx) = mpsc::unbounded_channel();
-            controls.push(c_tx);
-            control_rxs.push(c_rx);
-        }
-        let shared = Arc::new(Shared::new(capacity, controls).with_flush_timeout(flush_timeout));
-        let tx = Tx::new(shared.clone());
-        // Each worker takes its share of a full queue at once, within limits: large
-        // batches mean large writes, small ones let the backends share the work.
-        let batch = capacity.clamp(1, 512);
-
-        fn spawn<T: Transport>(
-            handle: &tokio::runtime::Handle,
-            index: usize,
-            transport: T,
-            shared: &Arc<Shared>,
-            control: mpsc::UnboundedReceiver<Arc<FlushRound>>,
-            batch: usize,
-        ) {
-            let worker = Worker {
-                index,
-                transport,
-                shared: shared.clone(),
-                control,
-                batch,
-            };
-            handle.spawn(worker.run());
-        }
-        let encoding = match (&plan, self.encode_in_backend) {
-            (Plan::User(_), _) => Encoding::None,
-            (_, true) => Encoding::InBackend,
-            (Plan::Udp(_), false) => Encoding::OnRecord {
-                max: max_datagram_size,
-            },
-            (Plan::Stream(_), false) => Encoding::OnRecord {
-                max: ssf_codec::MAX_FRAME_LENGTH,
-            },
-        };
-        match plan {
-            Plan::User(spawn_user) => {
-                // `workers` is 1: parallel_backends is a network option.
-                if let Some(control) = control_rxs.into_iter().next() {
-                    handle.spawn(spawn_user(shared.clone(), control, batch));
-                }
-            }
-            Plan::Udp(addr) => {
-                for (i, control) in control_rxs.into_iter().enumerate() {
-                    let t = UdpTransport::new(&addr, &config, shared.clone());
-                    spawn(&handle, i, t, &shared, control, batch);
-                }
-            }
-            Plan::Stream(addr) => {
-                for (i, control) in control_rxs.into_iter().enumerate() {
-                    let Some(t) = StreamTransport::new(&addr, &config, shared.clone()) else {
-                        return Err(BuildError::UnsupportedScheme(addr.scheme()));
-                    };
-                    spawn(&handle, i, t, &shared, control, batch);
-                }
-            }
-        }
-
-        if let Some(every) = self.flush_interval {
-            handle.spawn(periodic_flush(shared.clone(), every));
-        }
-        if let Some(stats) = self.stats {
-            handle.spawn(periodic_stats(shared.clone(), stats));
-        }
-        Ok(Client::from_parts(
-            Kind::Queue(tx),
-            shared,
-            self.normalizer,
-            encoding,
-        ))
+        spawn::start(&handle, config, dest, user, self.normalizer, self.stats)
     }
 }
 
-async fn periodic_flush(shared: Arc<Shared>, every: Duration) {
-    let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = shared.draining.wait() => return,
-            _ = ticker.tick() => {}
-        }
-        // Holds the queue open only while the flush runs: the last handle dropped
-        // closes it.
-        let Some(tx) = Tx::upgrade(&shared) else {
-            return;
-        };
-        // Wait for this flush before the next tick, so slow flushes do not pile up.
-        let deadline = Instant::now() + shared.flush_timeout;
-        let _ = run_flush(&shared, deadline).await;
-        drop(tx);
+/// The ways to start building a client.
+impl Client {
+    /// A builder for a client sending to `addr`, an SSF address URL such as
+    /// `udp://127.0.0.1:8128`, `tcp://collector:8128` or `unix:///run/veneur/ssf.sock`
+    /// (see [`ssf_codec::addr`]). The address is parsed by
+    /// [`build`](ClientBuilder::build).
+    pub fn builder(addr: impl AsRef<str>) -> ClientBuilder {
+        ClientBuilder::new(Target::Text(addr.as_ref().to_owned()))
     }
-}
 
-async fn periodic_stats(shared: Arc<Shared>, stats: StatsReporting) {
-    let tags: Vec<&str> = stats.tags.iter().map(String::as_str).collect();
-    let mut ticker = tokio::time::interval_at(Instant::now() + stats.interval, stats.interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        let last = tokio::select! {
-            biased;
-            _ = shared.wait_workers_done() => true,
-            _ = ticker.tick() => false,
-        };
-        report_counters(&shared.counters, &*stats.sink, &tags);
-        if last {
-            return;
-        }
+    /// A builder for a client sending to an already parsed address.
+    pub fn from_address(addr: Address) -> ClientBuilder {
+        ClientBuilder::new(Target::Address(addr))
+    }
+
+    /// A builder for a client handing spans to your own [`Backend`], with one worker and
+    /// a default capacity of 1. Network options make [`build`](ClientBuilder::build)
+    /// fail.
+    pub fn with_backend<B: Backend>(backend: B) -> ClientBuilder {
+        ClientBuilder::for_backend(backend)
+    }
+
+    /// A client whose queue is a channel you read: every recorded span is pushed into it
+    /// without waiting (`Full` when it is full, `Closed` once the receiver is dropped).
+    ///
+    /// There are no backends: a span counts as sent once it is in the channel, a receipt
+    /// resolves to `Ok` at once (before anybody read the span), and flushing always
+    /// succeeds. After [`shutdown`](Client::shutdown) or [`close`](Client::close) records
+    /// are refused; the channel itself closes when the last handle is dropped. A capacity
+    /// of 0 is raised to 1. Needs no runtime.
+    ///
+    /// ```
+    /// use ssf_proto::SsfSpan;
+    /// use trace_client::Client;
+    ///
+    /// let (client, mut rx) = Client::channel(8);
+    /// client.try_record(SsfSpan { id: 5, ..Default::default() })?;
+    /// assert_eq!(rx.try_recv().unwrap().id, 5);
+    /// # Ok::<(), trace_client::TryRecordError>(())
+    /// ```
+    pub fn channel(capacity: usize) -> (Client, mpsc::Receiver<SsfSpan>) {
+        let (tx, rx) = mpsc::channel(capacity.clamp(1, MAX_CAPACITY));
+        (Client::without_workers(Kind::Channel(tx)), rx)
     }
 }

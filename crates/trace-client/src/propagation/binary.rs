@@ -13,14 +13,14 @@ use bytes::{Buf, BufMut};
 use ssf_proto::{SsfSpan, wire};
 
 use super::{ExtractError, RESOURCE_KEY};
-use crate::SpanContext;
+use crate::trace::context::SpanContext;
 
 fn carrier_span(ctx: &SpanContext) -> SsfSpan {
     let mut span = SsfSpan {
         trace_id: ctx.trace_id,
         id: ctx.span_id,
         parent_id: ctx.parent_id,
-        service: crate::span::service_name().to_owned(),
+        service: crate::trace::span::service_name().to_owned(),
         ..Default::default()
     };
     if !ctx.resource.is_empty() {
@@ -93,7 +93,7 @@ mod tests {
             id: 11,
             parent_id: 12,
             tags: [("resource".to_owned(), "res".to_owned())].into(),
-            service: crate::span::service_name().to_owned(),
+            service: crate::trace::span::service_name().to_owned(),
             ..Default::default()
         };
         assert_eq!(span, expected);

@@ -25,7 +25,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{ExtractError, RESOURCE_KEY, format_hex, parse_decimal, parse_hex, w3c};
-use crate::SpanContext;
+use crate::trace::context::SpanContext;
 
 /// A way of writing a span context into HTTP headers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::http::DEFAULT_EXTRACT_FORMATS;
 use super::{ExtractError, RESOURCE_KEY, parse_decimal};
-use crate::SpanContext;
+use crate::trace::context::SpanContext;
 
 /// The key of the trace ID in text maps.
 pub const TRACE_ID_KEY: &str = "traceid";

@@ -1,162 +1,40 @@
 //! The client's queue: a bounded lock-free ring between the producers (every handle of
 //! the client) and the backend workers, and how idle workers sleep and are woken.
 //!
-//! The ring ([`Ring`], a bounded MPMC array queue of [`Entry`] slots) costs a producer
-//! one compare-and-swap on the tail and the write of its slot (for an encoded span, its
-//! frame is copied in; a backend copies it out into its write buffer); its storage is
-//! allocated when the client is built, so recording allocates nothing. Closing it is
-//! atomic with pushes: once closed, no push succeeds, and workers drain what is in it.
-//!
-//! Waking a sleeping task costs a producer microseconds (a system call when the worker's
-//! thread is parked, and on a busy machine the woken thread may take the producer's CPU
-//! for a while), so producers avoid it:
-//!
-//! * a worker that found the queue empty yields to the runtime and looks once more, then
-//!   *dozes*: it looks again every millisecond, a few times, before it sleeps. One
-//!   worker at a time dozes; a steady stream of spans finds it coming back by itself;
-//! * a producer wakes a dozing worker only when the queue holds a quarter of its
-//!   capacity, or for a message someone waits for (a flush, a span with a receipt); it
-//!   wakes a sleeping worker only when no worker is awake or dozing, and no wake-up is
-//!   already on its way; a worker that takes a batch and leaves more than a batch behind
-//!   wakes the next one itself.
-//!
-//! So an idle client costs next to nothing (after a few milliseconds every worker sleeps;
-//! the first one looks ten times a second, the others once), and a
-//! span waits at most about a millisecond for a dozing worker.
-//!
-//! Lost wake-ups are excluded by ordering: a producer pushes (a sequentially consistent
-//! compare-and-swap in the ring) and then reads the workers' state (sequentially
-//! consistent); a worker going to sleep changes that state (sequentially consistent)
-//! and then checks the ring (sequentially consistent loads). One of the two sees the
-//! other.
+//! * [`ring`]: the ring, a bounded MPMC array queue whose slots stay initialised; a
+//!   producer costs one compare-and-swap on the tail and the write of its slot. Its
+//!   storage is allocated when the client is built, so recording allocates nothing.
+//!   Closing it is atomic with pushes: once closed, no push succeeds, and workers drain
+//!   what is in it.
+//! * [`slot`]: what a slot holds (for an encoded span, its frame is copied in; a
+//!   backend copies it out into its write buffer).
+//! * [`wake`]: how idle workers doze and sleep, and when producers wake them.
+//! * this module: the [`Queue`] that puts them together, and the producers that wait for
+//!   room.
+
+mod ring;
+mod slot;
+mod wake;
+
+#[cfg(all(loom, test))]
+mod loom;
 
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::frame::INLINE;
-use crate::message::{Message, ReceiptSender};
-use crate::ring::{PopError, PushError, Ring};
+use crate::message::Message;
+use crate::padded::Padded;
+use crate::sync::{AtomicUsize, Ordering};
 
-/// How long a dozing worker sleeps between looks at the queue.
-const DOZE: Duration = Duration::from_millis(1);
-/// How many times a dozing worker looks before it sleeps.
-const DOZES: u32 = 4;
-/// How often the first worker, asleep, looks at the queue even without a wake-up.
-const RECHECK: Duration = Duration::from_millis(100);
-/// How often the other workers, asleep, do (the first one finds anything they would).
-const RECHECK_OTHERS: Duration = Duration::from_secs(1);
-
-/// One sleeping worker, in [`Queue::workers`].
-const SLEEPER: u64 = 1;
-/// One dozing worker, in [`Queue::workers`].
-const DOZER: u64 = 1 << 16;
-/// One searching (awake, looking for work) worker, in [`Queue::workers`].
-const SEARCHER: u64 = 1 << 32;
-const SLEEPERS: u64 = DOZER - 1;
-const DOZERS: u64 = (SEARCHER - 1) & !SLEEPERS;
-
-/// Keeps a value alone on its cache line(s).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded<T>(T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
+pub(crate) use ring::PushError;
+use ring::{PopError, Ring};
+use slot::Slot;
+pub(crate) use wake::Searching;
+use wake::Wake;
 
 /// Why a push failed; the message is handed back.
 pub(crate) type Refused = PushError<Message>;
-
-/// One slot of the queue, allocated when the client is built and reused for good. An
-/// encoded span takes a few fields (its frame copied into `frame` when it is recorded
-/// and out of it when a backend takes it), so that moving it in and out of the slot
-/// copies little more than the frame; a span or a flush marker goes in `other`.
-pub(crate) struct Entry {
-    kind: Kind,
-    /// The length of the frame in `frame` (0 when the frame is on the heap).
-    len: u16,
-    frame: [u8; INLINE],
-    heap: Option<Box<[u8]>>,
-    receipt: Option<ReceiptSender>,
-    other: Option<Message>,
-}
-
-/// What an [`Entry`] holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Nothing (taken, or never filled).
-    Empty,
-    /// An encoded span: `len`, `frame`, `heap`, `receipt`.
-    Frame,
-    /// `other`.
-    Other,
-}
-
-impl Default for Entry {
-    fn default() -> Self {
-        Entry {
-            kind: Kind::Empty,
-            len: 0,
-            frame: [0; INLINE],
-            heap: None,
-            receipt: None,
-            other: None,
-        }
-    }
-}
-
-impl Entry {
-    /// Fills an empty entry with `msg` and, for an encoded span, its inline frame.
-    #[inline]
-    fn fill(&mut self, msg: Message, inline: &[u8]) {
-        match msg {
-            Message::Frame { mut heap, receipt } => {
-                // Callers give at most `INLINE` bytes; more would be a bug, which must
-                // cost an allocation, not the frame (nor a panic while the slot is
-                // claimed).
-                match self.frame.get_mut(..inline.len()) {
-                    Some(dst) => {
-                        dst.copy_from_slice(inline);
-                        self.len = inline.len() as u16;
-                    }
-                    None => heap = Some(inline.into()),
-                }
-                self.heap = heap;
-                self.receipt = receipt;
-                self.kind = Kind::Frame;
-            }
-            other => {
-                self.other = Some(other);
-                self.kind = Kind::Other;
-            }
-        }
-    }
-
-    /// Empties the entry: its message and, for an encoded span, its inline frame (empty
-    /// otherwise), valid until the entry is filled again.
-    #[inline]
-    fn take(&mut self) -> Option<(Message, &[u8])> {
-        let kind = std::mem::replace(&mut self.kind, Kind::Empty);
-        let len = usize::from(std::mem::take(&mut self.len));
-        match kind {
-            Kind::Empty => None,
-            Kind::Frame => Some((
-                Message::Frame {
-                    heap: self.heap.take(),
-                    receipt: self.receipt.take(),
-                },
-                self.frame.get(..len).unwrap_or_default(),
-            )),
-            Kind::Other => self.other.take().map(|m| (m, &[][..])),
-        }
-    }
-}
 
 /// What [`Queue::pop_with`] did with a slot.
 enum Taken {
@@ -181,20 +59,12 @@ pub(crate) enum Popped {
 
 #[derive(Debug)]
 pub(crate) struct Queue {
-    ring: Ring<Entry>,
-    /// Sleeping workers (bits 0-15), dozing workers (bits 16-31) and searching workers
-    /// (bits 32-63). Read by every producer after each push; written only when workers
-    /// change state.
-    workers: Padded<AtomicU64>,
-    /// The backlog at which a producer wakes a dozing worker.
-    doze_limit: usize,
-    /// A wake-up was sent and its worker has not started searching yet.
-    wake_pending: AtomicBool,
-    work: Notify,
+    ring: Ring<Slot>,
+    wake: Wake,
     /// Producers waiting for room ([`push`](Self::push)).
     room_waiters: Padded<AtomicUsize>,
     room: Notify,
-    /// Handles that may push (see [`QueueTx`](crate::client)); the last one leaving
+    /// Handles that may push (the client's senders); the last one leaving
     /// closes the ring.
     senders: AtomicUsize,
 }
@@ -204,10 +74,7 @@ impl Queue {
     pub(crate) fn new(capacity: usize) -> Self {
         Queue {
             ring: Ring::new(capacity),
-            workers: Padded(AtomicU64::new(0)),
-            doze_limit: (capacity / 4).max(1),
-            wake_pending: AtomicBool::new(false),
-            work: Notify::new(),
+            wake: Wake::new(capacity),
             room_waiters: Padded(AtomicUsize::new(0)),
             room: Notify::new(),
             senders: AtomicUsize::new(0),
@@ -224,26 +91,17 @@ impl Queue {
     /// [`Message::Frame`] without a heap buffer) copied into the slot.
     #[inline]
     pub(crate) fn try_push_inline(&self, msg: Message, inline: &[u8]) -> Result<(), Refused> {
-        // Someone waits for these: a dozing worker is woken for them at once.
-        let urgent = match &msg {
-            Message::Span { receipt, .. } | Message::Frame { receipt, .. } => receipt.is_some(),
-            Message::Flush(_) => true,
-        };
+        let urgent = msg.is_urgent();
         let pushed = self
             .ring
             .push_with(msg, |entry, msg| entry.fill(msg, inline));
         if let Err(e) = pushed {
             if matches!(e, PushError::Full(_)) {
-                self.refused_full();
+                self.wake.refused_full();
             }
             return Err(e);
         }
-        // Sequentially consistent, after the push's compare-and-swap: see the module
-        // docs.
-        let w = self.workers.load(Ordering::SeqCst);
-        if w < SEARCHER && w != 0 {
-            self.wake_if_needed(w, urgent);
-        }
+        self.wake.pushed(urgent, || self.ring.len());
         Ok(())
     }
 
@@ -253,44 +111,10 @@ impl Queue {
     #[inline]
     pub(crate) fn refuses_full(&self) -> bool {
         if self.ring.is_full() {
-            self.refused_full();
+            self.wake.refused_full();
             true
         } else {
             false
-        }
-    }
-
-    /// Nobody is searching; someone dozes or sleeps.
-    #[cold]
-    fn wake_if_needed(&self, w: u64, urgent: bool) {
-        let wake = if w & DOZERS != 0 {
-            urgent || self.ring.len() >= self.doze_limit
-        } else {
-            w & SLEEPERS != 0
-        };
-        if wake {
-            self.wake_one();
-        }
-    }
-
-    /// A full queue with every worker asleep should not happen; if it ever does, the
-    /// refused producer wakes one, whatever `wake_pending` says.
-    #[cold]
-    fn refused_full(&self) {
-        let w = self.workers.load(Ordering::SeqCst);
-        if w & SLEEPERS != 0 && w & !SLEEPERS == 0 {
-            self.wake_pending.store(true, Ordering::Release);
-            self.work.notify_one();
-        }
-    }
-
-    #[cold]
-    fn wake_one(&self) {
-        // A plain load first: while a woken worker is on its way, every push gets here.
-        if !self.wake_pending.load(Ordering::Relaxed)
-            && !self.wake_pending.swap(true, Ordering::AcqRel)
-        {
-            self.work.notify_one();
         }
     }
 
@@ -397,86 +221,17 @@ impl Queue {
         }
         if self.ring.len() >= limit {
             // More than a batch left: another worker should help.
-            let w = self.workers.load(Ordering::SeqCst);
-            if w < SEARCHER && w != 0 {
-                self.wake_one();
-            }
+            self.wake.more_left();
         }
         Popped::Some(n)
     }
 
-    /// Resolves when there may be work (or the queue is closed). The returned guard
-    /// marks this worker as searching until it is dropped, which the worker does once
-    /// it took its batch: meanwhile producers leave the other workers asleep.
+    /// Resolves when there may be work (or the queue is closed); see [`wake`]. The
+    /// returned guard marks this worker as searching until it is dropped.
     pub(crate) async fn wait_for_work(&self, first: bool) -> Searching<'_> {
-        // Wake-ups are only ever received in here (awaited, or taken by `enable` from a
-        // stored permit). Leaving, however that happens, clears `wake_pending`: a wake-up
-        // taken without being waited for then cannot hold back the next one. (A wake-up
-        // still on its way to another worker may be doubled: harmless.)
-        let _clear = ClearWake(self);
-        let mut searching = Searching::new(self);
-        if self.has_work() {
-            return searching;
-        }
-        // Look once more after letting the runtime run other tasks (the producers, on a
-        // current-thread runtime), then doze, if no other worker does: a steady stream
-        // of spans then finds a worker that comes back by itself. (Looking again and
-        // again instead, for some microseconds, cost a third more CPU per span on two
-        // cores, for no more throughput.)
-        if self.workers.load(Ordering::Relaxed) < 2 * SEARCHER {
-            tokio::task::yield_now().await;
-            if self.has_work() {
-                return searching;
-            }
-            if self.workers.load(Ordering::Relaxed) & DOZERS == 0 {
-                searching.set(DOZER);
-                for _ in 0..DOZES {
-                    let mut notified = pin!(self.work.notified());
-                    notified.as_mut().enable();
-                    if self.has_work() {
-                        break;
-                    }
-                    let woken = tokio::select! {
-                        biased;
-                        _ = &mut notified => true,
-                        _ = tokio::time::sleep(DOZE) => false,
-                    };
-                    if woken {
-                        // A wake-up was spent on this worker: leave, so that
-                        // `wake_pending` is cleared (a dozer that slept on with it set
-                        // would keep every later push from waking anyone).
-                        searching.set(SEARCHER);
-                        return searching;
-                    }
-                    if self.has_work() {
-                        break;
-                    }
-                }
-                searching.set(SEARCHER);
-                if self.has_work() {
-                    return searching;
-                }
-            }
-        }
-        // Sleep. The waiter is registered before the worker counts as sleeping, so a
-        // producer that sees it sleeping finds a waiter to wake.
-        let mut notified = pin!(self.work.notified());
-        notified.as_mut().enable();
-        searching.set(SLEEPER);
-        if !self.has_work() {
-            // A sleeping worker still looks again now and then: should a wake-up ever go
-            // missing, spans wait at most this long instead of forever. The first
-            // worker looks ten times a second, the others once (every look costs a
-            // thread wake-up).
-            let recheck = if first { RECHECK } else { RECHECK_OTHERS };
-            tokio::select! {
-                biased;
-                _ = notified => {}
-                _ = tokio::time::sleep(recheck) => {}
-            }
-        }
-        searching.set(SEARCHER);
-        searching
+        self.wake
+            .wait_for_work(first, true, || self.has_work())
+            .await
     }
 
     fn has_work(&self) -> bool {
@@ -487,7 +242,7 @@ impl Queue {
     /// waiting for room (to be refused).
     pub(crate) fn close(&self) {
         self.ring.close();
-        self.work.notify_waiters();
+        self.wake.wake_all();
         self.room.notify_waiters();
     }
 
@@ -517,15 +272,6 @@ impl Queue {
     }
 }
 
-/// Clears [`Queue::wake_pending`] when dropped.
-struct ClearWake<'a>(&'a Queue);
-
-impl Drop for ClearWake<'_> {
-    fn drop(&mut self) {
-        self.0.wake_pending.store(false, Ordering::Release);
-    }
-}
-
 /// Counts one in an atomic while alive.
 struct Counted<'a>(&'a AtomicUsize);
 
@@ -542,45 +288,15 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// A worker awake and looking for work (see [`Queue::wait_for_work`]), or dozing or
-/// asleep while waiting for it: counted in [`Queue::workers`] as long as it lives.
-#[derive(Debug)]
-pub(crate) struct Searching<'a> {
-    q: &'a Queue,
-    /// [`SEARCHER`], [`DOZER`] or [`SLEEPER`].
-    counted: u64,
-}
-
-impl<'a> Searching<'a> {
-    fn new(q: &'a Queue) -> Self {
-        q.workers.fetch_add(SEARCHER, Ordering::SeqCst);
-        Searching {
-            q,
-            counted: SEARCHER,
-        }
-    }
-
-    /// Changes state ([`SEARCHER`], [`DOZER`] or [`SLEEPER`]) in one step.
-    fn set(&mut self, state: u64) {
-        self.q
-            .workers
-            .fetch_add(state.wrapping_sub(self.counted), Ordering::SeqCst);
-        self.counted = state;
-    }
-}
-
-impl Drop for Searching<'_> {
-    fn drop(&mut self) {
-        // Also when cancelled while asleep (the worker's other branches won).
-        self.q.workers.fetch_sub(self.counted, Ordering::SeqCst);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::wake::{DOZE, DOZERS, DOZES, SLEEPERS};
     use super::*;
+    use crate::encode::INLINE;
     use ssf_proto::SsfSpan;
     use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
 
     /// A worker: waits for work and takes batches of `batch`, counting what it takes in
     /// `taken`, until the queue is closed.
@@ -619,7 +335,7 @@ mod tests {
     #[test]
     fn a_slot_takes_576_bytes() {
         // The documented memory of the queue: capacity x (the entry + the ring's stamp).
-        assert_eq!(std::mem::size_of::<Entry>() + 8, 576);
+        assert_eq!(std::mem::size_of::<Slot>() + 8, 576);
     }
 
     #[test]
@@ -699,7 +415,7 @@ mod tests {
         for w in workers {
             w.await.unwrap();
         }
-        assert_eq!(q.workers.load(Ordering::SeqCst), 0, "guards balanced");
+        assert_eq!(q.wake.workers.load(Ordering::SeqCst), 0, "guards balanced");
     }
 
     #[test]
@@ -780,7 +496,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(
-            q.workers.load(Ordering::SeqCst) & DOZERS != 0,
+            q.wake.workers.load(Ordering::SeqCst) & DOZERS != 0,
             "the worker dozes"
         );
         let (tx, _rx) = tokio::sync::oneshot::channel();
@@ -794,7 +510,7 @@ mod tests {
         // The worker wakes to nothing, dozes again and falls asleep.
         tokio::time::sleep(DOZE * (DOZES + 5)).await;
         assert!(
-            q.workers.load(Ordering::SeqCst) & SLEEPERS != 0,
+            q.wake.workers.load(Ordering::SeqCst) & SLEEPERS != 0,
             "the worker sleeps"
         );
         q.try_push(span(1)).unwrap();
@@ -806,7 +522,7 @@ mod tests {
 
     #[test]
     fn an_inline_frame_too_large_for_the_slot_moves_to_the_heap() {
-        let mut e = Entry::default();
+        let mut e = Slot::default();
         let bytes: Vec<u8> = (0..INLINE as u32 + 10).map(|i| i as u8).collect();
         let msg = Message::Frame {
             heap: None,

@@ -14,13 +14,8 @@
 
 #![allow(unsafe_code)]
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
-
-/// Keeps a value alone on its cache line(s).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded<T>(T);
+use crate::padded::Padded;
+use crate::sync::{AtomicUsize, Ordering, UnsafeCell, fence, snooze};
 
 /// Why a push failed; the value is handed back.
 #[derive(Debug)]
@@ -95,16 +90,6 @@ impl Drop for Publish<'_> {
     }
 }
 
-/// Waits a moment for another thread to finish with a slot it claimed.
-fn snooze(spins: &mut u32) {
-    if *spins < 16 {
-        *spins += 1;
-        std::hint::spin_loop();
-    } else {
-        std::thread::yield_now();
-    }
-}
-
 impl<T: Default> Ring<T> {
     /// A ring of `capacity` (at least 1) slots, each holding `T::default()`; all the
     /// memory is allocated here.
@@ -170,8 +155,7 @@ impl<T> Ring<T> {
                         // of the slot for this lap: consumers wait for the stamp published
                         // by `_publish`, and the consumer of the previous lap published
                         // its stamp (acquired above) after its last access.
-                        let v = unsafe { &mut *slot.value.get() };
-                        fill(v, value);
+                        slot.value.with_mut(|v| fill(unsafe { &mut *v }, value));
                         return Ok(());
                     }
                     Err(t) => tail = t,
@@ -228,8 +212,7 @@ impl<T> Ring<T> {
                         // of the slot: its producer published it (the stamp, acquired
                         // above) after its last access, and the next lap's producer waits
                         // for the stamp published by `_release`.
-                        let v = unsafe { &mut *slot.value.get() };
-                        return Ok(take(v));
+                        return Ok(slot.value.with_mut(|v| take(unsafe { &mut *v })));
                     }
                     Err(h) => head = h,
                 }

@@ -7,9 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ssf_proto::{SsfSample, SsfSpan};
 
-use crate::context::{self, SpanContext};
-use crate::id::new_id;
-use crate::{Client, Receipt, TryRecordError, default};
+use crate::client::Client;
+use crate::default;
+use crate::error::TryRecordError;
+use crate::future::Receipt;
+use crate::trace::context::{self, SpanContext};
+use crate::trace::id::new_id;
 
 static SERVICE: OnceLock<String> = OnceLock::new();
 

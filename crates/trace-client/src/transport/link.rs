@@ -24,8 +24,8 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
-use crate::backoff::{Backoff, connect_with_backoff};
-use crate::message::Shared;
+use crate::shared::Shared;
+use crate::transport::backoff::{Backoff, connect_with_backoff};
 
 /// A connect attempt in progress.
 pub(crate) type ConnectFuture<C> = Pin<Box<dyn Future<Output = io::Result<C>> + Send>>;
@@ -270,7 +270,7 @@ mod tests {
     }
 
     fn shared() -> Arc<Shared> {
-        Arc::new(Shared::new(1, Vec::new()))
+        Arc::new(Shared::new(1, Vec::new(), Duration::from_secs(15)))
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,8 +9,10 @@ use futures_util::FutureExt;
 use ssf_proto::SsfSpan;
 
 use crate::error::{DeliveryError, DropReason};
-use crate::message::{Message, Shared};
-use crate::transport::{Ledger, Transport};
+use crate::message::Message;
+use crate::shared::Shared;
+use crate::transport::api::Transport;
+use crate::transport::ledger::Ledger;
 
 /// A destination for spans that you write yourself, for
 /// [`Client::with_backend`](crate::Client::with_backend).
@@ -116,7 +118,7 @@ fn shut_down() -> io::Error {
 impl<B: Backend> UserTransport<B> {
     /// Hands each span of `run` (span messages only) to the backend, counting each and
     /// resolving its receipt; stops at an abort, counting the rest as dropped.
-    async fn send_run(&mut self, run: &mut [Message]) {
+    async fn send_staged_spans(&mut self, run: &mut [Message]) {
         // Sent spans are counted once per run, not one by one.
         let mut sent = 0;
         for i in 0..run.len() {
@@ -172,7 +174,7 @@ impl<B: Backend> Transport for UserTransport<B> {
 
     async fn send_staged(&mut self) {
         let mut run = std::mem::take(&mut self.staged);
-        self.send_run(&mut run).await;
+        self.send_staged_spans(&mut run).await;
         run.clear();
         self.staged = run;
     }

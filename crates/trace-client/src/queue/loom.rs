@@ -1,0 +1,1 @@
+//! Loom models of the ring and of the wake protocol (to be written).

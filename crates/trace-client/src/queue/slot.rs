@@ -1,0 +1,90 @@
+//! The queue's slots: where a span's encoded frame is copied in when it is recorded and
+//! out when a backend takes it.
+
+use crate::encode::INLINE;
+use crate::message::{Message, ReceiptSender};
+
+/// One slot of the queue, allocated when the client is built and reused for good. An
+/// encoded span takes a few fields (its frame copied into `frame` when it is recorded
+/// and out of it when a backend takes it), so that moving it in and out of the slot
+/// copies little more than the frame; a span or a flush marker goes in `other`.
+pub(crate) struct Slot {
+    kind: Kind,
+    /// The length of the frame in `frame` (0 when the frame is on the heap).
+    len: u16,
+    frame: [u8; INLINE],
+    heap: Option<Box<[u8]>>,
+    receipt: Option<ReceiptSender>,
+    other: Option<Message>,
+}
+
+/// What a [`Slot`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Nothing (taken, or never filled).
+    Empty,
+    /// An encoded span: `len`, `frame`, `heap`, `receipt`.
+    Frame,
+    /// `other`.
+    Other,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            kind: Kind::Empty,
+            len: 0,
+            frame: [0; INLINE],
+            heap: None,
+            receipt: None,
+            other: None,
+        }
+    }
+}
+
+impl Slot {
+    /// Fills an empty entry with `msg` and, for an encoded span, its inline frame.
+    #[inline]
+    pub(super) fn fill(&mut self, msg: Message, inline: &[u8]) {
+        match msg {
+            Message::Frame { mut heap, receipt } => {
+                // Callers give at most `INLINE` bytes; more would be a bug, which must
+                // cost an allocation, not the frame (nor a panic while the slot is
+                // claimed).
+                match self.frame.get_mut(..inline.len()) {
+                    Some(dst) => {
+                        dst.copy_from_slice(inline);
+                        self.len = inline.len() as u16;
+                    }
+                    None => heap = Some(inline.into()),
+                }
+                self.heap = heap;
+                self.receipt = receipt;
+                self.kind = Kind::Frame;
+            }
+            other => {
+                self.other = Some(other);
+                self.kind = Kind::Other;
+            }
+        }
+    }
+
+    /// Empties the entry: its message and, for an encoded span, its inline frame (empty
+    /// otherwise), valid until the entry is filled again.
+    #[inline]
+    pub(super) fn take(&mut self) -> Option<(Message, &[u8])> {
+        let kind = std::mem::replace(&mut self.kind, Kind::Empty);
+        let len = usize::from(std::mem::take(&mut self.len));
+        match kind {
+            Kind::Empty => None,
+            Kind::Frame => Some((
+                Message::Frame {
+                    heap: self.heap.take(),
+                    receipt: self.receipt.take(),
+                },
+                self.frame.get(..len).unwrap_or_default(),
+            )),
+            Kind::Other => self.other.take().map(|m| (m, &[][..])),
+        }
+    }
+}

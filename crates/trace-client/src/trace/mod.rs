@@ -1,0 +1,7 @@
+//! Building traces: span IDs ([`id`]), the current span context carried across tasks
+//! ([`context`]), the [`Span`](span::Span) handle and the `span!` macros ([`macros`]).
+
+pub mod context;
+pub mod id;
+pub(crate) mod macros;
+pub(crate) mod span;
