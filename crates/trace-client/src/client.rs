@@ -10,18 +10,13 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::encode::{self, Framing, INLINE};
-use crate::error::{DeliveryError, DropReason, FlushError, RecordError, TryRecordError};
-use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
+use crate::error::{DeliveryError, DropReason, RecordError, TryRecordError};
+use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture};
 use crate::message::{Message, ReceiptSender};
-use crate::queue::{PushError, Queue, Refused};
-use crate::shared::{Shared, run_flush};
+use crate::queue::{PushError, Refused};
+use crate::shared::{Shared, Tx};
 use crate::stats::{ClientStats, Counters, StatsCounter, report_counters};
 use crate::transport::oversize_error;
-
-/// About 30 years from now: "no limit" for a deadline that overflows the clock.
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
-}
 
 pub(crate) type Normalizer = Arc<dyn Fn(&mut SsfSample) + Send + Sync>;
 
@@ -32,34 +27,6 @@ pub(crate) enum Kind {
     Channel(mpsc::Sender<SsfSpan>),
     /// Refuses everything.
     Neutralized,
-}
-
-/// A sender of the client's queue: while one exists the queue stays open; when the last
-/// one goes (the last handle, and any flush in flight), the workers drain it and stop.
-pub(crate) struct Tx(Arc<Shared>);
-
-impl Tx {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        shared.queue.add_sender();
-        Tx(shared)
-    }
-
-    /// A sender, unless the last one is gone already.
-    pub(crate) fn upgrade(shared: &Arc<Shared>) -> Option<Self> {
-        shared.queue.upgrade_sender().then(|| Tx(shared.clone()))
-    }
-}
-
-impl Clone for Tx {
-    fn clone(&self) -> Self {
-        Tx::new(self.0.clone())
-    }
-}
-
-impl Drop for Tx {
-    fn drop(&mut self) {
-        self.0.queue.remove_sender();
-    }
 }
 
 /// Where a queue client's spans are encoded.
@@ -136,9 +103,9 @@ impl Client {
     /// A client that refuses every span (as closed, counted in the statistics) and whose
     /// flushes succeed: for tests and for turning tracing off. Needs no runtime.
     pub fn neutralized() -> Client {
-        let client = Self::without_workers(Kind::Neutralized);
-        client.inner.shared.close();
-        client
+        // Not closed: it refuses spans by its kind, and its flushes succeed until it is
+        // shut down.
+        Self::without_workers(Kind::Neutralized)
     }
 
     pub(crate) fn same_client(&self, other: &Client) -> bool {
@@ -353,7 +320,8 @@ impl Client {
         }
     }
 
-    /// Queues a span, waiting for room in the queue.
+    /// Queues a span, waiting for room in the queue. A network client encodes the span
+    /// here (as [`try_record`](Client::try_record) does); the future queues it.
     ///
     /// # Errors
     ///
@@ -364,21 +332,73 @@ impl Client {
     ///
     /// Dropping the future before it completes means the span was not queued (and is not
     /// counted anywhere).
-    pub fn record(&self, span: SsfSpan) -> RecordFuture {
-        let client = self.clone();
-        RecordFuture::new(async move {
-            let mut span = span;
-            if client.inner.shared.is_closing() {
-                client.counters().refused(false);
-                return Err(RecordError::Closed(span));
+    pub fn record(&self, mut span: SsfSpan) -> RecordFuture {
+        let inner = &*self.inner;
+        let counters = &inner.shared.counters;
+        if inner.shared.is_closing() {
+            counters.refused(false);
+            return RecordFuture::done(Err(RecordError::Closed(span)));
+        }
+        self.normalize(&mut span);
+        match &inner.kind {
+            Kind::Queue(tx) => match inner.encoding {
+                Encoding::OnRecord { framing, max } => {
+                    let mut buf = [0u8; INLINE];
+                    match encode::encode(&span, framing, max, &mut buf) {
+                        Ok(encoded) => {
+                            let (msg, len) = Message::encoded(encoded, None);
+                            RecordFuture::queueing(tx.clone(), msg, buf, len, Some(span))
+                        }
+                        Err(len) => {
+                            counters.pre_accept();
+                            oversize(counters, len, max, None);
+                            RecordFuture::done(Ok(()))
+                        }
+                    }
+                }
+                Encoding::None | Encoding::InBackend => {
+                    let msg = Message::Span {
+                        span,
+                        receipt: None,
+                    };
+                    RecordFuture::queueing(tx.clone(), msg, [0; INLINE], 0, None)
+                }
+            },
+            Kind::Channel(tx) => match tx.try_send(span) {
+                Ok(()) => {
+                    counters.pre_accept();
+                    counters.sent(1);
+                    RecordFuture::done(Ok(()))
+                }
+                Err(TrySendError::Closed(span)) => {
+                    counters.refused(false);
+                    RecordFuture::done(Err(RecordError::Closed(span)))
+                }
+                Err(TrySendError::Full(span)) => {
+                    // A channel client waits in tokio's channel: the one record future
+                    // that allocates (a box for the wait).
+                    let (tx, shared) = (tx.clone(), inner.shared.clone());
+                    RecordFuture::boxed(async move {
+                        match tx.reserve().await {
+                            Ok(permit) => {
+                                shared.counters.pre_accept();
+                                permit.send(span);
+                                shared.counters.sent(1);
+                                Ok(())
+                            }
+                            Err(_) => {
+                                shared.counters.refused(false);
+                                Err(RecordError::Closed(span))
+                            }
+                        }
+                    })
+                }
+            },
+            Kind::Neutralized => {
+                counters.refused(false);
+                RecordFuture::done(Err(RecordError::Closed(span)))
             }
-            client.normalize(&mut span);
-            match client.queue_waiting(&span).await {
-                Waited::Queued => Ok(()),
-                Waited::Closed => Err(RecordError::Closed(span)),
-                Waited::Span => client.push_span_waiting(span).await,
-            }
-        })
+        }
     }
 
     /// Queues a copy of `span`, waiting for room in the queue; the span stays with the
@@ -394,102 +414,29 @@ impl Client {
     /// Dropping the future before it completes means the span was not queued (and is not
     /// counted anywhere).
     pub async fn record_ref(&self, span: &SsfSpan) -> Result<(), RecordError<()>> {
-        if self.inner.shared.is_closing() {
-            self.counters().refused(false);
-            return Err(RecordError::Closed(()));
-        }
-        // The normaliser changes the span: it works on a copy.
-        let normalized = self.inner.normalizer.is_some().then(|| {
-            let mut copy = span.clone();
-            self.normalize(&mut copy);
-            copy
-        });
-        match self
-            .queue_waiting(normalized.as_ref().unwrap_or(span))
-            .await
-        {
-            Waited::Queued => Ok(()),
-            Waited::Closed => Err(RecordError::Closed(())),
-            Waited::Span => {
-                let owned = normalized.unwrap_or_else(|| span.clone());
-                self.push_span_waiting(owned)
-                    .await
-                    .map_err(|_| RecordError::Closed(()))
-            }
-        }
-    }
-
-    /// For a client that encodes on record: encodes `span` and queues the frame, waiting
-    /// for room. Other clients: [`Waited::Span`], nothing done.
-    async fn queue_waiting(&self, span: &SsfSpan) -> Waited {
         let inner = &*self.inner;
-        let (Kind::Queue(_), Encoding::OnRecord { framing, max }) = (&inner.kind, inner.encoding)
-        else {
-            return Waited::Span;
-        };
-        let counters = &inner.shared.counters;
-        let queue = &inner.shared.queue;
-        let mut buf = [0u8; INLINE];
-        let (msg, inline) = match encode::encode(span, framing, max, &mut buf) {
-            Ok(encoded) => Message::encoded(encoded, None),
-            Err(len) => {
-                counters.pre_accept();
-                oversize(counters, len, max, None);
-                return Waited::Queued;
-            }
-        };
-        let inline = &buf[..inline];
-        let attempt = |m| counted_push(counters, queue, m, inline);
-        match queue.push_with(msg, attempt).await {
-            Ok(()) => Waited::Queued,
-            Err(_) => {
-                counters.refused(false);
-                Waited::Closed
-            }
-        }
-    }
-
-    /// Queues the span itself (a client that does not encode on record), waiting for room.
-    async fn push_span_waiting(&self, span: SsfSpan) -> Result<(), RecordError> {
-        let inner = &*self.inner;
-        let counters = &inner.shared.counters;
-        match &inner.kind {
-            Kind::Queue(_) => {
-                let queue = &inner.shared.queue;
-                let msg = Message::Span {
-                    span,
-                    receipt: None,
-                };
-                let attempt = |m| counted_push(counters, queue, m, &[]);
-                match queue.push_with(msg, attempt).await {
-                    Ok(()) => Ok(()),
-                    Err(m) => {
-                        counters.refused(false);
-                        match m {
-                            Message::Span { span, .. } => Err(RecordError::Closed(span)),
-                            // Only the span pushed above comes back.
-                            _ => Err(RecordError::Closed(SsfSpan::default())),
-                        }
+        let future = match (&inner.kind, &inner.normalizer, inner.encoding) {
+            (Kind::Queue(tx), None, Encoding::OnRecord { framing, max })
+                if !inner.shared.is_closing() =>
+            {
+                let mut buf = [0u8; INLINE];
+                match encode::encode(span, framing, max, &mut buf) {
+                    Ok(encoded) => {
+                        let (msg, len) = Message::encoded(encoded, None);
+                        RecordFuture::queueing(tx.clone(), msg, buf, len, None)
+                    }
+                    Err(len) => {
+                        let counters = &inner.shared.counters;
+                        counters.pre_accept();
+                        oversize(counters, len, max, None);
+                        return Ok(());
                     }
                 }
             }
-            Kind::Channel(tx) => match tx.reserve().await {
-                Ok(permit) => {
-                    counters.pre_accept();
-                    permit.send(span);
-                    counters.sent(1);
-                    Ok(())
-                }
-                Err(_) => {
-                    counters.refused(false);
-                    Err(RecordError::Closed(span))
-                }
-            },
-            Kind::Neutralized => {
-                counters.refused(false);
-                Err(RecordError::Closed(span))
-            }
-        }
+            // The span itself is queued (or refused): a copy.
+            _ => self.record(span.clone()),
+        };
+        future.await.map_err(|_| RecordError::Closed(()))
     }
 
     /// Waits until every span recorded before this call has been written by its backend
@@ -521,28 +468,12 @@ impl Client {
     ///
     /// As [`flush`](Client::flush).
     pub fn flush_with_deadline(&self, deadline: Duration) -> FlushFuture {
-        let shared = self.inner.shared.clone();
-        // Holds the queue open while the flush runs.
+        // A queue client's flush holds the queue open while it runs.
         let tx = match &self.inner.kind {
             Kind::Queue(tx) => Some(tx.clone()),
             Kind::Channel(_) | Kind::Neutralized => None,
         };
-        FlushFuture::new(async move {
-            let Some(tx) = tx else {
-                shared.counters.flushed(true);
-                return Ok(());
-            };
-            if shared.is_closing() {
-                shared.counters.flushed(false);
-                return Err(FlushError::closed());
-            }
-            let at = tokio::time::Instant::now()
-                .checked_add(deadline)
-                .unwrap_or_else(far_future);
-            let result = run_flush(&shared, at).await;
-            drop(tx);
-            result
-        })
+        FlushFuture::new(self.inner.shared.clone(), tx, deadline)
     }
 
     /// Stops intake and starts a graceful shutdown in the background, without waiting:
@@ -567,23 +498,7 @@ impl Client {
     /// Calling it again (or on a clone) waits for the same shutdown; backend errors are
     /// reported to the first caller only.
     pub fn shutdown(&self, deadline: Duration) -> ShutdownFuture {
-        let shared = self.inner.shared.clone();
-        ShutdownFuture::new(async move {
-            shared.close();
-            let timed_out = match tokio::time::timeout(deadline, shared.wait_workers_done()).await {
-                Ok(()) => false,
-                Err(_) => {
-                    shared.aborting.set();
-                    shared.wait_workers_done().await;
-                    true
-                }
-            };
-            ShutdownReport::new(
-                shared.counters.snapshot(),
-                timed_out,
-                shared.take_final_errors(),
-            )
-        })
+        ShutdownFuture::new(self.inner.shared.clone(), deadline)
     }
 
     /// A snapshot of the counters. See [`ClientStats`] for the invariant they keep.
@@ -601,33 +516,6 @@ impl Client {
                 Kind::Neutralized => true,
             }
     }
-}
-
-/// One attempt of a record future to queue `msg` (with its inline frame): counted as
-/// accepted only while the attempt is made, so that a future dropped while waiting for
-/// room leaves no trace.
-fn counted_push(
-    counters: &Counters,
-    queue: &Queue,
-    msg: Message,
-    inline: &[u8],
-) -> Result<(), Refused> {
-    counters.pre_accept();
-    let r = queue.try_push_inline(msg, inline);
-    if r.is_err() {
-        counters.take_back();
-    }
-    r
-}
-
-/// What [`Client::queue_waiting`] did.
-enum Waited {
-    /// The span was encoded and queued (or dropped as oversize).
-    Queued,
-    /// The client closed first.
-    Closed,
-    /// The client does not encode on record: the span itself must be queued.
-    Span,
 }
 
 /// Counts a refusal of the queue and hands the span back.

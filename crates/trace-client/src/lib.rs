@@ -226,8 +226,11 @@
 // boxing it would allocate on the refusal path, exactly when the client is overloaded.
 #![allow(clippy::result_large_err)]
 
-// The modules, lowest layer first: a module uses only those above it in this list
-// (ARCHITECTURE.md draws the layers; tests/layers.rs checks them).
+// The modules, in layers (ARCHITECTURE.md draws them; tests/layers.rs checks that a
+// module uses only modules of lower layers), lowest first:
+//   sync, padded, waiters | error | stats | encode | message | queue | shared |
+//   transport | worker | future | client | builder | default, metrics | trace |
+//   propagation | testing
 mod builder;
 mod client;
 pub mod default;
@@ -247,6 +250,7 @@ mod sync;
 pub mod testing;
 mod trace;
 mod transport;
+mod waiters;
 mod worker;
 
 pub use builder::{

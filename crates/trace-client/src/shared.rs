@@ -1,17 +1,17 @@
 //! The state shared by a client's handles, its workers and its side tasks, and the
-//! flush call that runs over all of them.
+//! senders that keep its queue open.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::{Notify, mpsc};
 
-use crate::error::{BackendError, FlushError};
-use crate::message::{FlushRound, Message};
+use crate::error::BackendError;
+use crate::message::FlushRound;
 use crate::queue::Queue;
 use crate::stats::Counters;
+use crate::waiters::WaitList;
 
 /// A one-way flag that tasks can wait for.
 #[derive(Debug, Default)]
@@ -65,7 +65,7 @@ pub(crate) struct Shared {
     /// Per-worker control channels, for flush rounds.
     pub(crate) controls: Vec<mpsc::UnboundedSender<Arc<FlushRound>>>,
     live_workers: AtomicUsize,
-    workers_done: Notify,
+    workers_done: WaitList,
     /// Errors of the final flush and close of each backend.
     final_errors: Mutex<Vec<BackendError>>,
 }
@@ -86,7 +86,7 @@ impl Shared {
             queue: Queue::new(capacity),
             live_workers: AtomicUsize::new(controls.len()),
             controls,
-            workers_done: Notify::new(),
+            workers_done: WaitList::default(),
             final_errors: Mutex::new(Vec::new()),
         }
     }
@@ -109,24 +109,25 @@ impl Shared {
     }
 
     pub(crate) fn worker_exited(&self) {
-        if self.live_workers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.workers_done.notify_waiters();
+        if self.live_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.workers_done.wake_all();
         }
     }
 
     pub(crate) fn all_workers_done(&self) -> bool {
-        self.live_workers.load(Ordering::Acquire) == 0
+        self.live_workers.load(Ordering::SeqCst) == 0
+    }
+
+    /// The tasks waiting for every worker to exit.
+    pub(crate) fn workers_done(&self) -> &WaitList {
+        &self.workers_done
     }
 
     /// Resolves once every worker has exited.
     pub(crate) async fn wait_workers_done(&self) {
-        loop {
-            let notified = self.workers_done.notified();
-            if self.all_workers_done() {
-                return;
-            }
-            notified.await;
-        }
+        self.workers_done
+            .wait_until(|| self.all_workers_done())
+            .await;
     }
 
     pub(crate) fn push_final_error(&self, e: BackendError) {
@@ -148,36 +149,35 @@ impl Shared {
     }
 }
 
-/// Queues a flush marker and waits for the round it starts, until `deadline`.
-///
-/// Waits for room in the queue if it is full (within the deadline). At the deadline the
-/// round is resolved with the backends that have not reported listed as timed out. The
-/// caller holds a sender of the queue (so it stays open) while this runs.
-pub(crate) async fn run_flush(shared: &Shared, deadline: Instant) -> Result<(), FlushError> {
-    let (reply, mut result) = oneshot::channel();
-    let round = Arc::new(FlushRound::new(shared.workers(), Some(reply)));
-    let queued = tokio::select! {
-        biased;
-        r = shared.queue.push(Message::Flush(round.clone())) => Some(r.is_ok()),
-        _ = tokio::time::sleep_until(deadline) => None,
-    };
-    match queued {
-        Some(true) => {}
-        Some(false) => {
-            shared.counters.flushed(false);
-            return Err(FlushError::closed());
-        }
-        None => round.expire(&shared.counters),
+/// A sender of the client's queue: while one exists the queue stays open; when the last
+/// one goes (the last handle, and any flush or record in flight), the workers drain it
+/// and stop.
+pub(crate) struct Tx(Arc<Shared>);
+
+impl Tx {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        shared.queue.add_sender();
+        Tx(shared)
     }
-    let got = match tokio::time::timeout_at(deadline, &mut result).await {
-        Ok(got) => got,
-        Err(_) => {
-            round.expire(&shared.counters);
-            // Resolved now: either a backend or `expire` replied.
-            result.await
-        }
-    };
-    // A round dropped unresolved means every worker that held it stopped: the client
-    // closed.
-    got.unwrap_or_else(|_| Err(FlushError::closed()))
+
+    /// A sender, unless the last one is gone already.
+    pub(crate) fn upgrade(shared: &Arc<Shared>) -> Option<Self> {
+        shared.queue.upgrade_sender().then(|| Tx(shared.clone()))
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.0
+    }
+}
+
+impl Clone for Tx {
+    fn clone(&self) -> Self {
+        Tx::new(self.0.clone())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        self.0.queue.remove_sender();
+    }
 }

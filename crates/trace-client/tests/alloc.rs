@@ -1,51 +1,19 @@
 //! `try_record` allocates nothing: the queue's slots are allocated when the client is
 //! built.
-#![allow(unsafe_code)]
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
 
 use ssf_proto::SsfSpan;
+use ssf_test_support::alloc::{Counting, allocations};
 use support::*;
 use tokio::sync::Semaphore;
 use trace_client::{Backend, Client};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only counts calls on this thread.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.with(Cell::get);
-    f();
-    ALLOCS.with(Cell::get) - before
-}
 
 /// Sends one span per permit.
 struct Gated(Arc<Semaphore>);
@@ -130,4 +98,66 @@ async fn network_clients_encode_into_the_slot_without_allocating() {
         assert_eq!(client.stats().accepted(), 3 * N as u64);
         client.close();
     }
+}
+
+/// `record(..).await` and `flush().await` are state machines polled in place: a record
+/// that finds room allocates nothing (a typical span, by value or by reference), and one
+/// that waits for room only registers its waker.
+#[tokio::test(flavor = "current_thread")]
+async fn record_futures_allocate_nothing_per_span() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    const N: usize = 256;
+    let client = Client::builder("udp://127.0.0.1:9")
+        .capacity(4 * N)
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let spans: Vec<SsfSpan> = (1..=N as i64).map(typical).collect();
+    let n = allocations(|| {
+        for s in spans {
+            let mut f = pin!(client.record(s));
+            assert!(matches!(f.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+        }
+    });
+    assert_eq!(n, 0, "record: {n} allocations for {N} spans");
+    let span = typical(1);
+    let n = allocations(|| {
+        for _ in 0..N {
+            let mut f = pin!(client.record_ref(&span));
+            assert!(matches!(f.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+        }
+    });
+    assert_eq!(n, 0, "record_ref: {n} allocations for {N} spans");
+    client.close();
+
+    // A full queue: the future waits (a registered waker), and is woken once a backend
+    // makes room.
+    let gate = Arc::new(Semaphore::new(0));
+    let client = Client::with_backend(Gated(gate.clone()))
+        .capacity(1)
+        .build()
+        .unwrap();
+    client.try_record(span.clone()).unwrap();
+    tokio::task::yield_now().await; // the worker takes it and waits for a permit
+    client.try_record(span.clone()).unwrap();
+    let mut waiting = Box::pin(client.record(span.clone()));
+    let mut polls = 0;
+    let n = allocations(|| {
+        for _ in 0..10 {
+            polls += 1;
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        }
+    });
+    // The first poll may give the wait list its slot; later polls reuse it.
+    assert!(
+        n <= 1,
+        "a waiting record allocated {n} times in {polls} polls"
+    );
+    gate.add_permits(3);
+    assert!(waiting.await.is_ok());
+    let report = client.shutdown(std::time::Duration::from_secs(5)).await;
+    assert_eq!((report.sent(), report.dropped_total()), (3, 0));
 }

@@ -259,6 +259,25 @@ async fn neutralized_client_refuses_everything_and_flushes() {
     );
 }
 
+#[tokio::test]
+async fn clients_without_workers_fail_flushes_once_shut_down() {
+    let (channel, _rx) = Client::channel(2);
+    for client in [channel, Client::neutralized()] {
+        client.flush().await.unwrap();
+        let report = client.shutdown(Duration::from_secs(1)).await;
+        assert!(!report.timed_out());
+        let e = client.flush().await.unwrap_err();
+        assert!(e.is_closed(), "{client:?}: {e}");
+        assert!(client.try_record(span(1)).unwrap_err().is_closed());
+        let stats = client.stats();
+        assert_eq!(
+            (stats.flushes_ok(), stats.flushes_failed()),
+            (1, 1),
+            "{client:?}"
+        );
+    }
+}
+
 #[test]
 fn building_outside_a_runtime_is_an_error_not_a_panic() {
     let err = Client::builder("udp://127.0.0.1:8128").build().unwrap_err();

@@ -11,10 +11,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::config::{Config, Destination};
-use crate::client::{Client, Kind, Normalizer, Tx};
+use crate::client::{Client, Kind, Normalizer};
 use crate::error::BuildError;
+use crate::future::FlushFuture;
 use crate::message::FlushRound;
-use crate::shared::{Shared, run_flush};
+use crate::shared::{Shared, Tx};
 use crate::stats::{StatsCounter, report_counters};
 use crate::transport::{StreamTransport, Transport, UdpTransport};
 use crate::worker::Worker;
@@ -125,9 +126,8 @@ async fn periodic_flush(shared: Arc<Shared>, every: Duration) {
             return;
         };
         // Wait for this flush before the next tick, so slow flushes do not pile up.
-        let deadline = Instant::now() + shared.flush_timeout;
-        let _ = run_flush(&shared, deadline).await;
-        drop(tx);
+        let limit = shared.flush_timeout;
+        let _ = FlushFuture::new(shared.clone(), Some(tx), limit).await;
     }
 }
 

@@ -19,13 +19,9 @@ mod wake;
 #[cfg(all(loom, test))]
 mod loom;
 
-use std::pin::pin;
-
-use tokio::sync::Notify;
-
 use crate::message::Message;
-use crate::padded::Padded;
 use crate::sync::{AtomicUsize, Ordering};
+use crate::waiters::WaitList;
 
 pub(crate) use ring::PushError;
 use ring::{PopError, Ring};
@@ -61,9 +57,8 @@ pub(crate) enum Popped {
 pub(crate) struct Queue {
     ring: Ring<Slot>,
     wake: Wake,
-    /// Producers waiting for room ([`push`](Self::push)).
-    room_waiters: Padded<AtomicUsize>,
-    room: Notify,
+    /// Producers waiting for room (record and flush futures).
+    room: WaitList,
     /// Handles that may push (the client's senders); the last one leaving
     /// closes the ring.
     senders: AtomicUsize,
@@ -75,8 +70,7 @@ impl Queue {
         Queue {
             ring: Ring::new(capacity),
             wake: Wake::new(capacity),
-            room_waiters: Padded(AtomicUsize::new(0)),
-            room: Notify::new(),
+            room: WaitList::default(),
             senders: AtomicUsize::new(0),
         }
     }
@@ -118,35 +112,37 @@ impl Queue {
         }
     }
 
-    /// Pushes, waiting for room. `Err` hands the message back when the queue is closed.
-    /// Cancel safe: dropping the future leaves the message unqueued.
-    pub(crate) async fn push(&self, msg: Message) -> Result<(), Message> {
-        self.push_with(msg, |m| self.try_push(m)).await
+    /// The producers waiting for room: they register here, try again, and are woken
+    /// when a worker takes messages or the queue closes.
+    pub(crate) fn room(&self) -> &WaitList {
+        &self.room
     }
 
-    /// [`push`](Self::push), with each attempt made by `attempt` (which calls
-    /// [`try_push`](Self::try_push) and may count around it).
-    pub(crate) async fn push_with(
-        &self,
-        mut msg: Message,
-        mut attempt: impl FnMut(Message) -> Result<(), Refused>,
-    ) -> Result<(), Message> {
-        loop {
-            match attempt(msg) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Closed(m)) => return Err(m),
-                Err(PushError::Full(m)) => msg = m,
+    /// Pushes, waiting for room. `Err` hands the message back when the queue is closed.
+    /// Cancel safe: dropping the future leaves the message unqueued.
+    #[cfg(test)]
+    pub(crate) async fn push(&self, msg: Message) -> Result<(), Message> {
+        let mut msg = Some(msg);
+        let mut key = crate::waiters::WaitKey::default();
+        let result = std::future::poll_fn(|cx| {
+            for registered in [false, true] {
+                let Some(m) = msg.take() else {
+                    return std::task::Poll::Ready(Ok(()));
+                };
+                match self.try_push(m) {
+                    Ok(()) => return std::task::Poll::Ready(Ok(())),
+                    Err(PushError::Closed(m)) => return std::task::Poll::Ready(Err(m)),
+                    Err(PushError::Full(m)) => msg = Some(m),
+                }
+                if !registered {
+                    self.room.register(&mut key, cx.waker());
+                }
             }
-            let mut room = pin!(self.room.notified());
-            room.as_mut().enable();
-            let _waiting = Counted::new(&self.room_waiters);
-            match attempt(msg) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Closed(m)) => return Err(m),
-                Err(PushError::Full(m)) => msg = m,
-            }
-            room.await;
-        }
+            std::task::Poll::Pending
+        })
+        .await;
+        self.room.deregister(&mut key);
+        result
     }
 
     /// Takes up to `limit` messages without waiting; then ends the caller's search (if it
@@ -216,9 +212,8 @@ impl Queue {
                 Popped::Empty
             };
         }
-        if self.room_waiters.load(Ordering::SeqCst) != 0 {
-            self.room.notify_waiters();
-        }
+        // After the pops (sequentially consistent compare-and-swaps): see `WaitList`.
+        self.room.wake_all();
         if self.ring.len() >= limit {
             // More than a batch left: another worker should help.
             self.wake.more_left();
@@ -243,7 +238,7 @@ impl Queue {
     pub(crate) fn close(&self) {
         self.ring.close();
         self.wake.wake_all();
-        self.room.notify_waiters();
+        self.room.wake_all();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -269,22 +264,6 @@ impl Queue {
         if self.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.close();
         }
-    }
-}
-
-/// Counts one in an atomic while alive.
-struct Counted<'a>(&'a AtomicUsize);
-
-impl<'a> Counted<'a> {
-    fn new(c: &'a AtomicUsize) -> Self {
-        c.fetch_add(1, Ordering::SeqCst);
-        Counted(c)
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
