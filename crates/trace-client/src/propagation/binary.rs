@@ -12,7 +12,7 @@
 use bytes::{Buf, BufMut};
 use ssf_proto::{SsfSpan, wire};
 
-use super::{ExtractError, RESOURCE_KEY};
+use super::parse::{ExtractError, RESOURCE_KEY};
 use crate::trace::context::SpanContext;
 
 fn carrier_span(ctx: &SpanContext) -> SsfSpan {

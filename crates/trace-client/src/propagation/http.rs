@@ -24,7 +24,8 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{ExtractError, RESOURCE_KEY, format_hex, parse_decimal, parse_hex, w3c};
+use super::parse::{ExtractError, RESOURCE_KEY, format_hex, parse_decimal, parse_hex};
+use super::w3c;
 use crate::trace::context::SpanContext;
 
 /// A way of writing a span context into HTTP headers.

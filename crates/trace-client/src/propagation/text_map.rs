@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::http::DEFAULT_EXTRACT_FORMATS;
-use super::{ExtractError, RESOURCE_KEY, parse_decimal};
+use super::parse::{ExtractError, RESOURCE_KEY, parse_decimal};
 use crate::trace::context::SpanContext;
 
 /// The key of the trace ID in text maps.

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use crate::error::{DeliveryError, DropReason};
 use crate::message::Message;
 use crate::transport::ledger::Ledger;
 
@@ -49,11 +48,6 @@ pub(crate) struct NetConfig {
     /// Write-buffer size for streams; `None` = every frame is written on its own.
     pub(crate) buffer_size: Option<usize>,
     pub(crate) max_datagram_size: usize,
-}
-
-/// An I/O error for a second receipt (`io::Error` is not `Clone`).
-pub(crate) fn copy_error(reason: DropReason, e: &io::Error) -> DeliveryError {
-    DeliveryError::new(reason, Some(io::Error::new(e.kind(), e.to_string())))
 }
 
 /// Keeps a scratch buffer from staying huge after one very large span.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use crate::error::{DeliveryError, DropReason, Dropped};
 use crate::message::{Message, ReceiptSender};
 use crate::shared::{Shared, Signal};
-use crate::transport::api::copy_error;
 
 /// One backend's accounting: the client's counters, and what this backend dropped since
 /// it last reported to a flush.
@@ -95,4 +94,9 @@ impl Ledger {
             None => self.since_flush = Some(d),
         }
     }
+}
+
+/// An I/O error for a second receipt (`io::Error` is not `Clone`).
+pub(crate) fn copy_error(reason: DropReason, e: &io::Error) -> DeliveryError {
+    DeliveryError::new(reason, Some(io::Error::new(e.kind(), e.to_string())))
 }

@@ -12,9 +12,9 @@ use crate::encode::{self, Framing};
 use crate::error::DropReason;
 use crate::message::{Message, ReceiptSender};
 use crate::shared::Shared;
-use crate::transport::api::{NetConfig, Transport, copy_error, oversize_error, shrink};
+use crate::transport::api::{NetConfig, Transport, oversize_error, shrink};
 use crate::transport::backoff::Backoff;
-use crate::transport::ledger::Ledger;
+use crate::transport::ledger::{Ledger, copy_error};
 use crate::transport::link::{Connect, ConnectFuture, Link};
 use crate::transport::write::{TryWrite, write_all};
 
