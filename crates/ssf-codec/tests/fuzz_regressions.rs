@@ -3,47 +3,17 @@
 //! target ever finds a crash, the minimized crash under `fuzz/regressions/<target>`.
 //!
 //! The checks live in `fuzz/checks.rs`, shared with the targets. How to fuzz and how to
-//! add a crash here: `docs/reliability-input.md`.
+//! add a crash here: RELIABILITY.md (section "Fuzzing").
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
-}
-
-/// The files of `dir`, sorted; none when it does not exist.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .map(|e| e.expect("a readable directory entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
-    paths
-}
-
-/// Runs `check` on every kept input of `target`, reporting every file that fails.
-/// Returns how many corpus files there were.
+/// Runs `check` on every kept input of `target`; returns how many corpus files there were.
 fn run(target: &str, check: fn(&[u8])) -> usize {
-    let corpus = files(&fuzz_dir().join("corpus").join(target));
-    let regressions = files(&fuzz_dir().join("regressions").join(target));
-    let mut failures = Vec::new();
-    for path in corpus.iter().chain(&regressions) {
-        let data = std::fs::read(path).expect("a readable input");
-        if std::panic::catch_unwind(|| check(&data)).is_err() {
-            failures.push(path.display().to_string());
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{target}: failing inputs {failures:#?}"
-    );
-    corpus.len()
+    let fuzz_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    ssf_test_support::fuzz::run(&fuzz_dir, target, check)
 }
 
 #[test]

@@ -4,43 +4,18 @@
 //! crash under `fuzz/regressions/extract_headers`.
 //!
 //! The checks live in `fuzz/checks.rs`, shared with the target. How to fuzz and how to add
-//! a crash here: `docs/reliability-input.md`.
+//! a crash here: RELIABILITY.md (section "Fuzzing").
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
-use std::path::{Path, PathBuf};
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
-}
-
-/// The files of `dir`, sorted; none when it does not exist.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .map(|e| e.expect("a readable directory entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
-    paths
-}
+use std::path::Path;
 
 #[test]
 fn extract_headers_corpus_and_regressions() {
-    let corpus = files(&fuzz_dir().join("corpus/extract_headers"));
-    let regressions = files(&fuzz_dir().join("regressions/extract_headers"));
-    assert!(corpus.len() >= 20, "the corpus is missing");
-    let mut failures = Vec::new();
-    for path in corpus.iter().chain(&regressions) {
-        let data = std::fs::read(path).expect("a readable input");
-        if std::panic::catch_unwind(|| checks::run(&data)).is_err() {
-            failures.push(path.display().to_string());
-        }
-    }
-    assert!(failures.is_empty(), "failing inputs {failures:#?}");
+    let fuzz_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let corpus = ssf_test_support::fuzz::run(&fuzz_dir, "extract_headers", checks::run);
+    assert!(corpus >= 20, "the corpus is missing");
 }
 
 #[test]

@@ -11,10 +11,9 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use ssf_proto::SsfSpan;
 use support::{Udp, by_name};
-use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use trace_client::SpanContext;
 use trace_http::{ClientTraceLayer, ServerTraceLayer, tags};
@@ -39,27 +38,15 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = service.clone();
-            tokio::spawn(async move {
-                let hyper_service = hyper::service::service_fn(move |req| {
-                    let span = if outer {
-                        tracing::info_span!("outer")
-                    } else {
-                        tracing::Span::none()
-                    };
-                    service.clone().oneshot(req).instrument(span)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), hyper_service)
-                    .await;
-            });
-        }
+    let instrumented = tower::service_fn(move |req| {
+        let span = if outer {
+            tracing::info_span!("outer")
+        } else {
+            tracing::Span::none()
+        };
+        service.clone().oneshot(req).instrument(span)
     });
-    addr
+    ssf_test_support::http::serve(instrumented).await
 }
 
 /// GETs `path` from `addr` with an untraced client; returns the response body.

@@ -3,17 +3,14 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use ssf_proto::SsfSpan;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core machine.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -57,31 +54,5 @@ pub fn is_root(span: &SsfSpan) -> bool {
     span.parent_id == 0 && span.trace_id == span.id && span.id != 0
 }
 
-/// Serves `service` over HTTP/1 on a fresh loopback port until the runtime ends.
-pub async fn serve<S, B>(service: S) -> SocketAddr
-where
-    S: Service<Request<hyper::body::Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = service.clone();
-            tokio::spawn(async move {
-                let hyper_service =
-                    hyper::service::service_fn(move |req| service.clone().oneshot(req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), hyper_service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
+#[allow(unused_imports)]
+pub use ssf_test_support::http::serve;
