@@ -704,38 +704,13 @@ fn end_to_end(c: &mut Criterion) {
     group.finish();
 }
 
-/// Sends the datagrams (blocking socket); returns how many went.
+/// Sends the datagrams (blocking socket) with the client's `sendmmsg` wrapper; returns
+/// how many went.
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 fn sendmmsg(socket: &std::net::UdpSocket, datagrams: &[Vec<u8>]) -> usize {
-    use std::os::fd::AsRawFd;
-    let mut iovecs: Vec<libc::iovec> = datagrams
-        .iter()
-        .map(|d| libc::iovec {
-            iov_base: d.as_ptr() as *mut libc::c_void,
-            iov_len: d.len(),
-        })
-        .collect();
-    // SAFETY: all-zero bytes are a valid `mmsghdr` (null pointers, zero lengths).
-    let mut msgs: Vec<libc::mmsghdr> = (0..datagrams.len())
-        .map(|_| unsafe { std::mem::zeroed() })
-        .collect();
-    for (m, iov) in msgs.iter_mut().zip(iovecs.iter_mut()) {
-        m.msg_hdr.msg_iov = iov;
-        m.msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: each header points to one iovec pointing into a live datagram; the call
-    // only reads them. The socket is connected.
-    let n = unsafe {
-        libc::sendmmsg(
-            socket.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            msgs.len() as libc::c_uint,
-            0,
-        )
-    };
-    assert!(n > 0, "sendmmsg: {}", io::Error::last_os_error());
-    n as usize
+    use std::os::fd::AsFd;
+    trace_client::__sys::send_batch(socket.as_fd(), datagrams.len(), false, |k| &datagrams[k])
+        .expect("sendmmsg")
 }
 
 /// Idle cost: clients with 8 backends and nothing to send, each for a second; prints the

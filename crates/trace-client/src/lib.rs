@@ -288,6 +288,14 @@ pub mod __bench {
     }
 }
 
+/// The one wrapper of `sendmmsg`/`recvmmsg` (Linux), for the benchmarks and `ssf bench`;
+/// not part of the API.
+#[cfg(target_os = "linux")]
+#[doc(hidden)]
+pub mod __sys {
+    pub use crate::transport::sys_linux::{DATAGRAMS_PER_CALL, recv_batch, send_batch};
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use crate::trace::macros::function_name_of;

@@ -72,6 +72,13 @@ pub fn typical_span(id: i64) -> SsfSpan {
 type SendErrors = Arc<dyn Fn(&SsfSpan) -> Option<io::Error> + Send + Sync>;
 type FlushErrors = Arc<dyn Fn(&[SsfSpan]) -> Option<io::Error> + Send + Sync>;
 
+/// A backend made by `new` on a new channel of `capacity` (at least 1), and the channel's
+/// receiving end.
+fn pair<T, B>(capacity: usize, new: fn(mpsc::Sender<T>) -> B) -> (B, mpsc::Receiver<T>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (new(tx), rx)
+}
+
 fn receiver_gone() -> io::Error {
     io::Error::new(
         io::ErrorKind::BrokenPipe,
@@ -108,8 +115,7 @@ impl ChannelBackend {
 
     /// A backend and the receiving end of a new channel of `capacity` (at least 1).
     pub fn pair(capacity: usize) -> (Self, mpsc::Receiver<SsfSpan>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self::new(tx), rx)
+        pair(capacity, Self::new)
     }
 
     /// Fails the spans for which `f` returns an error, without delivering them.
@@ -171,8 +177,7 @@ impl FlushingBackend {
     /// A backend and the receiving end of a new channel of `capacity` batches (at least
     /// 1).
     pub fn pair(capacity: usize) -> (Self, mpsc::Receiver<Vec<SsfSpan>>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self::new(tx), rx)
+        pair(capacity, Self::new)
     }
 
     /// Fails the spans for which `f` returns an error, without collecting them.

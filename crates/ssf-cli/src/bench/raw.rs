@@ -223,34 +223,13 @@ fn send_datagrams(
     }
 }
 
-/// Sends up to `n` (at most [`UDP_BATCH`]) copies of `datagram` with one `sendmmsg` call;
-/// returns how many the kernel took (at least 1).
+/// Sends up to `n` (at most [`UDP_BATCH`]) copies of `datagram` with one `sendmmsg` call
+/// (the client's wrapper); returns how many the kernel took (at least 1).
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 fn send_batch(socket: &std::net::UdpSocket, datagram: &[u8], n: usize) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let n = n.clamp(1, UDP_BATCH);
-    let mut iov = libc::iovec {
-        iov_base: datagram.as_ptr().cast_mut().cast(),
-        iov_len: datagram.len(),
-    };
-    // SAFETY: `mmsghdr` is a plain C struct of integers and pointers, for which all
-    // zeroes (null pointers, zero lengths) is a valid value.
-    let mut msgs: [libc::mmsghdr; UDP_BATCH] = unsafe { std::mem::zeroed() };
-    for m in &mut msgs[..n] {
-        m.msg_hdr.msg_iov = &raw mut iov;
-        m.msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: `msgs` holds `n` initialised headers, each pointing to `iov`, which points to
-    // `datagram`'s `len` readable bytes; all of them outlive the call, and the kernel only
-    // reads the buffers (it writes `msg_len` into the headers, which we own). The socket
-    // is connected, so no destination address is needed.
-    let sent =
-        unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((sent as usize).max(1))
+    trace_client::__sys::send_batch(socket.as_fd(), n, false, |_| datagram)
 }
 
 /// Sends one copy of `datagram` (no `sendmmsg` on this platform).
@@ -266,55 +245,17 @@ pub(crate) const RECV_BATCH: usize = 64;
 pub(crate) const RECV_SLOT: usize = 2048;
 
 /// Reads up to [`RECV_BATCH`] datagrams waiting on `socket` without blocking, into
-/// `bufs` (one slot of [`RECV_SLOT`] bytes each); returns how many were not empty, and
-/// how many were read in all (`WouldBlock` when none was waiting).
+/// `bufs` (one slot of [`RECV_SLOT`] bytes each), with one `recvmmsg` call (the
+/// client's wrapper); returns how many were not empty, and how many were read in all
+/// (`WouldBlock` when none was waiting).
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub(crate) fn recv_batch(
-    socket: &impl std::os::fd::AsRawFd,
+    socket: &impl std::os::fd::AsFd,
     bufs: &mut [u8],
 ) -> io::Result<(usize, usize)> {
-    let n = (bufs.len() / RECV_SLOT).min(RECV_BATCH);
-    if n == 0 {
-        return Ok((0, 0));
-    }
-    let mut iovs = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; RECV_BATCH];
-    for (iov, slot) in iovs
-        .iter_mut()
-        .zip(bufs.chunks_exact_mut(RECV_SLOT))
-        .take(n)
-    {
-        iov.iov_base = slot.as_mut_ptr().cast();
-        iov.iov_len = slot.len();
-    }
-    // SAFETY: `mmsghdr` is a plain C struct of integers and pointers, for which all
-    // zeroes (null pointers, zero lengths) is a valid value.
-    let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
-    for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()).take(n) {
-        m.msg_hdr.msg_iov = iov;
-        m.msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: `msgs[..n]` are initialised headers, each pointing to one `iovec` of `iovs`,
-    // which points to a distinct `RECV_SLOT`-byte slot of `bufs`; all of them outlive the
-    // call. The kernel writes at most `iov_len` bytes into each slot and the lengths into
-    // `msgs`. No address is asked for; the call does not block.
-    let got = unsafe {
-        libc::recvmmsg(
-            socket.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
-    if got < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let got = got as usize;
-    let non_empty = msgs[..got].iter().filter(|m| m.msg_len > 0).count();
+    let mut lens = [0usize; RECV_BATCH];
+    let got = trace_client::__sys::recv_batch(socket.as_fd(), bufs, RECV_SLOT, &mut lens)?;
+    let non_empty = lens[..got].iter().filter(|&&len| len > 0).count();
     Ok((non_empty, got))
 }
 

@@ -194,27 +194,13 @@ impl Local {
             (Some(d), _) => {
                 let path = d.join("ssf.sock");
                 let listener = UnixListener::bind(&path)?;
-                tasks.spawn(async move {
-                    let limit = Arc::new(Semaphore::new(MAX_SINK_CONNECTIONS));
-                    let mut readers = JoinSet::new();
-                    while let Ok((conn, _)) = listener.accept().await {
-                        spawn_reader(&mut readers, &limit, conn, &count);
-                        while readers.try_join_next().is_some() {}
-                    }
-                });
+                tasks.spawn(accept_all(listener, count));
                 Address::unix(path)
             }
             (None, Transport::Tcp) => {
                 let listener = TcpListener::bind("127.0.0.1:0").await?;
                 let local = listener.local_addr()?;
-                tasks.spawn(async move {
-                    let limit = Arc::new(Semaphore::new(MAX_SINK_CONNECTIONS));
-                    let mut readers = JoinSet::new();
-                    while let Ok((conn, _)) = listener.accept().await {
-                        spawn_reader(&mut readers, &limit, conn, &count);
-                        while readers.try_join_next().is_some() {}
-                    }
-                });
+                tasks.spawn(accept_all(listener, count));
                 Address::tcp(local)
             }
             (None, _) => {
@@ -279,6 +265,37 @@ impl Counter {
 
 /// Reads one connection in its own task if the connection limit allows; otherwise the
 /// connection is closed at once.
+/// A stream listener of the sink.
+trait Accept: Send + 'static {
+    type Conn: tokio::io::AsyncRead + Unpin + Send + 'static;
+    fn accept_conn(&self) -> impl std::future::Future<Output = io::Result<Self::Conn>> + Send;
+}
+
+impl Accept for UnixListener {
+    type Conn = tokio::net::UnixStream;
+    async fn accept_conn(&self) -> io::Result<Self::Conn> {
+        self.accept().await.map(|(c, _)| c)
+    }
+}
+
+impl Accept for TcpListener {
+    type Conn = tokio::net::TcpStream;
+    async fn accept_conn(&self) -> io::Result<Self::Conn> {
+        self.accept().await.map(|(c, _)| c)
+    }
+}
+
+/// Accepts connections (at most [`MAX_SINK_CONNECTIONS`] at once) and counts the frames
+/// each one carries.
+async fn accept_all(listener: impl Accept, count: Arc<Counter>) {
+    let limit = Arc::new(Semaphore::new(MAX_SINK_CONNECTIONS));
+    let mut readers = JoinSet::new();
+    while let Ok(conn) = listener.accept_conn().await {
+        spawn_reader(&mut readers, &limit, conn, &count);
+        while readers.try_join_next().is_some() {}
+    }
+}
+
 fn spawn_reader<S>(readers: &mut JoinSet<()>, limit: &Arc<Semaphore>, conn: S, count: &Arc<Counter>)
 where
     S: tokio::io::AsyncRead + Unpin + Send + 'static,

@@ -88,3 +88,86 @@ fn apply_sign(negative: bool, magnitude: u64) -> Option<i64> {
 pub(crate) fn format_hex(id: i64) -> String {
     format!("{:x}", id as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal() {
+        assert_eq!(parse_decimal("12345"), Some(12345));
+        assert_eq!(parse_decimal("+7"), Some(7));
+        assert_eq!(parse_decimal("-7"), Some(-7));
+        assert_eq!(parse_decimal("0"), Some(0));
+        assert_eq!(parse_decimal("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_decimal("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_decimal("000000000000000000000000000042"), Some(42));
+        for bad in [
+            "",
+            "-",
+            "+",
+            "+-1",
+            "--1",
+            " 1",
+            "1 ",
+            "0x10",
+            "1e3",
+            "١٢",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hex() {
+        assert_eq!(parse_hex("3039"), Some(12345));
+        assert_eq!(parse_hex("10932"), Some(67890));
+        assert_eq!(parse_hex("FF"), Some(255));
+        assert_eq!(parse_hex("-ff"), Some(-255));
+        assert_eq!(parse_hex("+ff"), Some(255));
+        assert_eq!(parse_hex("ffffffffffffffff"), Some(-1));
+        assert_eq!(parse_hex("8000000000000000"), Some(i64::MIN));
+        assert_eq!(parse_hex("-8000000000000000"), Some(i64::MIN));
+        assert_eq!(parse_hex("7fffffffffffffff"), Some(i64::MAX));
+        for bad in [
+            "",
+            "-",
+            "0x1",
+            "++1",
+            "+-1",
+            "g",
+            " a",
+            "10000000000000000",
+            "-8000000000000001",
+            "+8000000000000000",
+        ] {
+            assert_eq!(parse_hex(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hex_round_trips_every_bit_pattern() {
+        for id in [1, -1, i64::MIN, i64::MAX, 255, -255, 0x1234_5678_9abc_def0] {
+            assert_eq!(parse_hex(&format_hex(id)), Some(id), "{id}");
+        }
+        assert_eq!(format_hex(-1), "ffffffffffffffff");
+        assert_eq!(format_hex(12345), "3039");
+    }
+
+    #[test]
+    fn error_messages_are_lowercase_and_sourced() {
+        let e = ExtractError::MissingIds;
+        assert!(
+            e.to_string()
+                .starts_with("error parsing fields from text map")
+        );
+        assert!(e.source().is_none());
+        let decode = ssf_proto::wire::decode(&[0xff_u8][..]).unwrap_err();
+        let e = ExtractError::Decode(decode);
+        assert_eq!(e.to_string(), "error decoding span from binary carrier");
+        assert!(e.source().is_some());
+    }
+}

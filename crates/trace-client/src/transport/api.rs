@@ -57,10 +57,3 @@ pub(crate) fn shrink(buf: &mut Vec<u8>, normal: usize) {
         *buf = Vec::with_capacity(normal);
     }
 }
-
-pub(crate) fn oversize_error(len: usize, max: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("the span's encoding is {len} bytes, over the limit of {max}"),
-    )
-}

@@ -3,6 +3,7 @@
 use std::io;
 use std::sync::Arc;
 
+use crate::encode::{self, Framing};
 use crate::error::{DeliveryError, DropReason, Dropped};
 use crate::message::{Message, ReceiptSender};
 use crate::shared::{Shared, Signal};
@@ -44,6 +45,36 @@ impl Ledger {
         }
         if let Some(r) = receipt {
             let _ = r.send(result.map_err(|(reason, e)| copy_error(reason, e)));
+        }
+    }
+
+    /// Appends what a network transport sends for the span `msg` to `buf`: the bytes
+    /// encoded when it was recorded (`inline`, or its heap buffer), or the span encoded
+    /// now as `framing` says. Returns the span's receipt, or `None` when nothing was
+    /// appended: a flush marker, or a span over `max` bytes (counted as dropped here).
+    pub(crate) fn stage(
+        &mut self,
+        msg: Message,
+        inline: &[u8],
+        framing: Framing,
+        max: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Option<ReceiptSender>> {
+        match msg {
+            // Encoded (and size-checked) as this transport sends it when recorded: a copy.
+            Message::Frame { heap, receipt } => {
+                buf.extend_from_slice(heap.as_deref().unwrap_or(inline));
+                Some(receipt)
+            }
+            Message::Span { span, receipt } => match encode::append(&span, framing, max, buf) {
+                Ok(()) => Some(receipt),
+                Err(len) => {
+                    let e = oversize_error(len, max);
+                    self.settle(receipt, Err((DropReason::Oversize, &e)));
+                    None
+                }
+            },
+            Message::Flush(_) => None,
         }
     }
 
@@ -99,4 +130,12 @@ impl Ledger {
 /// An I/O error for a second receipt (`io::Error` is not `Clone`).
 pub(crate) fn copy_error(reason: DropReason, e: &io::Error) -> DeliveryError {
     DeliveryError::new(reason, Some(io::Error::new(e.kind(), e.to_string())))
+}
+
+/// The error of a span too large to send.
+pub(crate) fn oversize_error(len: usize, max: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the span's encoding is {len} bytes, over the limit of {max}"),
+    )
 }

@@ -27,7 +27,8 @@ pub(crate) mod udp;
 pub(crate) mod user;
 pub(crate) mod write;
 
-pub(crate) use api::{NetConfig, Transport, oversize_error};
+pub(crate) use api::{NetConfig, Transport};
+pub(crate) use ledger::oversize_error;
 pub(crate) use stream::StreamTransport;
 pub(crate) use udp::UdpTransport;
 pub use user::Backend;

@@ -8,11 +8,11 @@ use ssf_codec::addr::Address;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::encode::{self, Framing};
+use crate::encode::Framing;
 use crate::error::DropReason;
 use crate::message::{Message, ReceiptSender};
 use crate::shared::Shared;
-use crate::transport::api::{NetConfig, Transport, oversize_error, shrink};
+use crate::transport::api::{NetConfig, Transport, shrink};
 use crate::transport::backoff::Backoff;
 use crate::transport::ledger::{Ledger, copy_error};
 use crate::transport::link::{Connect, ConnectFuture, Link};
@@ -231,23 +231,12 @@ fn stream_target(addr: &Address) -> Option<StreamTarget> {
 impl Transport for StreamTransport {
     #[inline]
     fn stage(&mut self, msg: Message, inline: &[u8]) -> bool {
-        let receipt = match msg {
-            // Encoded when recorded: a copy.
-            Message::Frame { heap, receipt } => {
-                self.buf
-                    .extend_from_slice(heap.as_deref().unwrap_or(inline));
-                receipt
-            }
-            Message::Span { span, receipt } => {
-                let max = ssf_codec::MAX_FRAME_LENGTH;
-                if let Err(len) = encode::append(&span, Framing::Stream, max, &mut self.buf) {
-                    let e = oversize_error(len, max);
-                    self.ledger.settle(receipt, Err((DropReason::Oversize, &e)));
-                    return true;
-                }
-                receipt
-            }
-            Message::Flush(_) => return true,
+        let max = ssf_codec::MAX_FRAME_LENGTH;
+        let Some(receipt) = self
+            .ledger
+            .stage(msg, inline, Framing::Stream, max, &mut self.buf)
+        else {
+            return true;
         };
         if let Some(r) = receipt {
             self.waiting.push((self.ends.len(), r));

@@ -8,11 +8,11 @@ use ssf_codec::addr::Address;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::encode::{self, Framing};
+use crate::encode::Framing;
 use crate::error::DropReason;
 use crate::message::{Message, ReceiptSender};
 use crate::shared::Shared;
-use crate::transport::api::{NetConfig, Transport, oversize_error};
+use crate::transport::api::{NetConfig, Transport};
 use crate::transport::backoff::Backoff;
 use crate::transport::ledger::Ledger;
 use crate::transport::link::{Connect, ConnectFuture, Link};
@@ -188,23 +188,12 @@ impl UdpTransport {
 impl Transport for UdpTransport {
     #[inline]
     fn stage(&mut self, msg: Message, inline: &[u8]) -> bool {
-        let receipt = match msg {
-            // Encoded (and size-checked) as a datagram when recorded: a copy.
-            Message::Frame { heap, receipt } => {
-                self.buf
-                    .extend_from_slice(heap.as_deref().unwrap_or(inline));
-                receipt
-            }
-            Message::Span { span, receipt } => {
-                let max = self.max_size;
-                if let Err(len) = encode::append(&span, Framing::Datagram, max, &mut self.buf) {
-                    let e = oversize_error(len, self.max_size);
-                    self.ledger.settle(receipt, Err((DropReason::Oversize, &e)));
-                    return true;
-                }
-                receipt
-            }
-            Message::Flush(_) => return true,
+        let max = self.max_size;
+        let Some(receipt) = self
+            .ledger
+            .stage(msg, inline, Framing::Datagram, max, &mut self.buf)
+        else {
+            return true;
         };
         self.ends.push(self.buf.len());
         self.receipts.push(receipt);

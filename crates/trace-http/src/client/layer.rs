@@ -128,12 +128,24 @@ impl<S, N: Clone> Layer<S> for ClientTraceLayer<N> {
 
 impl<N> fmt::Debug for ClientTraceLayer<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientTraceLayer")
-            .field("format", &self.format)
-            .field("spans", &self.spans)
-            .field("span_name", &std::any::type_name::<N>())
-            .field("client", &self.client)
-            .field("context_from", &self.context_from.is_some())
-            .finish()
+        let mut d = f.debug_struct("ClientTraceLayer");
+        let context_from = self.context_from.is_some();
+        debug_config::<N>(&mut d, self.format, self.spans, &self.client, context_from);
+        d.finish()
     }
+}
+
+/// The configuration's fields, for the layer's `Debug` and its service's.
+pub(crate) fn debug_config<N>(
+    d: &mut fmt::DebugStruct<'_, '_>,
+    format: HeaderFormat,
+    spans: bool,
+    client: &Option<Client>,
+    context_from: bool,
+) {
+    d.field("format", &format)
+        .field("spans", &spans)
+        .field("span_name", &std::any::type_name::<N>())
+        .field("client", client)
+        .field("context_from", &context_from);
 }

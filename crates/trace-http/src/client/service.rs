@@ -94,13 +94,16 @@ where
 
 impl<S: fmt::Debug, N> fmt::Debug for ClientTrace<S, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientTrace")
-            .field("inner", &self.inner)
-            .field("format", &self.format)
-            .field("spans", &self.spans)
-            .field("span_name", &std::any::type_name::<N>())
-            .field("client", &self.client)
-            .field("context_from", &self.context_from.is_some())
-            .finish()
+        let mut d = f.debug_struct("ClientTrace");
+        d.field("inner", &self.inner);
+        let context_from = self.context_from.is_some();
+        super::layer::debug_config::<N>(
+            &mut d,
+            self.format,
+            self.spans,
+            &self.client,
+            context_from,
+        );
+        d.finish()
     }
 }

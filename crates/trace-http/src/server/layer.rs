@@ -167,16 +167,33 @@ impl<S, N: Clone, E: Clone, H: Clone> Layer<S> for ServerTraceLayer<N, E, H> {
 
 impl<N, E, H> fmt::Debug for ServerTraceLayer<N, E, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerTraceLayer")
-            .field("formats", &self.formats)
-            .field("span_name", &std::any::type_name::<N>())
-            .field("exclude", &std::any::type_name::<E>())
-            .field("client", &self.client)
-            .field("record_at_body_end", &self.body_end)
-            .field(
-                "enter_with",
-                &self.enter.as_ref().map(|_| std::any::type_name::<H>()),
-            )
-            .finish()
+        let mut d = f.debug_struct("ServerTraceLayer");
+        debug_config::<N, E, H>(
+            &mut d,
+            &self.formats,
+            &self.client,
+            self.body_end,
+            &self.enter,
+        );
+        d.finish()
     }
+}
+
+/// The configuration's fields, for the layer's `Debug` and its service's.
+pub(crate) fn debug_config<N, E, H>(
+    d: &mut fmt::DebugStruct<'_, '_>,
+    formats: &[HeaderFormat],
+    client: &Option<Client>,
+    body_end: bool,
+    enter: &Option<H>,
+) {
+    d.field("formats", &formats)
+        .field("span_name", &std::any::type_name::<N>())
+        .field("exclude", &std::any::type_name::<E>())
+        .field("client", client)
+        .field("record_at_body_end", &body_end)
+        .field(
+            "enter_with",
+            &enter.as_ref().map(|_| std::any::type_name::<H>()),
+        );
 }

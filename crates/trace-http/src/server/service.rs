@@ -118,17 +118,15 @@ where
 
 impl<S: fmt::Debug, N, E, H> fmt::Debug for ServerTrace<S, N, E, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerTrace")
-            .field("inner", &self.inner)
-            .field("formats", &self.formats)
-            .field("span_name", &std::any::type_name::<N>())
-            .field("exclude", &std::any::type_name::<E>())
-            .field("client", &self.client)
-            .field("record_at_body_end", &self.body_end)
-            .field(
-                "enter_with",
-                &self.enter.as_ref().map(|_| std::any::type_name::<H>()),
-            )
-            .finish()
+        let mut d = f.debug_struct("ServerTrace");
+        d.field("inner", &self.inner);
+        super::layer::debug_config::<N, E, H>(
+            &mut d,
+            &self.formats,
+            &self.client,
+            self.body_end,
+            &self.enter,
+        );
+        d.finish()
     }
 }
