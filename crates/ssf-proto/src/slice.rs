@@ -66,7 +66,7 @@ pub trait SpanFields {
         0
     }
     /// Field 7, `error`.
-    fn error(&self) -> bool {
+    fn is_error(&self) -> bool {
         false
     }
     /// Field 8, `service`.
@@ -169,7 +169,7 @@ impl SpanFields for SsfSpan {
         self.end_timestamp
     }
     #[inline]
-    fn error(&self) -> bool {
+    fn is_error(&self) -> bool {
         self.error
     }
     #[inline]
@@ -279,7 +279,7 @@ pub fn encode_fields_to_slice<S: SpanFields + ?Sized>(span: &S, out: &mut [u8]) 
     w.int(4, span.parent_id());
     w.int(5, span.start_timestamp());
     w.int(6, span.end_timestamp());
-    w.boolean(7, span.error());
+    w.boolean(7, span.is_error());
     w.string(8, span.service());
     for s in span.samples() {
         w.key(10, LEN);

@@ -56,7 +56,7 @@ pub fn fields_encoded_len<S: SpanFields + ?Sized>(span: &S) -> usize {
     n += int64_len(4, span.parent_id());
     n += int64_len(5, span.start_timestamp());
     n += int64_len(6, span.end_timestamp());
-    n += bool_len(7, span.error());
+    n += bool_len(7, span.is_error());
     n += str_len(8, span.service());
     for s in span.samples() {
         n += 1 + delimited_len(fields_sample_len(s));

@@ -5,6 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ssf_proto::wire::SpanFields;
 use ssf_proto::{SsfSample, SsfSpan};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -219,12 +220,41 @@ impl Client {
         self.try_queue(span.clone(), None).map_err(|e| e.map(drop))
     }
 
+    /// Records a span of any type that shows its fields through [`SpanFields`] (such as
+    /// [`Span`](crate::Span)), without waiting: a network client encodes it straight into
+    /// a queue slot, as [`try_record_ref`](Client::try_record_ref) does, so no
+    /// [`SsfSpan`] is made; the other clients (a user backend, a channel, a sample
+    /// normaliser, [`encode_in_backend`](crate::ClientBuilder::encode_in_backend)) get
+    /// the `SsfSpan` that `to_ssf` makes.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_record`](Client::try_record), handing back nothing.
+    #[inline]
+    pub fn try_record_fields<S: SpanFields + ?Sized>(
+        &self,
+        span: &S,
+        to_ssf: impl FnOnce(&S) -> SsfSpan,
+    ) -> Result<(), TryRecordError<()>> {
+        let inner = &*self.inner;
+        if let (Kind::Queue(_), None, Encoding::OnRecord { framing, max }) =
+            (&inner.kind, &inner.normalizer, inner.encoding)
+        {
+            if inner.shared.is_closing() {
+                inner.shared.counters.refused(false);
+                return Err(TryRecordError::Closed(()));
+            }
+            return self.push_encoded(span, framing, max, None);
+        }
+        self.try_queue(to_ssf(span), None).map_err(|e| e.map(drop))
+    }
+
     /// Encodes `span` and queues the frame (the client is a queue client, not closing).
     /// A span over `max` is accepted and dropped as oversize.
     #[inline]
-    fn push_encoded(
+    fn push_encoded<S: SpanFields + ?Sized>(
         &self,
-        span: &SsfSpan,
+        span: &S,
         framing: Framing,
         max: usize,
         receipt: Option<ReceiptSender>,

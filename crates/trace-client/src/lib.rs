@@ -265,6 +265,7 @@ pub use error::{
 pub use future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
 pub use stats::{ClientStats, DropCounts, STATISTICS_NAMES, StatsCounter};
 pub use trace::context::{InSpan, SpanContext, WithSpan};
+pub use trace::fields::{SpanSample, Str, Tags};
 pub use trace::id::new_id;
 pub use trace::span::{Span, service_name, set_service_name};
 pub use trace::{context, id};

@@ -161,3 +161,54 @@ async fn record_futures_allocate_nothing_per_span() {
     let report = client.shutdown(std::time::Duration::from_secs(5)).await;
     assert_eq!((report.sent(), report.dropped_total()), (3, 0));
 }
+
+/// The path a service takes: a span per request built through the public API (a root
+/// and a child, five tags, a count and a timing sample, `finish_with`), with static
+/// strings, allocates nothing: the span keeps its strings borrowed and its tags and
+/// samples inline, and a network client encodes it straight into a queue slot.
+#[tokio::test(flavor = "current_thread")]
+async fn the_span_api_allocates_nothing_per_span_with_static_strings() {
+    use std::time::Duration;
+    use trace_client::{Span, SpanSample};
+
+    const N: usize = 256;
+    for addr in ["udp://127.0.0.1:9", "tcp://127.0.0.1:9"] {
+        let client = Client::builder(addr).capacity(8 * N).build().unwrap();
+        let request = || {
+            let mut root = Span::root("checkout");
+            root.set_tag("route", "/checkout")
+                .set_tag("method", "GET")
+                .set_tag("shop", "eu-1")
+                .set_tag("version", "42")
+                .set_tag("kind", "server");
+            root.add_sample(SpanSample::count("requests", 1.0))
+                .add_sample(SpanSample::timing(
+                    "latency",
+                    Duration::from_micros(1500),
+                    Duration::from_millis(1),
+                ));
+            let mut child = root.child("charge");
+            child.set_tag("currency", "eur");
+            child.finish_with(&client).unwrap();
+            root.finish_with(&client).unwrap();
+        };
+        request(); // the thread's ID generator is set up on first use
+        let n = allocations(|| {
+            for _ in 0..N {
+                request();
+            }
+        });
+        assert_eq!(n, 0, "{addr}: {n} allocations for {N} requests of 2 spans");
+        // Owned strings cost their own allocation only: one per owned value.
+        let n = allocations(|| {
+            for i in 0..N {
+                let mut span = Span::root("op");
+                span.set_tag("user", format!("u{}", i % 10));
+                span.finish_with(&client).unwrap();
+            }
+        });
+        assert_eq!(n, N, "{addr}: one allocation per owned tag value");
+        assert_eq!(client.stats().accepted(), (2 * (N + 1) + N) as u64);
+        client.close();
+    }
+}

@@ -52,7 +52,10 @@ const FOLDERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("builder", &["config", "spawn", "mod"]),
-    ("trace", &["id", "context", "span", "macros", "mod"]),
+    (
+        "trace",
+        &["id", "context", "fields", "span", "macros", "mod"],
+    ),
     (
         "propagation",
         &["parse", "w3c", "binary", "http", "text_map", "mod"],

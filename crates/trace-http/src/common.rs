@@ -6,6 +6,7 @@ use std::fmt;
 use http::StatusCode;
 use http::request::Parts;
 use trace_client::Span;
+use trace_client::Str;
 
 use crate::tags;
 
@@ -54,16 +55,67 @@ pub(crate) fn truncate(s: &str) -> &str {
     &s[..end]
 }
 
+/// A tag value for `method`: the standard methods cost no allocation.
+fn method_str(method: &http::Method) -> Str {
+    use http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match known.iter().position(|m| m == method) {
+        Some(i) => Str::Borrowed(NAMES[i]),
+        None => Str::Owned(truncate(method.as_str()).to_owned()),
+    }
+}
+
+/// A tag value for `status`: the common codes cost no allocation.
+fn status_str(status: StatusCode) -> Str {
+    const COMMON: [(u16, &str); 18] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (409, "409"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    match COMMON.iter().find(|(code, _)| *code == status.as_u16()) {
+        Some((_, s)) => Str::Borrowed(s),
+        None => Str::Owned(status.as_str().to_owned()),
+    }
+}
+
 /// Sets the request tags: method, path and span kind.
 pub(crate) fn tag_request(span: &mut Span, parts: &Parts, kind: &'static str) {
-    span.set_tag(tags::HTTP_METHOD, truncate(parts.method.as_str()))
-        .set_tag(tags::HTTP_PATH, truncate(parts.uri.path()))
+    span.set_tag(tags::HTTP_METHOD, method_str(&parts.method))
+        .set_tag(tags::HTTP_PATH, truncate(parts.uri.path()).to_owned())
         .set_tag(tags::SPAN_KIND, kind);
 }
 
 /// Sets the status tag and marks a 5xx status as an error.
 pub(crate) fn tag_status(span: &mut Span, status: StatusCode) {
-    span.set_tag(tags::HTTP_STATUS_CODE, status.as_str());
+    span.set_tag(tags::HTTP_STATUS_CODE, status_str(status));
     if status.is_server_error() {
         span.error(&StatusError(status));
     }
@@ -197,25 +249,25 @@ mod tests {
         span.set_finish_on_drop(false);
         tag_status(&mut span, StatusCode::NOT_FOUND);
         assert!(!span.is_error());
-        assert_eq!(span.tags()[tags::HTTP_STATUS_CODE], "404");
+        assert_eq!(&span.tags()[tags::HTTP_STATUS_CODE], "404");
         tag_status(&mut span, StatusCode::BAD_GATEWAY);
         assert!(span.is_error());
         assert_eq!(
-            span.tags()["error.msg"],
+            &span.tags()["error.msg"],
             "server error status 502 Bad Gateway"
         );
-        assert_eq!(span.tags()["error.type"], "StatusError");
+        assert_eq!(&span.tags()["error.type"], "StatusError");
 
         let mut span = Span::root("y");
         span.set_finish_on_drop(false);
         mark_failure(&mut span, &std::io::Error::other("boom"));
         assert!(span.is_error());
-        assert_eq!(span.tags()["error.msg"], "boom");
-        assert_eq!(span.tags()["error.type"], "Error");
+        assert_eq!(&span.tags()["error.msg"], "boom");
+        assert_eq!(&span.tags()["error.type"], "Error");
 
         let mut span = Span::root("z");
         span.set_finish_on_drop(false);
         mark_body_failure(&mut span);
-        assert_eq!(span.tags()["error.msg"], "response body failed");
+        assert_eq!(&span.tags()["error.msg"], "response body failed");
     }
 }

@@ -2,6 +2,7 @@
 //! ([`context`]), the [`Span`](span::Span) handle and the `span!` macros ([`macros`]).
 
 pub mod context;
+pub(crate) mod fields;
 pub mod id;
 pub(crate) mod macros;
 pub(crate) mod span;

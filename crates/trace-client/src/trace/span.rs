@@ -1,17 +1,18 @@
 //! Spans: timed, named operations of a trace.
 
 use std::any::type_name;
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ssf_proto::{SsfSample, SsfSpan};
+use ssf_proto::SsfSpan;
+use ssf_proto::wire::SpanFields;
 
 use crate::client::Client;
 use crate::default;
 use crate::error::TryRecordError;
 use crate::future::Receipt;
 use crate::trace::context::{self, SpanContext};
+use crate::trace::fields::{Resource, Samples, SpanSample, Str, Tags};
 use crate::trace::id::new_id;
 
 static SERVICE: OnceLock<String> = OnceLock::new();
@@ -121,14 +122,14 @@ pub struct Span {
     trace_id: i64,
     span_id: i64,
     parent_id: i64,
-    resource: String,
-    name: String,
-    service: Option<String>,
+    resource: Resource,
+    name: Str,
+    service: Option<Str>,
     start: SystemTime,
     end: Option<SystemTime>,
-    tags: BTreeMap<String, String>,
+    tags: Tags,
     error: bool,
-    samples: Vec<SsfSample>,
+    samples: Samples,
     indicator: bool,
     client: Option<Client>,
     finish_on_drop: bool,
@@ -140,8 +141,8 @@ impl Span {
         trace_id: i64,
         span_id: i64,
         parent_id: i64,
-        resource: String,
-        name: String,
+        resource: Resource,
+        name: Str,
         client: Option<Client>,
     ) -> Self {
         Span {
@@ -153,9 +154,9 @@ impl Span {
             service: None,
             start: SystemTime::now(),
             end: None,
-            tags: BTreeMap::new(),
+            tags: Tags::default(),
             error: false,
-            samples: Vec::new(),
+            samples: Samples::new(),
             indicator: false,
             client,
             finish_on_drop: true,
@@ -167,24 +168,31 @@ impl Span {
     ///
     /// Its trace ID and span ID are the same fresh ID and its parent ID is 0. Use
     /// [`Span::start_trace`] for a root whose resource and name differ.
-    pub fn root(name: impl Into<String>) -> Self {
+    pub fn root(name: impl Into<Str>) -> Self {
         let name = name.into();
         let id = new_id();
-        Span::new(id, id, 0, name.clone(), name, None)
+        Span::new(id, id, 0, Resource::from(name.clone()), name, None)
     }
 
     /// A new trace for `resource`, with an empty name, as veneur's `StartTrace`.
     ///
     /// Give it a name with [`Span::set_name`] before it is finished: veneur drops spans
     /// without one.
-    pub fn start_trace(resource: impl Into<String>) -> Self {
+    pub fn start_trace(resource: impl Into<Str>) -> Self {
         let id = new_id();
-        Span::new(id, id, 0, resource.into(), String::new(), None)
+        Span::new(
+            id,
+            id,
+            0,
+            Resource::from(resource.into()),
+            Str::Borrowed(""),
+            None,
+        )
     }
 
     /// A child of this span named `name`: same trace ID, resource and client (see
     /// [`Span::with_client`]), parent ID = this span's ID, a fresh span ID.
-    pub fn child(&self, name: impl Into<String>) -> Self {
+    pub fn child(&self, name: impl Into<Str>) -> Self {
         Span::new(
             self.trace_id,
             new_id(),
@@ -197,12 +205,12 @@ impl Span {
 
     /// A child of the span described by `parent` (typically extracted from a carrier): trace
     /// ID and resource from `parent`, parent ID = `parent.span_id`, a fresh span ID.
-    pub fn child_of(parent: &SpanContext, name: impl Into<String>) -> Self {
+    pub fn child_of(parent: &SpanContext, name: impl Into<Str>) -> Self {
         Span::new(
             parent.trace_id,
             new_id(),
             parent.span_id,
-            parent.resource.clone(),
+            Resource::from(Str::Owned(parent.resource.clone())),
             name.into(),
             None,
         )
@@ -210,7 +218,7 @@ impl Span {
 
     /// A child of the task's [current span context](crate::context::current), or a new
     /// [root](Span::root) when there is none.
-    pub fn child_of_current(name: impl Into<String>) -> Self {
+    pub fn child_of_current(name: impl Into<Str>) -> Self {
         let name = name.into();
         context::with_current(|parent| match parent {
             Some(parent) => Span::child_of(parent, name),
@@ -235,7 +243,7 @@ impl Span {
 
     /// The trace's resource (not sent in the SSF span).
     pub fn resource(&self) -> &str {
-        &self.resource
+        self.resource.as_str()
     }
 
     /// The span's name.
@@ -259,7 +267,7 @@ impl Span {
     }
 
     /// The span's tags.
-    pub fn tags(&self) -> &BTreeMap<String, String> {
+    pub fn tags(&self) -> &Tags {
         &self.tags
     }
 
@@ -269,7 +277,7 @@ impl Span {
     }
 
     /// The samples to send with the span.
-    pub fn samples(&self) -> &[SsfSample] {
+    pub fn samples(&self) -> &[SpanSample] {
         &self.samples
     }
 
@@ -290,33 +298,33 @@ impl Span {
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent_id: self.parent_id,
-            resource: self.resource.clone(),
+            resource: self.resource.as_str().to_owned(),
         }
     }
 
     /// Sets tag `key` to `value`, replacing an earlier value. The SDK never adds tags of its
     /// own except the three of [`Span::error`].
-    pub fn set_tag(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
-        self.tags.insert(key.into(), value.into());
+    pub fn set_tag(&mut self, key: impl Into<Str>, value: impl Into<Str>) -> &mut Self {
+        self.tags.set(key.into(), value.into());
         self
     }
 
     /// Sets the span's name.
-    pub fn set_name(&mut self, name: impl Into<String>) -> &mut Self {
+    pub fn set_name(&mut self, name: impl Into<Str>) -> &mut Self {
         self.name = name.into();
         self
     }
 
     /// Sets the trace's resource as seen by this span and the children created from it
     /// afterwards.
-    pub fn set_resource(&mut self, resource: impl Into<String>) -> &mut Self {
-        self.resource = resource.into();
+    pub fn set_resource(&mut self, resource: impl Into<Str>) -> &mut Self {
+        self.resource = Resource::from(resource.into());
         self
     }
 
     /// Sets this span's service name, overriding the process-wide
     /// [`service_name`](crate::service_name).
-    pub fn set_service(&mut self, service: impl Into<String>) -> &mut Self {
+    pub fn set_service(&mut self, service: impl Into<Str>) -> &mut Self {
         self.service = Some(service.into());
         self
     }
@@ -328,14 +336,17 @@ impl Span {
     }
 
     /// Adds a sample to send with the span.
-    pub fn add_sample(&mut self, sample: SsfSample) -> &mut Self {
-        self.samples.push(sample);
+    pub fn add_sample(&mut self, sample: impl Into<SpanSample>) -> &mut Self {
+        self.samples.push(sample.into());
         self
     }
 
     /// Adds samples to send with the span.
-    pub fn add_samples(&mut self, samples: impl IntoIterator<Item = SsfSample>) -> &mut Self {
-        self.samples.extend(samples);
+    pub fn add_samples<S: Into<SpanSample>>(
+        &mut self,
+        samples: impl IntoIterator<Item = S>,
+    ) -> &mut Self {
+        self.samples.extend(samples.into_iter().map(Into::into));
         self
     }
 
@@ -373,24 +384,25 @@ impl Span {
     /// let err = std::io::Error::other("disk on fire");
     /// span.error(&err);
     /// assert!(span.is_error());
-    /// assert_eq!(span.tags()["error.msg"], "disk on fire");
-    /// assert_eq!(span.tags()["error.type"], "Error");
-    /// assert_eq!(span.tags()["error.stack"], "disk on fire");
+    /// assert_eq!(&span.tags()["error.msg"], "disk on fire");
+    /// assert_eq!(&span.tags()["error.type"], "Error");
+    /// assert_eq!(&span.tags()["error.stack"], "disk on fire");
     ///
     /// let boxed: Box<dyn std::error::Error> = "no".into();
     /// span.error(&*boxed);
-    /// assert_eq!(span.tags()["error.type"], "error");
+    /// assert_eq!(&span.tags()["error.type"], "error");
     /// # span.set_finish_on_drop(false);
     /// ```
     pub fn error<E: std::error::Error + ?Sized>(&mut self, err: &E) -> &mut Self {
         let message = err.to_string();
         self.error = true;
-        self.tags.insert(
-            "error.type".to_owned(),
-            short_type_name(type_name::<E>()).to_owned(),
+        let tags = &mut self.tags;
+        tags.set(
+            Str::Borrowed("error.type"),
+            Str::Borrowed(short_type_name(type_name::<E>())),
         );
-        self.tags.insert("error.stack".to_owned(), message.clone());
-        self.tags.insert("error.msg".to_owned(), message);
+        tags.set(Str::Borrowed("error.stack"), Str::Owned(message.clone()));
+        tags.set(Str::Borrowed("error.msg"), Str::Owned(message));
         self
     }
 
@@ -437,10 +449,12 @@ impl Span {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn finish(mut self) -> Result<(), TryRecordError> {
-        let ssf = self.take_ssf();
         match self.client.take() {
-            Some(client) => client.try_record(ssf),
-            None => default::try_record(ssf),
+            Some(client) => self.record_on(&client),
+            None => match default::get() {
+                Some(client) => self.record_on(&client),
+                None => Err(TryRecordError::NoClient(self.take_ssf())),
+            },
         }
     }
 
@@ -450,7 +464,20 @@ impl Span {
     ///
     /// The client's [`TryRecordError`], handing back the span's SSF form.
     pub fn finish_with(mut self, client: &Client) -> Result<(), TryRecordError> {
-        client.try_record(self.take_ssf())
+        self.record_on(client)
+    }
+
+    /// Finishes the span and records it on `client`: a network client encodes it straight
+    /// from the span into its queue (no `SsfSpan` is made); other clients get its SSF
+    /// form.
+    #[inline]
+    fn record_on(&mut self, client: &Client) -> Result<(), TryRecordError> {
+        self.end.get_or_insert_with(SystemTime::now);
+        self.sent = true;
+        match client.try_record_fields(&*self, Span::to_ssf) {
+            Ok(()) => Ok(()),
+            Err(refused) => Err(refused.map(|()| self.take_ssf())),
+        }
     }
 
     /// Finishes the span and records it like [`Span::finish`], returning a [`Receipt`]: a
@@ -486,10 +513,10 @@ impl Span {
             end_timestamp: self.end.map_or(0, nanos),
             error: self.error,
             service: self.service_or_default().to_owned(),
-            metrics: self.samples.clone(),
-            tags: self.tags.clone(),
+            metrics: self.samples.iter().map(SpanSample::to_ssf).collect(),
+            tags: self.tags.to_map(),
             indicator: self.indicator,
-            name: self.name.clone(),
+            name: self.name.to_string(),
             ..Default::default()
         }
     }
@@ -507,7 +534,7 @@ impl Span {
         let end = *self.end.get_or_insert_with(SystemTime::now);
         self.sent = true;
         let service = match self.service.take() {
-            Some(own) => own,
+            Some(own) => own.into_owned(),
             None => service_name().to_owned(),
         };
         SsfSpan {
@@ -518,10 +545,13 @@ impl Span {
             end_timestamp: nanos(end),
             error: self.error,
             service,
-            metrics: std::mem::take(&mut self.samples),
-            tags: std::mem::take(&mut self.tags),
+            metrics: std::mem::take(&mut self.samples)
+                .into_iter()
+                .map(SpanSample::into_ssf)
+                .collect(),
+            tags: self.tags.take_map(),
             indicator: self.indicator,
-            name: std::mem::take(&mut self.name),
+            name: std::mem::take(&mut self.name).into_owned(),
             ..Default::default()
         }
     }
@@ -542,11 +572,64 @@ impl Drop for Span {
         if self.sent || !self.finish_on_drop {
             return;
         }
-        let ssf = self.take_ssf();
         let _refused = match self.client.take() {
-            Some(client) => client.try_record(ssf),
-            None => default::try_record(ssf),
+            Some(client) => self.record_on(&client),
+            None => match default::get() {
+                Some(client) => self.record_on(&client),
+                None => Ok(()),
+            },
         };
+    }
+}
+
+/// The encoder reads a span's fields in place: a network client encodes a finished span
+/// straight into its queue slot.
+impl SpanFields for Span {
+    type Sample = SpanSample;
+
+    #[inline]
+    fn trace_id(&self) -> i64 {
+        self.trace_id
+    }
+    #[inline]
+    fn id(&self) -> i64 {
+        self.span_id
+    }
+    #[inline]
+    fn parent_id(&self) -> i64 {
+        self.parent_id
+    }
+    #[inline]
+    fn start_timestamp(&self) -> i64 {
+        nanos(self.start)
+    }
+    #[inline]
+    fn end_timestamp(&self) -> i64 {
+        self.end.map_or(0, nanos)
+    }
+    #[inline]
+    fn is_error(&self) -> bool {
+        self.error
+    }
+    #[inline]
+    fn service(&self) -> &str {
+        self.service_or_default()
+    }
+    #[inline]
+    fn samples(&self) -> &[SpanSample] {
+        &self.samples
+    }
+    #[inline]
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags.iter()
+    }
+    #[inline]
+    fn indicator(&self) -> bool {
+        self.indicator
+    }
+    #[inline]
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -558,6 +641,7 @@ impl From<&Span> for SpanContext {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::fmt;
 
     use super::*;
@@ -697,15 +781,15 @@ mod tests {
     fn error_type_names() {
         let mut span = quiet(Span::root("op"));
         span.error(&Generic(vec![1u8]));
-        assert_eq!(span.tags()["error.type"], "Generic");
-        assert_eq!(span.tags()["error.msg"], "generic [1]");
+        assert_eq!(&span.tags()["error.type"], "Generic");
+        assert_eq!(&span.tags()["error.msg"], "generic [1]");
         let err = LocalError;
         let by_ref: &LocalError = &err;
         span.error(&by_ref);
-        assert_eq!(span.tags()["error.type"], "LocalError");
+        assert_eq!(&span.tags()["error.type"], "LocalError");
         let dynamic: &(dyn std::error::Error + Send + Sync) = &err;
         span.error(dynamic);
-        assert_eq!(span.tags()["error.type"], "error");
+        assert_eq!(&span.tags()["error.type"], "error");
         assert_eq!(span.tags().len(), 3);
         assert_eq!(short_type_name("std::io::error::Error"), "Error");
         assert_eq!(short_type_name("Plain"), "Plain");
@@ -729,7 +813,7 @@ mod tests {
             .add_samples([ssf_proto::sample::gauge("g", 2.0)])
             .set_start(start)
             .set_end(start + Duration::from_millis(5));
-        assert_eq!(span.tags()["foo"], "baz");
+        assert_eq!(&span.tags()["foo"], "baz");
         assert_eq!(span.name(), "renamed");
         assert_eq!(span.resource(), "res");
         assert_eq!(span.service(), Some("svc"));

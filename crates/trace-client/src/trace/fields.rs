@@ -1,0 +1,444 @@
+//! How a [`Span`](super::span::Span) keeps its strings, tags and samples without touching
+//! the allocator in the common case: strings are [`Cow<'static, str>`] (a `&'static str`
+//! is borrowed, a `String` is moved in), tags and samples sit in small inline vectors,
+//! and the trace's resource is shared by every span of the trace.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smallvec::SmallVec;
+use ssf_proto::wire::SampleFields;
+use ssf_proto::{Metric, SsfSample, Status};
+
+/// A string of a span: borrowed when `'static` (no allocation), owned otherwise.
+pub type Str = Cow<'static, str>;
+
+/// Tags held inline before a span spills them to the heap.
+const INLINE_TAGS: usize = 8;
+
+/// A span's tags, in key order (the order the canonical encoder writes a map in), each
+/// key once.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Tags(SmallVec<[(Str, Str); INLINE_TAGS]>);
+
+impl Tags {
+    /// Sets `key` to `value`, replacing an earlier value.
+    #[inline]
+    pub(crate) fn set(&mut self, key: Str, value: Str) {
+        // Kept sorted as they come: a few comparisons of short keys, and the encoder
+        // writes them as they are.
+        match self
+            .0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
+        {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    /// The tags, in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// How many tags there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The tags as an SSF map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// The tags as an SSF map, moving the owned strings.
+    pub(crate) fn take_map(&mut self) -> BTreeMap<String, String> {
+        std::mem::take(&mut self.0)
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+}
+
+impl fmt::Debug for Tags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl std::ops::Index<&str> for Tags {
+    type Output = str;
+
+    /// The value of `key`.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such tag (as a map's `Index` does).
+    fn index(&self, key: &str) -> &str {
+        match self.get(key) {
+            Some(v) => v,
+            None => panic!("no tag `{key}`"),
+        }
+    }
+}
+
+impl PartialEq<BTreeMap<String, String>> for Tags {
+    fn eq(&self, other: &BTreeMap<String, String>) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other)
+                .all(|((k, v), (ok, ov))| k == ok && v == ov)
+    }
+}
+
+/// A sample (metric) sent with a span, kept as compactly as the span itself: strings
+/// are [`Str`]s, so a sample with a static name costs no allocation.
+///
+/// Made with the constructors below (as [`ssf_proto::sample`]'s, with `sample_rate` 1), or
+/// from an [`SsfSample`].
+///
+/// ```
+/// use std::time::Duration;
+/// use trace_client::SpanSample;
+///
+/// let c = SpanSample::count("requests", 1.0).with_tag("route", "/checkout");
+/// let t = SpanSample::timing("latency", Duration::from_micros(1500), Duration::from_millis(1));
+/// assert_eq!((t.value(), t.unit()), (1.5, "ms"));
+/// assert_eq!(c.to_ssf(), ssf_proto::sample::count("requests", 1.0).with_tag("route", "/checkout"));
+/// # use ssf_proto::sample::SampleExt;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanSample {
+    metric: Metric,
+    name: Str,
+    value: f32,
+    timestamp: i64,
+    message: Str,
+    status: i32,
+    sample_rate: f32,
+    tags: Vec<(Str, Str)>,
+    unit: Str,
+    scope: i32,
+}
+
+impl SpanSample {
+    fn base(metric: Metric, name: Str, value: f32) -> Self {
+        SpanSample {
+            metric,
+            name,
+            value,
+            timestamp: 0,
+            message: Str::Borrowed(""),
+            status: 0,
+            sample_rate: 1.0,
+            tags: Vec::new(),
+            unit: Str::Borrowed(""),
+            scope: 0,
+        }
+    }
+
+    /// A counter sample: `value` is added to the counter called `name`.
+    pub fn count(name: impl Into<Str>, value: f32) -> Self {
+        Self::base(Metric::Counter, name.into(), value)
+    }
+
+    /// A gauge sample: the gauge called `name` is set to `value`.
+    pub fn gauge(name: impl Into<Str>, value: f32) -> Self {
+        Self::base(Metric::Gauge, name.into(), value)
+    }
+
+    /// A histogram sample: `value` is one observation of the distribution `name`.
+    pub fn histogram(name: impl Into<Str>, value: f32) -> Self {
+        Self::base(Metric::Histogram, name.into(), value)
+    }
+
+    /// A set sample: `member` is counted once in the set of unique values called `name`.
+    pub fn set(name: impl Into<Str>, member: impl Into<Str>) -> Self {
+        let mut s = Self::base(Metric::Set, name.into(), 0.0);
+        s.message = member.into();
+        s
+    }
+
+    /// A status-check sample reporting `state` for the check called `name`.
+    pub fn status(name: impl Into<Str>, state: Status) -> Self {
+        let mut s = Self::base(Metric::Status, name.into(), 0.0);
+        s.status = state as i32;
+        s
+    }
+
+    /// A histogram of `duration` in units of `resolution`, keeping the fraction, with
+    /// the unit [`ssf_proto::sample::time_unit`] names (as [`ssf_proto::sample::timing`]).
+    pub fn timing(name: impl Into<Str>, duration: Duration, resolution: Duration) -> Self {
+        let resolution = if resolution.is_zero() {
+            Duration::from_nanos(1)
+        } else {
+            resolution
+        };
+        let value = duration.as_nanos() as f64 / resolution.as_nanos() as f64;
+        let mut s = Self::histogram(name, value as f32);
+        if let Some(unit) = ssf_proto::sample::time_unit(resolution) {
+            s.unit = Str::Borrowed(unit);
+        }
+        s
+    }
+
+    /// Adds a tag (a later value for the same key replaces the earlier one).
+    #[must_use]
+    pub fn with_tag(mut self, key: impl Into<Str>, value: impl Into<Str>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        match self.tags.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => {
+                self.tags.push((key, value));
+                self.tags.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+        }
+        self
+    }
+
+    /// Sets the unit.
+    #[must_use]
+    pub fn with_unit(mut self, unit: impl Into<Str>) -> Self {
+        self.unit = unit.into();
+        self
+    }
+
+    /// Sets the sample rate.
+    #[must_use]
+    pub fn with_sample_rate(mut self, rate: f32) -> Self {
+        self.sample_rate = rate;
+        self
+    }
+
+    /// Sets the timestamp (nanoseconds since the Unix epoch).
+    #[must_use]
+    pub fn with_timestamp(mut self, nanos: i64) -> Self {
+        self.timestamp = nanos;
+        self
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value.
+    pub fn value(&self) -> f32 {
+        self.value
+    }
+
+    /// The unit.
+    pub fn unit(&self) -> &str {
+        &self.unit
+    }
+
+    /// The sample as SSF.
+    pub fn to_ssf(&self) -> SsfSample {
+        SsfSample {
+            metric: self.metric as i32,
+            name: self.name.to_string(),
+            value: self.value,
+            timestamp: self.timestamp,
+            message: self.message.to_string(),
+            status: self.status,
+            sample_rate: self.sample_rate,
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            unit: self.unit.to_string(),
+            scope: self.scope,
+        }
+    }
+
+    /// The sample as SSF, moving the owned strings.
+    pub fn into_ssf(self) -> SsfSample {
+        SsfSample {
+            metric: self.metric as i32,
+            name: self.name.into_owned(),
+            value: self.value,
+            timestamp: self.timestamp,
+            message: self.message.into_owned(),
+            status: self.status,
+            sample_rate: self.sample_rate,
+            tags: self
+                .tags
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            unit: self.unit.into_owned(),
+            scope: self.scope,
+        }
+    }
+}
+
+impl From<SsfSample> for SpanSample {
+    fn from(s: SsfSample) -> Self {
+        SpanSample {
+            metric: Metric::try_from(s.metric).unwrap_or(Metric::Counter),
+            name: Str::Owned(s.name),
+            value: s.value,
+            timestamp: s.timestamp,
+            message: Str::Owned(s.message),
+            status: s.status,
+            sample_rate: s.sample_rate,
+            tags: s
+                .tags
+                .into_iter()
+                .map(|(k, v)| (Str::Owned(k), Str::Owned(v)))
+                .collect(),
+            unit: Str::Owned(s.unit),
+            scope: s.scope,
+        }
+    }
+}
+
+impl SampleFields for SpanSample {
+    #[inline]
+    fn metric(&self) -> i32 {
+        self.metric as i32
+    }
+    #[inline]
+    fn name(&self) -> &str {
+        &self.name
+    }
+    #[inline]
+    fn value(&self) -> f32 {
+        self.value
+    }
+    #[inline]
+    fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+    #[inline]
+    fn message(&self) -> &str {
+        &self.message
+    }
+    #[inline]
+    fn status(&self) -> i32 {
+        self.status
+    }
+    #[inline]
+    fn sample_rate(&self) -> f32 {
+        self.sample_rate
+    }
+    #[inline]
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+    #[inline]
+    fn unit(&self) -> &str {
+        &self.unit
+    }
+    #[inline]
+    fn scope(&self) -> i32 {
+        self.scope
+    }
+}
+
+/// The samples of a span: two inline, more on the heap.
+pub(crate) type Samples = SmallVec<[SpanSample; 2]>;
+
+/// The resource of a trace, shared by its spans: a static string, or one allocation
+/// shared by every span of the trace.
+#[derive(Clone)]
+pub(crate) enum Resource {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Resource {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Resource::Static(s) => s,
+            Resource::Shared(s) => s,
+        }
+    }
+}
+
+impl From<Str> for Resource {
+    fn from(s: Str) -> Self {
+        match s {
+            Cow::Borrowed(s) => Resource::Static(s),
+            Cow::Owned(s) => Resource::Shared(s.into()),
+        }
+    }
+}
+
+impl fmt::Debug for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_stay_sorted_and_unique() {
+        let mut t = Tags::default();
+        for (k, v) in [("b", "1"), ("a", "2"), ("c", "3"), ("a", "4")] {
+            t.set(Str::Borrowed(k), Str::Borrowed(v));
+        }
+        assert_eq!(
+            t.iter().collect::<Vec<_>>(),
+            [("a", "4"), ("b", "1"), ("c", "3")]
+        );
+        assert_eq!((t.get("b"), t.get("z"), &t["c"]), (Some("1"), None, "3"));
+        let map = t.to_map();
+        assert_eq!(t, map);
+        assert_eq!(t.take_map(), map);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn samples_match_ssf_protos_helpers() {
+        use ssf_proto::sample::{self, SampleExt};
+        let d = Duration::from_micros(2500);
+        let ms = Duration::from_millis(1);
+        let pairs = [
+            (SpanSample::count("c", 2.0), sample::count("c", 2.0)),
+            (SpanSample::gauge("g", 3.0), sample::gauge("g", 3.0)),
+            (SpanSample::histogram("h", 4.0), sample::histogram("h", 4.0)),
+            (SpanSample::set("s", "m"), sample::set("s", "m")),
+            (
+                SpanSample::status("x", Status::Warning),
+                sample::status("x", Status::Warning),
+            ),
+            (SpanSample::timing("t", d, ms), sample::timing("t", d, ms)),
+            (
+                SpanSample::count("c", 1.0)
+                    .with_tag("b", "2")
+                    .with_tag("a", "1"),
+                sample::count("c", 1.0)
+                    .with_tag("b", "2")
+                    .with_tag("a", "1"),
+            ),
+        ];
+        for (ours, theirs) in pairs {
+            assert_eq!(ours.to_ssf(), theirs);
+            assert_eq!(SpanSample::from(theirs.clone()).into_ssf(), theirs);
+        }
+    }
+}
