@@ -71,16 +71,24 @@ ds() { jq -r '"\(.delivered) / \(.sent)"' <<<"$1"; }
 # Spans per run: streams are fast, UDP costs the kernel microseconds per datagram, and
 # building every span costs the producers most of their time.
 spans_for() { # transport mode
-  if [ "$1" = udp ] || [ "$2" = built ]; then echo $((SPANS / 4)); else echo "$SPANS"; fi
+  if [ "$1" = udp ] || [ "$2" = built ]; then echo $((SPANS / 4));
+  elif [ "$2" != reused ]; then echo $((SPANS / 2)); else echo "$SPANS"; fi
 }
+# mode -> how the producers make their spans
+mode_args() {
+  case "$1" in
+    span_api) echo "--span-api" ;;
+    span_api_owned) echo "--span-api --owned-tags" ;;
+    reused) echo "--reuse" ;;
+    built) echo "" ;;
+  esac
+}
+MODES="span_api span_api_owned reused built"
 
 declare -A RAW_ARGS
-for mode in reused built; do
-  if [ "$mode" = reused ]; then
-    job "encode-$mode" --encode-only --spans "$SPANS" --reuse
-  else
-    job "encode-$mode" --encode-only --spans "$SPANS"
-  fi
+for mode in $MODES; do
+  # shellcheck disable=SC2046
+  job "encode-$mode" --encode-only --spans "$SPANS" $(mode_args "$mode")
 done
 for t in unix tcp udp; do
   for p in 1 2; do
@@ -91,15 +99,18 @@ for t in unix tcp udp; do
   done
 done
 CLIENT_KEYS=()
-for mode in reused built; do
+for mode in $MODES; do
   for t in unix tcp udp; do
     for b in no yes; do
       # UDP has no write buffer: the client ignores --buffered there.
       [ "$t" = udp ] && [ "$b" = yes ] && continue
+      # Owned tag values: the buffered unix stream only.
+      [ "$mode" = span_api_owned ] && { [ "$t" != unix ] || [ "$b" = no ]; } && continue
       for p in 1 2; do
         args="--in-process $t --count-only --producers $p --spans $(spans_for "$t" "$mode")"
         [ "$b" = yes ] && args+=" --buffered"
-        [ "$mode" = reused ] && args+=" --reuse"
+        m=$(mode_args "$mode")
+        [ -n "$m" ] && args+=" $m"
         job "client-$mode-$t-$b-$p" $args
         CLIENT_KEYS+=("$mode $t $b $p")
       done
@@ -141,7 +152,7 @@ job sustained "${SLOW_ARGS[@]}" --spans "$SINK_RATE"
 run_jobs
 
 declare -A ENCODE RAW CLIENT
-for mode in reused built; do ENCODE[$mode]=$(median "encode-$mode"); done
+for mode in $MODES; do ENCODE[$mode]=$(median "encode-$mode"); done
 for t in unix tcp udp; do for p in 1 2; do RAW[$t$p]=$(median "raw-$t$p"); done; done
 
 ROWS=""
@@ -201,6 +212,10 @@ for t in unix tcp udp; do
 done
 
 # The goals, read off the runs above.
+API_1=${CLIENT[span_apiunixyes1]}
+API_2=${CLIENT[span_apiunixyes2]}
+API_OWNED=${CLIENT[span_api_ownedunixyes1]}
+API_SCALE=$(awk -v a="$(sps "$API_2")" -v b="$(sps "$API_1")" 'BEGIN { printf "%.2f", a / b }')
 UNIX_B=${CLIENT[reusedunixyes1]}
 TCP_B=${CLIENT[reusedtcpyes1]}
 UDP_1=${CLIENT[reusedudpno1]}
@@ -218,18 +233,27 @@ round-robin, one run of each per round; the script took $ELAPSED s.
 
 | goal | measured |
 |---|---|
-| unix stream, buffered: at least 3 M spans/s, beside the encode-only rate | $(rate "$(sps "$UNIX_B")") spans/s, $(pct "$(sps "$UNIX_B")" "$(sps "${ENCODE[reused]}")") of the encode-only rate ($(rate "$(sps "${ENCODE[reused]}")") spans/s on one thread) |
+| **Span API** (a span built per request through \`Span\`, static strings), unix stream, buffered: at least 3 M spans/s | $(rate "$(sps "$API_1")") spans/s, $(pct "$(sps "$API_1")" "$(sps "${ENCODE[span_api]}")") of its encode-only rate ($(rate "$(sps "${ENCODE[span_api]}")") spans/s on one thread) |
+| Span API with owned (\`String\`) tag values: at least 2.5 M spans/s | $(rate "$(sps "$API_OWNED")") spans/s |
+| Span API, two producers: at least 1.4 × one | $(rate "$(sps "$API_2")") spans/s, $API_SCALE × |
+| reused span (\`try_record_ref\`), unix stream, buffered: at least 3 M spans/s, beside the encode-only rate | $(rate "$(sps "$UNIX_B")") spans/s, $(pct "$(sps "$UNIX_B")" "$(sps "${ENCODE[reused]}")") of the encode-only rate ($(rate "$(sps "${ENCODE[reused]}")") spans/s on one thread) |
 | UDP: at least 85 % of the \`sendmmsg\` ceiling, no receiver-side loss | $(rate "$(sps "$UDP_1")") spans/s, $(pct "$(sps "$UDP_1")" "$(sps "${RAW[udp1]}")") of one raw writer ($(rate "$(sps "${RAW[udp1]}")")), $(pct "$(sps "$UDP_1")" "$(sps "${RAW[udp2]}")") of two ($(rate "$(sps "${RAW[udp2]}")")); delivered / sent $(ds "$UDP_1") |
 | TCP stream within 20 % of unix (buffered) | $(rate "$(sps "$TCP_B")") spans/s, $(pct "$(sps "$TCP_B")" "$(sps "$UNIX_B")") of unix |
 
 **Encode-only** (\`ssf bench --encode-only\`: one thread makes each span as the
 producers do and encodes it as the client does, with no client):
-reused span $(rate "$(sps "${ENCODE[reused]}")") spans/s
+Span API $(rate "$(sps "${ENCODE[span_api]}")") spans/s
+(\`ssf bench --encode-only --spans $SPANS --span-api\`), with owned tag values
+$(rate "$(sps "${ENCODE[span_api_owned]}")") spans/s (\`--span-api --owned-tags\`), reused span
+$(rate "$(sps "${ENCODE[reused]}")") spans/s
 (\`ssf bench --encode-only --spans $SPANS --reuse\`), built spans
 $(rate "$(sps "${ENCODE[built]}")") spans/s (\`ssf bench --encode-only --spans $SPANS\`).
 
 **The client** (client defaults: a 1024-span queue, 8 backends, spans encoded when
-recorded; producers record with \`try_record_ref\` (a *reused* span: the same span with
+recorded; producers build each span through the public Span API (*span_api*: a child of
+the producer's request span, five \`set_tag\`, a counter and a timing sample,
+\`finish_with\`; static strings, nothing allocated; *span_api_owned*: the five tag values
+are \`String\`s), or record with \`try_record_ref\` (a *reused* span: the same span with
 fresh IDs and timestamps each time, nothing allocated) or \`try_record\` (a span *built*
 from a template each time, 20 allocations, freed by the recording task); on a full
 queue they yield and retry, up to 4 times, then wait; the in-process sink only counts

@@ -27,7 +27,7 @@ use ssf_proto::SsfSpan;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use trace_client::{Client, DropCounts, DropReason, TryRecordError};
+use trace_client::{Client, DropCounts, DropReason, Span, SpanSample, TryRecordError};
 
 use crate::emit::chain;
 use crate::{Failure, args, usage};
@@ -126,14 +126,23 @@ pub(crate) struct BenchArgs {
     no_wait: bool,
     /// Each producer records one span over and over, changing its IDs and timestamps,
     /// with try_record_ref (nothing allocated per span), instead of building each span.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "span_api")]
     reuse: bool,
+    /// Each producer builds every span through the public Span API, as an application
+    /// does: a child of the producer's request span, five set_tag, a count and a timing
+    /// sample, finish_with (static strings; see --owned-tags).
+    #[arg(long)]
+    span_api: bool,
+    /// With --span-api, the five tag values are owned `String`s (one allocation each).
+    #[arg(long, requires = "span_api")]
+    owned_tags: bool,
     /// Make the client's backends encode the spans, instead of the recording task.
     #[arg(long)]
     encode_in_backend: bool,
     /// Write a pre-encoded span in a plain loop, without the client: the ceiling.
     #[arg(long, conflicts_with_all = [
         "rate", "buffered", "capacity", "backends", "no_wait", "reuse", "encode_in_backend",
+        "span_api",
     ])]
     raw: bool,
     /// Run a producer's loop without the client: make and encode --spans spans (or for
@@ -199,7 +208,79 @@ struct Load {
     interval: Option<f64>,
     start: Instant,
     wait: bool,
-    reuse: bool,
+    source: Source,
+}
+
+/// How the producers make their spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// A clone of the template per span, recorded with `try_record`.
+    Built,
+    /// One span per producer, refreshed and recorded with `try_record_ref`.
+    Reused,
+    /// Built through the Span API (owned tag values or not), `finish_with`.
+    SpanApi { owned: bool },
+}
+
+impl Source {
+    fn of(a: &BenchArgs) -> Source {
+        if a.span_api {
+            Source::SpanApi {
+                owned: a.owned_tags,
+            }
+        } else if a.reuse {
+            Source::Reused
+        } else {
+            Source::Built
+        }
+    }
+
+    /// The report's name for it.
+    fn name(self) -> &'static str {
+        match self {
+            Source::Built => "built",
+            Source::Reused => "reused",
+            Source::SpanApi { owned: false } => "span_api",
+            Source::SpanApi { owned: true } => "span_api_owned",
+        }
+    }
+}
+
+/// The request span a producer's spans are children of.
+fn request_span() -> Span {
+    let mut root = Span::root("request");
+    root.set_finish_on_drop(false);
+    root
+}
+
+/// The typical span (see [`template`]) built through the Span API as an application
+/// builds one per request: a child of `parent`, the service, five tags (owned `String`
+/// values with `owned`), a counter with a tag and a timing sample.
+#[inline]
+fn api_span(parent: &Span, owned: bool) -> Span {
+    let mut span = parent.child("POST /v1/charges");
+    span.set_service("checkout-service");
+    let tags: [(&'static str, &'static str); 5] = [
+        ("http.method", "POST"),
+        ("http.path", "/v1/charges"),
+        ("http.status_code", "200"),
+        ("region", "eu-west-1"),
+        ("host", "web-17"),
+    ];
+    for (k, v) in tags {
+        if owned {
+            span.set_tag(k, v.to_owned());
+        } else {
+            span.set_tag(k, v);
+        }
+    }
+    span.add_sample(SpanSample::count("charges.created", 1.0).with_tag("currency", "eur"))
+        .add_sample(SpanSample::timing(
+            "charges.latency",
+            Duration::from_micros(2_500),
+            Duration::from_millis(1),
+        ));
+    span
 }
 
 /// Runs `ssf bench`.
@@ -292,7 +373,7 @@ async fn client_run(a: &BenchArgs) -> Result<Report, Failure> {
         interval: a.rate.map(|r| 1.0 / r),
         start,
         wait: !a.no_wait,
-        reuse: a.reuse,
+        source: Source::of(a),
     });
     let mut producers = JoinSet::new();
     for _ in 0..a.producers {
@@ -376,11 +457,12 @@ async fn raw_run(a: &BenchArgs) -> Result<Report, Failure> {
 async fn encode_only(a: &BenchArgs) -> Result<Report, Failure> {
     let limit = a.duration.is_none().then_some(a.spans);
     let duration = a.duration;
-    let reuse = a.reuse;
+    let source = Source::of(a);
     let template = template();
     let (encoded, secs) = tokio::task::spawn_blocking(move || {
         let mut buf = vec![0u8; 64 * 1024];
         let mut reused = template.clone();
+        let parent = request_span();
         let start = std::time::Instant::now();
         let deadline = duration.map(|d| start + d);
         let mut n: u64 = 0;
@@ -391,12 +473,21 @@ async fn encode_only(a: &BenchArgs) -> Result<Report, Failure> {
             if n % 1024 == 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 break;
             }
-            let len = if reuse {
-                refresh(&mut reused);
-                encode_frame(std::hint::black_box(&reused), &mut buf)
-            } else {
-                let span = next_span(&template);
-                encode_frame(std::hint::black_box(&span), &mut buf)
+            let len = match source {
+                Source::Reused => {
+                    refresh(&mut reused);
+                    encode_frame(std::hint::black_box(&reused), &mut buf)
+                }
+                Source::Built => {
+                    let span = next_span(&template);
+                    encode_frame(std::hint::black_box(&span), &mut buf)
+                }
+                Source::SpanApi { owned } => {
+                    let mut span = api_span(&parent, owned);
+                    span.set_finish_on_drop(false);
+                    span.set_end(std::time::SystemTime::now());
+                    encode_frame(std::hint::black_box(&span), &mut buf)
+                }
             };
             // The typical span is far below the buffer's size; a failure ends the loop.
             if len == 0 {
@@ -419,18 +510,8 @@ async fn encode_only(a: &BenchArgs) -> Result<Report, Failure> {
 
 /// Encodes `span` as one stream frame at the start of `buf`, as the client does when a
 /// span is recorded; returns the frame's length (0 if it does not fit).
-fn encode_frame(span: &SsfSpan, buf: &mut [u8]) -> usize {
-    let Some((header, body)) = buf.split_first_chunk_mut::<{ ssf_codec::HEADER_LEN }>() else {
-        return 0;
-    };
-    match ssf_proto::wire::encode_to_slice(span, body) {
-        Some(len) => {
-            header[0] = ssf_codec::VERSION;
-            header[1..].copy_from_slice(&(len as u32).to_be_bytes());
-            ssf_codec::HEADER_LEN + len
-        }
-        None => 0,
-    }
+fn encode_frame<S: ssf_proto::wire::SpanFields>(span: &S, buf: &mut [u8]) -> usize {
+    ssf_codec::encode_frame_to_slice(span, buf).unwrap_or(0)
 }
 
 /// An address on `transport` where nothing listens: a unix path in a fresh directory,
@@ -564,7 +645,8 @@ async fn produce(load: Arc<Load>) {
     let t = &load.tally;
     let mut recorded: u64 = 0;
     // With --reuse: the one span this producer records over and over.
-    let mut reused = load.reuse.then(|| load.template.clone());
+    let mut reused = (load.source == Source::Reused).then(|| load.template.clone());
+    let parent = request_span();
     while let Some((first, end)) = claim(&load) {
         for i in first..end {
             if let Some(interval) = load.interval {
@@ -584,12 +666,22 @@ async fn produce(load: Arc<Load>) {
                 return;
             }
             t.attempted.fetch_add(1, Ordering::Relaxed);
-            let offered = match &mut reused {
-                Some(span) => {
+            let offered = match (&mut reused, load.source) {
+                (Some(span), _) => {
                     refresh(span);
                     offer_ref(&load, span).await
                 }
-                None => offer(&load, next_span(&load.template)).await,
+                (None, Source::SpanApi { owned }) => {
+                    match offer_api(&load, api_span(&parent, owned)) {
+                        Ok(offered) => offered,
+                        Err(refused) => {
+                            t.retried.fetch_add(1, Ordering::Relaxed);
+                            tokio::task::yield_now().await;
+                            offer(&load, refused).await
+                        }
+                    }
+                }
+                (None, _) => offer(&load, next_span(&load.template)).await,
             };
             if !offered {
                 return;
@@ -632,6 +724,20 @@ async fn offer(load: &Load, mut span: SsfSpan) -> bool {
             }
             Err(_) => return false,
         }
+    }
+}
+
+/// [`offer`] for `--span-api`: the span is finished on the client (encoded straight
+/// from the span); a refused span comes back in its SSF form, which [`offer`] retries.
+/// Not async itself, so that the span is finished where it was built (as in a request
+/// handler), not first moved into a future.
+#[inline]
+fn offer_api(load: &Load, span: Span) -> Result<bool, SsfSpan> {
+    match span.finish_with(&load.client) {
+        Ok(()) => Ok(true),
+        Err(TryRecordError::Full(ssf)) if load.wait => Err(ssf),
+        Err(TryRecordError::Full(_)) => Ok(true),
+        Err(_) => Ok(false),
     }
 }
 
@@ -752,6 +858,9 @@ struct Report {
     buffered: bool,
     /// Producers recorded one span over and over (`--reuse`) instead of building each.
     reuse: bool,
+    /// How each span was made: `built` (a clone of the template), `reused`, `span_api`
+    /// or `span_api_owned` (through the Span API, static or owned tag values).
+    spans: &'static str,
     /// Where the client encoded spans: `record` (the producers) or `backend`.
     #[serde(skip_serializing_if = "Option::is_none")]
     encoded_in: Option<&'static str>,
@@ -833,6 +942,7 @@ impl Report {
             producers: a.producers,
             buffered: a.buffered,
             reuse: a.reuse,
+            spans: Source::of(a).name(),
             encoded_in: (mode == "client" || mode == "idle").then_some(if a.encode_in_backend {
                 "backend"
             } else {

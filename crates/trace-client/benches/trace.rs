@@ -1,5 +1,6 @@
 //! Benchmarks of the span API: IDs, span creation, finishing into a channel client (no
-//! I/O), and header propagation.
+//! I/O), the span a service builds per request recorded on a network client, and
+//! header propagation.
 //!
 //! `cargo bench -p trace-client --bench trace`
 
@@ -66,6 +67,80 @@ fn spans(c: &mut Criterion) {
     group.finish();
 }
 
+/// The span a service builds per request, through the public API: a child of the
+/// request's span, five tags, a counter with a tag and a timing sample, finished on a
+/// network client (encoded straight into the queue; the backends drain it between
+/// measured stretches). Static tag values, then owned (`String`) ones.
+fn request_span(c: &mut Criterion) {
+    use std::time::Duration;
+    use trace_client::SpanSample;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A UDP socket nobody reads: the backends send, the kernel drops.
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("udp://{}", sink.local_addr().expect("addr"));
+    let client = rt.block_on(async { Client::builder(&addr).capacity(4096).build() });
+    let client = client.expect("client");
+    let mut parent = Span::root("request");
+    parent.set_finish_on_drop(false);
+    let mut group = c.benchmark_group("span");
+    for owned in [false, true] {
+        let name = if owned {
+            "typical_request_owned_tags"
+        } else {
+            "typical_request"
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(2048);
+                    let start = std::time::Instant::now();
+                    for _ in 0..n {
+                        let mut span = parent.child(black_box("POST /v1/charges"));
+                        span.set_service("checkout-service");
+                        let tags = [
+                            ("http.method", "POST"),
+                            ("http.path", "/v1/charges"),
+                            ("http.status_code", "200"),
+                            ("region", "eu-west-1"),
+                            ("host", "web-17"),
+                        ];
+                        for (k, v) in tags {
+                            if owned {
+                                span.set_tag(k, v.to_owned());
+                            } else {
+                                span.set_tag(k, v);
+                            }
+                        }
+                        span.add_sample(
+                            SpanSample::count("charges.created", 1.0).with_tag("currency", "eur"),
+                        )
+                        .add_sample(SpanSample::timing(
+                            "charges.latency",
+                            Duration::from_micros(2_500),
+                            Duration::from_millis(1),
+                        ));
+                        black_box(span.finish_with(&client).is_ok());
+                    }
+                    timed += start.elapsed();
+                    left -= n;
+                    // Not timed: the backends empty the queue.
+                    rt.block_on(client.flush()).ok();
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+    rt.block_on(client.shutdown(Duration::from_secs(5)));
+}
+
 fn headers(c: &mut Criterion) {
     let mut root = Span::root("checkout");
     root.set_finish_on_drop(false);
@@ -87,7 +162,7 @@ fn headers(c: &mut Criterion) {
 // `criterion_group!` defines an undocumented public function.
 #[allow(missing_docs)]
 mod group {
-    use super::{headers, ids, spans};
-    criterion::criterion_group!(benches, ids, spans, headers);
+    use super::{headers, ids, request_span, spans};
+    criterion::criterion_group!(benches, ids, spans, request_span, headers);
 }
 criterion_main!(group::benches);

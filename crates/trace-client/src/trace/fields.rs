@@ -17,37 +17,41 @@ use ssf_proto::{Metric, SsfSample, Status};
 pub type Str = Cow<'static, str>;
 
 /// Tags held inline before a span spills them to the heap.
-const INLINE_TAGS: usize = 8;
+const INLINE_TAGS: usize = 6;
 
-/// A span's tags, in key order (the order the canonical encoder writes a map in), each
-/// key once.
+/// Whether two strings are equal, trying the cheap answers first (lengths, then the
+/// same static string).
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
+}
+
+/// A span's tags, each key once, in the order they were first set. That is the order
+/// they are encoded in: a protobuf map's order is free (every decoder accepts any
+/// order; veneur's Go client writes its map in random order), and keeping them in
+/// order as they come costs nothing. [`Tags::to_map`] gives them in key order.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Tags(SmallVec<[(Str, Str); INLINE_TAGS]>);
 
 impl Tags {
-    /// Sets `key` to `value`, replacing an earlier value.
+    /// Sets `key` to `value`, replacing an earlier value (in its place).
     #[inline]
     pub(crate) fn set(&mut self, key: Str, value: Str) {
-        // Kept sorted as they come: a few comparisons of short keys, and the encoder
-        // writes them as they are.
-        match self
-            .0
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
-        {
-            Ok(i) => self.0[i].1 = value,
-            Err(i) => self.0.insert(i, (key, value)),
+        match self.0.iter_mut().find(|(k, _)| same(k, &key)) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
         }
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .map(|i| self.0[i].1.as_ref())
+            .iter()
+            .find(|(k, _)| same(k, key))
+            .map(|(_, v)| v.as_ref())
     }
 
-    /// The tags, in key order.
+    /// The tags, in the order they were first set.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
@@ -105,8 +109,7 @@ impl PartialEq<BTreeMap<String, String>> for Tags {
         self.len() == other.len()
             && self
                 .iter()
-                .zip(other)
-                .all(|((k, v), (ok, ov))| k == ok && v == ov)
+                .all(|(k, v)| other.get(k).is_some_and(|o| o == v))
     }
 }
 
@@ -135,7 +138,7 @@ pub struct SpanSample {
     message: Str,
     status: i32,
     sample_rate: f32,
-    tags: Vec<(Str, Str)>,
+    tags: SmallVec<[(Str, Str); 1]>,
     unit: Str,
     scope: i32,
 }
@@ -150,7 +153,7 @@ impl SpanSample {
             message: Str::Borrowed(""),
             status: 0,
             sample_rate: 1.0,
-            tags: Vec::new(),
+            tags: SmallVec::new(),
             unit: Str::Borrowed(""),
             scope: 0,
         }
@@ -205,12 +208,9 @@ impl SpanSample {
     #[must_use]
     pub fn with_tag(mut self, key: impl Into<Str>, value: impl Into<Str>) -> Self {
         let (key, value) = (key.into(), value.into());
-        match self.tags.iter_mut().find(|(k, _)| *k == key) {
+        match self.tags.iter_mut().find(|(k, _)| same(k, &key)) {
             Some(slot) => slot.1 = value,
-            None => {
-                self.tags.push((key, value));
-                self.tags.sort_by(|a, b| a.0.cmp(&b.0));
-            }
+            None => self.tags.push((key, value)),
         }
         self
     }
@@ -396,16 +396,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_stay_sorted_and_unique() {
+    fn tags_keep_their_order_and_are_unique() {
         let mut t = Tags::default();
         for (k, v) in [("b", "1"), ("a", "2"), ("c", "3"), ("a", "4")] {
             t.set(Str::Borrowed(k), Str::Borrowed(v));
         }
+        // An owned key equal to a static one is the same key.
+        t.set(Str::Owned("c".to_owned()), Str::Borrowed("5"));
         assert_eq!(
             t.iter().collect::<Vec<_>>(),
-            [("a", "4"), ("b", "1"), ("c", "3")]
+            [("b", "1"), ("a", "4"), ("c", "5")]
         );
-        assert_eq!((t.get("b"), t.get("z"), &t["c"]), (Some("1"), None, "3"));
+        assert_eq!((t.get("b"), t.get("z"), &t["c"]), (Some("1"), None, "5"));
         let map = t.to_map();
         assert_eq!(t, map);
         assert_eq!(t.take_map(), map);

@@ -137,6 +137,7 @@ pub struct Span {
 }
 
 impl Span {
+    #[inline]
     fn new(
         trace_id: i64,
         span_id: i64,
@@ -168,6 +169,7 @@ impl Span {
     ///
     /// Its trace ID and span ID are the same fresh ID and its parent ID is 0. Use
     /// [`Span::start_trace`] for a root whose resource and name differ.
+    #[inline]
     pub fn root(name: impl Into<Str>) -> Self {
         let name = name.into();
         let id = new_id();
@@ -192,6 +194,7 @@ impl Span {
 
     /// A child of this span named `name`: same trace ID, resource and client (see
     /// [`Span::with_client`]), parent ID = this span's ID, a fresh span ID.
+    #[inline]
     pub fn child(&self, name: impl Into<Str>) -> Self {
         Span::new(
             self.trace_id,
@@ -304,6 +307,7 @@ impl Span {
 
     /// Sets tag `key` to `value`, replacing an earlier value. The SDK never adds tags of its
     /// own except the three of [`Span::error`].
+    #[inline]
     pub fn set_tag(&mut self, key: impl Into<Str>, value: impl Into<Str>) -> &mut Self {
         self.tags.set(key.into(), value.into());
         self
@@ -324,6 +328,7 @@ impl Span {
 
     /// Sets this span's service name, overriding the process-wide
     /// [`service_name`](crate::service_name).
+    #[inline]
     pub fn set_service(&mut self, service: impl Into<Str>) -> &mut Self {
         self.service = Some(service.into());
         self
@@ -336,6 +341,7 @@ impl Span {
     }
 
     /// Adds a sample to send with the span.
+    #[inline]
     pub fn add_sample(&mut self, sample: impl Into<SpanSample>) -> &mut Self {
         self.samples.push(sample.into());
         self
@@ -357,6 +363,7 @@ impl Span {
     }
 
     /// Sets the end time; finishing keeps it instead of using the finishing time.
+    #[inline]
     pub fn set_end(&mut self, end: SystemTime) -> &mut Self {
         self.end = Some(end);
         self
@@ -407,6 +414,7 @@ impl Span {
     }
 
     /// Chooses whether dropping the span unfinished records it (the default) or discards it.
+    #[inline]
     pub fn set_finish_on_drop(&mut self, finish_on_drop: bool) -> &mut Self {
         self.finish_on_drop = finish_on_drop;
         self
@@ -463,6 +471,7 @@ impl Span {
     /// # Errors
     ///
     /// The client's [`TryRecordError`], handing back the span's SSF form.
+    #[inline]
     pub fn finish_with(mut self, client: &Client) -> Result<(), TryRecordError> {
         self.record_on(client)
     }
