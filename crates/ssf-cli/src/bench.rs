@@ -732,6 +732,8 @@ async fn offer(load: &Load, mut span: SsfSpan) -> bool {
 /// Not async itself, so that the span is finished where it was built (as in a request
 /// handler), not first moved into a future.
 #[inline]
+// The refused span is handed back by value, as `TryRecordError` does.
+#[allow(clippy::result_large_err)]
 fn offer_api(load: &Load, span: Span) -> Result<bool, SsfSpan> {
     match span.finish_with(&load.client) {
         Ok(()) => Ok(true),

@@ -769,6 +769,48 @@ fn bench_reuse_and_encoding_in_the_backends_deliver_every_span() {
 }
 
 #[test]
+fn bench_span_api_delivers_every_span_it_builds() {
+    // Spans built through the Span API, static and owned tag values; a queue of 64 makes
+    // the producers meet a full queue and retry the refused spans.
+    for transport in ["tcp", "udp"] {
+        for extra in [&["--span-api"][..], &["--span-api", "--owned-tags"][..]] {
+            let mut args = vec![
+                "--in-process",
+                transport,
+                "--producers",
+                "2",
+                "--spans",
+                "3000",
+                "--capacity",
+                "64",
+            ];
+            if transport == "udp" {
+                // Paced: a UDP receiver that decodes is slower than the client.
+                args.extend_from_slice(&["--rate", "20000"]);
+            }
+            args.extend_from_slice(extra);
+            let r = bench_json(&args);
+            let kind = if extra.len() == 2 {
+                "span_api_owned"
+            } else {
+                "span_api"
+            };
+            assert_eq!(r["spans"], kind, "{r}");
+            assert_eq!(field(&r, "accepted"), 3000, "{r}");
+            assert_eq!(field(&r, "sent"), 3000, "{r}");
+            assert_eq!(field(&r, "delivered"), 3000, "{r}");
+        }
+    }
+    let r = bench_json(&["--encode-only", "--span-api", "--spans", "1000"]);
+    assert_eq!(
+        (r["mode"].as_str(), r["spans"].as_str()),
+        (Some("encode"), Some("span_api")),
+        "{r}"
+    );
+    assert_eq!(field(&r, "sent"), 1000, "{r}");
+}
+
+#[test]
 fn bench_udp_count_only_reads_every_datagram_of_a_paced_run() {
     // Paced well below any machine's UDP rate: nothing should be lost, and the batched
     // reads count each datagram once.

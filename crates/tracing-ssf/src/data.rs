@@ -6,6 +6,7 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use ssf_proto::sample::{self, SampleExt};
+use ssf_proto::wire::SpanFields;
 use ssf_proto::{Metric, SsfSample, SsfSpan};
 use trace_client::SpanContext;
 use tracing_core::field::{Field, Visit};
@@ -113,28 +114,78 @@ impl SpanData {
             false
         }
     }
+}
 
-    /// The SSF span, moving the tags, samples and name out.
-    pub(crate) fn into_ssf(self, default_name: &str, service: String, end: i64) -> SsfSpan {
+/// A `fmt::Write` into a string that keeps at most `max` bytes and silently drops the rest,
+/// cutting at a character boundary. Rendering a huge value costs no more memory than `max`.
+/// A finished span's data, with what it is finished with: the view the client encodes
+/// it through.
+pub(crate) struct Finished<'a> {
+    pub(crate) data: &'a SpanData,
+    /// The name when the span did not set one (the `tracing` span's name).
+    pub(crate) default_name: &'a str,
+    pub(crate) service: &'a str,
+    pub(crate) end: i64,
+}
+
+impl Finished<'_> {
+    /// The span as SSF, for clients that need one.
+    pub(crate) fn to_ssf(&self) -> SsfSpan {
         SsfSpan {
-            trace_id: self.trace_id,
-            id: self.span_id,
-            parent_id: self.parent_id,
-            start_timestamp: self.start,
-            end_timestamp: end,
-            error: self.error,
-            service,
-            metrics: self.samples,
-            tags: self.tags,
-            indicator: self.indicator,
-            name: self.name.unwrap_or_else(|| default_name.to_owned()),
+            trace_id: self.data.trace_id,
+            id: self.data.span_id,
+            parent_id: self.data.parent_id,
+            start_timestamp: self.data.start,
+            end_timestamp: self.end,
+            error: self.data.error,
+            service: self.service.to_owned(),
+            metrics: self.data.samples.clone(),
+            tags: self.data.tags.clone(),
+            indicator: self.data.indicator,
+            name: SpanFields::name(self).to_owned(),
             ..Default::default()
         }
     }
 }
 
-/// A `fmt::Write` into a string that keeps at most `max` bytes and silently drops the rest,
-/// cutting at a character boundary. Rendering a huge value costs no more memory than `max`.
+impl SpanFields for Finished<'_> {
+    type Sample = SsfSample;
+
+    fn trace_id(&self) -> i64 {
+        self.data.trace_id
+    }
+    fn id(&self) -> i64 {
+        self.data.span_id
+    }
+    fn parent_id(&self) -> i64 {
+        self.data.parent_id
+    }
+    fn start_timestamp(&self) -> i64 {
+        self.data.start
+    }
+    fn end_timestamp(&self) -> i64 {
+        self.end
+    }
+    fn is_error(&self) -> bool {
+        self.data.error
+    }
+    fn service(&self) -> &str {
+        self.service
+    }
+    fn samples(&self) -> &[SsfSample] {
+        &self.data.samples
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.data.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    fn indicator(&self) -> bool {
+        self.data.indicator
+    }
+    fn name(&self) -> &str {
+        self.data.name.as_deref().unwrap_or(self.default_name)
+    }
+}
+
 struct Bounded<'a> {
     buf: &'a mut String,
     max: usize,
@@ -492,11 +543,25 @@ mod tests {
     }
 
     #[test]
-    fn into_ssf_uses_the_name_override() {
+    fn a_finished_span_uses_the_name_override_and_encodes_as_its_ssf_form() {
+        let finished = |data: &SpanData, service: &'static str| -> SsfSpan {
+            let view = Finished {
+                data,
+                default_name: "default",
+                service,
+                end: 20,
+            };
+            let ssf = view.to_ssf();
+            let mut out = vec![0u8; 1024];
+            let n = ssf_proto::wire::encode_fields_to_slice(&view, &mut out).unwrap();
+            assert_eq!(&out[..n], &ssf_proto::wire::encode_to_vec(&ssf)[..]);
+            ssf
+        };
         let mut data = SpanData::new(1, 2, 3, None, 10);
         data.tags.insert("k".into(), "v".into());
         data.set_error_tags("boom");
-        let span = data.into_ssf("default", "svc".into(), 20);
+        data.samples.push(sample::count("c", 1.0));
+        let span = finished(&data, "svc");
         assert_eq!(span.name, "default");
         assert_eq!((span.trace_id, span.id, span.parent_id), (1, 2, 3));
         assert_eq!((span.start_timestamp, span.end_timestamp), (10, 20));
@@ -508,6 +573,6 @@ mod tests {
 
         let mut data = SpanData::new(1, 2, 3, None, 10);
         data.name = Some("custom".into());
-        assert_eq!(data.into_ssf("default", String::new(), 20).name, "custom");
+        assert_eq!(finished(&data, "").name, "custom");
     }
 }

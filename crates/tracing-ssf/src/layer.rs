@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use ssf_proto::time::now_nanos;
-use trace_client::{Client, TryRecordError};
+use trace_client::Client;
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
@@ -132,12 +132,13 @@ impl SsfLayer {
         &self.client
     }
 
-    /// Hands a finished span to the client without waiting; counts and reports refusals.
-    fn export(&self, span: ssf_proto::SsfSpan) {
-        match self.client.try_record(span) {
-            Ok(()) => self.stats.add_exported(),
-            Err(err) => {
-                let full = matches!(err, TryRecordError::Full(_));
+    /// Counts a span handed to the client (`ok`), or reports its refusal (`full`: the
+    /// queue was full).
+    fn exported(&self, ok: bool, full: bool) {
+        if ok {
+            self.stats.add_exported();
+        } else {
+            {
                 let refused = self.stats.add_refused(full);
                 // Report the 1st, 2nd, 4th, 8th… refusal: enough to notice, never a flood.
                 if refused.is_power_of_two() {
@@ -288,12 +289,22 @@ where
             return;
         }
         let service = match &self.service {
-            Some(own) => own.clone(),
-            None => trace_client::service_name().to_owned(),
+            Some(own) => own.as_str(),
+            None => trace_client::service_name(),
         };
-        let ssf = data.into_ssf(span.name(), service, now_nanos());
+        // Encoded straight from the span's data by a network client: no `SsfSpan` is
+        // made (other clients get one).
+        let view = crate::data::Finished {
+            data: &data,
+            default_name: span.name(),
+            service,
+            end: now_nanos(),
+        };
+        let result = self
+            .client
+            .try_record_fields(&view, crate::data::Finished::to_ssf);
         drop(span);
-        self.export(ssf);
+        self.exported(result.is_ok(), result.err().is_some_and(|e| e.is_full()));
     }
 
     // Implementing an unsafe trait method is the only unsafe code: the body only hands out
