@@ -54,6 +54,27 @@ fn server(c: &mut Criterion) {
     });
     group.finish();
     while spans.try_recv().is_ok() {}
+
+    // A network client (UDP to a socket nobody reads), the path a service takes: the
+    // span is encoded when it is recorded; the backends run on their own thread.
+    let net = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("udp://{}", sink.local_addr().expect("addr"));
+    let client = net
+        .block_on(async { Client::builder(&addr).capacity(1 << 16).build() })
+        .expect("a client");
+    let traced = ServerTraceLayer::new().client(client.clone()).layer(inner);
+    let mut group = c.benchmark_group("server");
+    group.bench_function("with_layer_root_udp", |b| {
+        b.to_async(&runtime)
+            .iter(|| traced.clone().oneshot(request(false)))
+    });
+    group.finish();
+    net.block_on(client.shutdown(std::time::Duration::from_secs(5)));
 }
 
 // The macro defines an undocumented `pub fn benches`.

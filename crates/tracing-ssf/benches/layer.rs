@@ -96,7 +96,6 @@ fn spans(c: &mut Criterion) {
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         group.bench_function("ssf_layer_thread_drain", |b| b.iter(span));
     });
-    group.finish();
     // The subscriber and with it the client are gone: the drain thread ends.
     let drained = drain.join().unwrap_or(0);
     eprintln!(
@@ -104,6 +103,42 @@ fn spans(c: &mut Criterion) {
         stats.exported(),
         stats.refused(),
     );
+
+    // A network client (UDP to a socket nobody reads), the path a service takes: the
+    // span is encoded when it is recorded; the backends run on their own thread and
+    // empty the queue between measured batches.
+    let net = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("udp://{}", sink.local_addr().expect("addr"));
+    let client = net
+        .block_on(async { Client::builder(&addr).capacity(2 * BATCH as usize).build() })
+        .expect("client");
+    let layer = SsfLayer::new(client.clone()).service("bench");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        group.bench_function("ssf_layer_udp", |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(BATCH);
+                    let start = Instant::now();
+                    for _ in 0..n {
+                        span();
+                    }
+                    timed += start.elapsed();
+                    net.block_on(client.flush()).ok();
+                    left -= n;
+                }
+                timed
+            })
+        });
+    });
+    group.finish();
+    net.block_on(client.shutdown(Duration::from_secs(5)));
 }
 
 // `criterion_group!` defines an undocumented public function.

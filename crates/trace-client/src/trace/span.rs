@@ -81,6 +81,17 @@ fn short_type_name(full: &str) -> &str {
 /// [`Span::child_of`], [`Span::child_of_current`] or the [`span!`](crate::span!) macro.
 /// Its start time is the creation time (change it with [`Span::set_start`]).
 ///
+/// # Cost
+///
+/// Building a span per request costs no allocation when its strings are `&'static str`:
+/// names, tag keys and values and sample names are [`Str`]s (`Cow<'static, str>`: a
+/// static string is borrowed, a `String` moved in, an owned value costs only its own
+/// allocation); tags (up to six) and samples (up to two, see [`SpanSample`]) are held
+/// inline; children share the trace's resource. A network client encodes a finished span
+/// straight from these fields into its queue ([`Client::try_record_fields`]); no
+/// [`SsfSpan`] is made. Tags are written in the order they were first set (a protobuf
+/// map's order is free; [`Span::to_ssf`] gives them as a map, in key order).
+///
 /// # Finishing
 ///
 /// A span is sent at most once, when it is finished:
