@@ -249,6 +249,19 @@ impl Client {
         self.try_queue(to_ssf(span), None).map_err(|e| e.map(drop))
     }
 
+    /// Whether [`try_record_fields`](Client::try_record_fields) encodes spans in place
+    /// (a network client that encodes when recording, without a sample normaliser):
+    /// otherwise it needs an [`SsfSpan`], which a caller that owns one's parts can move
+    /// into [`try_record`](Client::try_record) instead.
+    #[inline]
+    pub fn encodes_in_place(&self) -> bool {
+        let inner = &*self.inner;
+        matches!(
+            (&inner.kind, &inner.normalizer, inner.encoding),
+            (Kind::Queue(_), None, Encoding::OnRecord { .. })
+        )
+    }
+
     /// Encodes `span` and queues the frame (the client is a queue client, not closing).
     /// A span over `max` is accepted and dropped as oversize.
     #[inline]

@@ -106,6 +106,24 @@ impl SpanData {
 
     /// Adds `sample` unless the span already holds `max` samples; returns whether it was
     /// added.
+    /// The span as SSF, moving its strings, maps and samples.
+    pub(crate) fn into_ssf(self, default_name: &str, service: String, end: i64) -> SsfSpan {
+        SsfSpan {
+            trace_id: self.trace_id,
+            id: self.span_id,
+            parent_id: self.parent_id,
+            start_timestamp: self.start,
+            end_timestamp: end,
+            error: self.error,
+            service,
+            metrics: self.samples,
+            tags: self.tags,
+            indicator: self.indicator,
+            name: self.name.unwrap_or_else(|| default_name.to_owned()),
+            ..Default::default()
+        }
+    }
+
     pub(crate) fn push_sample(&mut self, sample: SsfSample, max: usize) -> bool {
         if self.samples.len() < max {
             self.samples.push(sample);

@@ -294,15 +294,21 @@ where
         };
         // Encoded straight from the span's data by a network client: no `SsfSpan` is
         // made (other clients get one).
-        let view = crate::data::Finished {
-            data: &data,
-            default_name: span.name(),
-            service,
-            end: now_nanos(),
+        let end = now_nanos();
+        let result = if self.client.encodes_in_place() {
+            let view = crate::data::Finished {
+                data: &data,
+                default_name: span.name(),
+                service,
+                end,
+            };
+            self.client
+                .try_record_fields(&view, crate::data::Finished::to_ssf)
+        } else {
+            // The client needs an `SsfSpan`: the data's strings and maps are moved in.
+            let ssf = data.into_ssf(span.name(), service.to_owned(), end);
+            self.client.try_record(ssf).map_err(|e| e.map(drop))
         };
-        let result = self
-            .client
-            .try_record_fields(&view, crate::data::Finished::to_ssf);
         drop(span);
         self.exported(result.is_ok(), result.err().is_some_and(|e| e.is_full()));
     }

@@ -494,6 +494,10 @@ impl Span {
     fn record_on(&mut self, client: &Client) -> Result<(), TryRecordError> {
         self.end.get_or_insert_with(SystemTime::now);
         self.sent = true;
+        if !client.encodes_in_place() {
+            // The client needs an `SsfSpan`: the span's strings are moved into it.
+            return client.try_record(self.take_ssf());
+        }
         match client.try_record_fields(&*self, Span::to_ssf) {
             Ok(()) => Ok(()),
             Err(refused) => Err(refused.map(|()| self.take_ssf())),
