@@ -1,6 +1,8 @@
 //! A span recorded through the Span API is encoded straight from the span: the bytes
-//! are exactly the canonical encoding of its SSF form (tags in key order, as veneur's
-//! bytes hold them), over any mix of static and owned strings, tags and samples.
+//! decode to its SSF form, over any mix of static and owned strings, tags and samples,
+//! and are exactly the canonical encoding of that form (veneur's bytes) when the tags
+//! were set in key order (the Span API writes them in the order they were set; a map's
+//! order is free).
 
 use std::time::Duration;
 
@@ -28,7 +30,16 @@ proptest! {
         samples in proptest::collection::vec((text(), -1e6f32..1e6, 0u8..4, text(), text()), 0..5),
         error in any::<bool>(),
         service in proptest::option::of(text()),
+        sort_tags in any::<bool>(),
     ) {
+        let sorted = sort_tags;
+        let mut tags = tags;
+        if sorted {
+            // Key order, the last value of a key winning (as setting it again does).
+            tags.reverse();
+            tags.sort_by(|a, b| a.0.cmp(&b.0));
+            tags.dedup_by(|later, kept| later.0 == kept.0);
+        }
         let mut span = Span::root(name);
         span.set_finish_on_drop(false);
         for (k, v) in tags {
@@ -55,7 +66,10 @@ proptest! {
         let mut out = vec![0u8; reference.len() + HEADER_LEN + 8];
         let n = wire::encode_fields_to_slice(&span, &mut out);
         prop_assert_eq!(n, Some(reference.len()));
-        prop_assert_eq!(&out[..reference.len()], &reference[..]);
+        prop_assert_eq!(wire::decode(&out[..reference.len()]).unwrap(), span.to_ssf());
+        if (sorted && !error) || span.tags().len() < 2 {
+            prop_assert_eq!(&out[..reference.len()], &reference[..]);
+        }
         let framed = ssf_codec::encode_frame_to_slice(&span, &mut out);
         prop_assert_eq!(framed, Some(HEADER_LEN + reference.len()));
         let mut frame = bytes::BytesMut::from(&out[..HEADER_LEN + reference.len()]);

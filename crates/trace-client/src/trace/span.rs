@@ -415,12 +415,13 @@ impl Span {
         let message = err.to_string();
         self.error = true;
         let tags = &mut self.tags;
+        // In key order, as the canonical encoding writes them.
+        tags.set(Str::Borrowed("error.msg"), Str::Owned(message.clone()));
+        tags.set(Str::Borrowed("error.stack"), Str::Owned(message));
         tags.set(
             Str::Borrowed("error.type"),
             Str::Borrowed(short_type_name(type_name::<E>())),
         );
-        tags.set(Str::Borrowed("error.stack"), Str::Owned(message.clone()));
-        tags.set(Str::Borrowed("error.msg"), Str::Owned(message));
         self
     }
 
