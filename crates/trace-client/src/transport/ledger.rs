@@ -52,6 +52,7 @@ impl Ledger {
     /// encoded when it was recorded (`inline`, or its heap buffer), or the span encoded
     /// now as `framing` says. Returns the span's receipt, or `None` when nothing was
     /// appended: a flush marker, or a span over `max` bytes (counted as dropped here).
+    #[inline]
     pub(crate) fn stage(
         &mut self,
         msg: Message,
