@@ -16,7 +16,7 @@ mod ring;
 mod slot;
 mod wake;
 
-#[cfg(all(loom, test))]
+#[cfg(all(ssf_loom, test))]
 mod loom;
 
 use crate::message::Message;
