@@ -81,12 +81,16 @@ mod imp {
 
     pub(crate) use super::model::{Notify, sleep, yield_now};
 
-    /// Under loom, waiting for another thread is a yield to it. Waiting longer adds no
-    /// outcome (the waiter only reads), but loom explores two waiters yielding to each
-    /// other, never to the thread they both wait for, without end (a limit of its
-    /// scheduler). So past [`SNOOZES`] rounds this execution is no longer branched
-    /// from: its scheduler then runs the thread that yielded least, the one waited for;
-    /// the interleavings it leaves out are those of the executions that waited less.
+    /// Under loom, waiting for another thread is a yield to it.
+    ///
+    /// Two threads that wait for a third one (a consumer and a producer both waiting
+    /// for the producer that claimed a slot to publish it) can yield to each other for
+    /// ever, and loom explores that without end (a limit of its scheduler, which counts
+    /// no switch at a yield as a preemption). Waiting longer adds no outcome: the
+    /// waiter only reads, and whatever the others do meanwhile they also do in the
+    /// executions where it waited less. So past [`SNOOZES`] rounds of one wait, loom
+    /// stops branching in this execution (`skip_branch`) and runs it to its end, the
+    /// thread that yielded least (the one waited for) first.
     #[inline]
     pub(crate) fn snooze(spins: &mut u32) {
         *spins += 1;

@@ -1,13 +1,23 @@
-//! Loom models of the ring and of the wake protocol, run with every interleaving (and
-//! every outcome the memory model allows) of a few threads: `scripts/loom.sh`.
+//! Loom models of the ring and of the wake protocol: every interleaving of a few threads
+//! (and every value each load may return), within a bound on the forced thread switches
+//! of each execution. Run by `scripts/loom.sh`.
 //!
 //! * The ring: values arrive exactly once, in each producer's order; `Full` only when
 //!   it is full; closing refuses every later push and loses no earlier one; a panic
-//!   while a slot is filled or emptied leaves the ring working.
+//!   while a slot is filled or emptied leaves the ring working. Two producers with one
+//!   consumer (capacity 1 and 2) or two (capacity 2); a producer racing `close`.
 //! * The wake protocol, with the real [`Queue`] (its ring and its [`Wake`]) and without
 //!   the timed rechecks of a sleeping worker (`recheck == false`): every pushed value is
 //!   taken with no further push. A lost wake-up leaves a worker asleep on a queued value
-//!   forever, which loom reports as a deadlock.
+//!   forever, which loom reports as a deadlock. Two producers, one worker or two.
+//!   Producers waiting for room (`Queue::push`, on a tokio `Notify` that is not
+//!   modelled) are not part of them.
+//!
+//! The bounds: three preemptions where that is cheap, two for most models, one for two
+//! workers (each execution there has hundreds of steps). Unbounded, even the close and
+//! panic models did not finish in two minutes. Yielding does not count as a preemption,
+//! so a thread that waits for another (the ring's `snooze`, the models' waits) may
+//! switch at every round.
 //!
 //! Bookkeeping that needs no ordering (how many values the workers took) is kept in std
 //! atomics, which loom does not schedule around: fewer interleavings to explore.
@@ -232,7 +242,8 @@ fn producers_and_consumers(
             .collect();
         assert_eq!(all, want, "every value exactly once");
         assert_eq!(pop(&ring), Err(PopError::Empty));
-        assert!(ring.is_empty() && ring.len() == 0);
+        assert!(ring.is_empty());
+        assert_eq!(ring.len(), 0);
     })
 }
 
@@ -256,7 +267,7 @@ fn ring_two_producers_two_consumers_capacity_2() {
 
 #[test]
 fn ring_close_races_a_producer_and_the_ring_drains() {
-    model(None, || {
+    model(Some(4), || {
         let ring = Arc::new(Values::new(2));
         // Three pushes into two slots: the last may be refused as full, and any may be
         // refused as closed (and then every later one too).
@@ -324,7 +335,7 @@ fn quiet_model_panics() {
 #[test]
 fn ring_a_panic_in_fill_leaves_the_ring_working() {
     quiet_model_panics();
-    model(None, || {
+    model(Some(3), || {
         // Room for all three: the consumer is the only thread that waits.
         let ring = Arc::new(Values::new(4));
         let a = {
@@ -391,6 +402,54 @@ fn ring_a_panic_in_take_leaves_the_ring_working() {
         assert_eq!(pop(&ring), Ok(Some(3)));
         assert_eq!(pop(&ring), Err(PopError::Empty));
     })
+}
+
+#[test]
+fn the_notify_model_keeps_tokios_semantics() {
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use crate::sync::Notify;
+
+    fn ready(f: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+        f.poll(&mut Context::from_waker(Waker::noop())).is_ready()
+    }
+
+    model(None, || {
+        let n = Notify::new();
+        // One permit, however many `notify_one`s; `enable` takes it.
+        n.notify_one();
+        n.notify_one();
+        let mut a = pin!(n.notified());
+        a.as_mut().enable();
+        assert!(ready(a.as_mut()));
+        let mut b = pin!(n.notified());
+        b.as_mut().enable();
+        assert!(!ready(b.as_mut()), "one permit only");
+        // `notify_waiters` wakes the registered waiters, and those made before it, and
+        // stores nothing.
+        let mut c = pin!(n.notified());
+        n.notify_waiters();
+        assert!(ready(b.as_mut()) && ready(c.as_mut()));
+        let mut d = Box::pin(n.notified());
+        d.as_mut().enable();
+        assert!(!ready(d.as_mut()), "no permit from notify_waiters");
+        // A waiter chosen by `notify_one` and dropped unconsumed hands it on: to the next
+        // waiter, or back to the permit.
+        let mut e = pin!(n.notified());
+        e.as_mut().enable();
+        n.notify_one();
+        drop(d);
+        assert!(ready(e.as_mut()), "handed on to the next waiter");
+        {
+            let mut f = pin!(n.notified());
+            f.as_mut().enable();
+            n.notify_one();
+        }
+        let mut g = pin!(n.notified());
+        g.as_mut().enable();
+        assert!(ready(g.as_mut()), "handed back to the permit");
+    });
 }
 
 fn span(id: u64, urgent: bool) -> Message {
@@ -503,24 +562,20 @@ fn wake_model(
 
 #[test]
 fn wake_one_worker_takes_every_value_without_the_recheck() {
-    // Capacity 8: a dozer is woken at 2 queued values, or for the urgent one.
-    wake_model(8, false, 1, 1, Close::AllTaken, None);
-    wake_model(8, true, 1, 1, Close::AllTaken, None);
-}
-
-#[test]
-fn wake_one_worker_dozer_woken_by_every_push() {
-    // Capacity 1..=7: any push wakes a dozer.
-    wake_model(4, false, 1, 1, Close::AllTaken, None);
+    // Capacity 8: a dozing worker is woken at 2 queued values, or for an urgent one.
+    wake_model(8, false, 1, 1, Close::AllTaken, Some(2));
+    wake_model(8, true, 1, 1, Close::AllTaken, Some(2));
+    // Capacity 4: every push wakes a dozing worker.
+    wake_model(4, false, 1, 1, Close::AllTaken, Some(2));
 }
 
 #[test]
 fn wake_two_workers_take_every_value_without_the_recheck() {
-    wake_model(8, true, 2, 1, Close::AllTaken, Some(2));
+    // Batches of 1: a worker that leaves a value behind wakes the other.
+    wake_model(8, true, 2, 1, Close::AllTaken, Some(1));
 }
 
 #[test]
-fn wake_workers_drain_and_stop_when_the_last_producer_closes() {
-    wake_model(8, false, 1, 1, Close::LastPush, None);
-    wake_model(8, true, 2, 1, Close::LastPush, Some(2));
+fn wake_the_worker_drains_and_stops_when_the_last_producer_closes() {
+    wake_model(8, false, 1, 1, Close::LastPush, Some(2));
 }

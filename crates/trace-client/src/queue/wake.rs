@@ -22,10 +22,12 @@
 //! consistent); a worker going to sleep registers its waiter, changes that state
 //! (sequentially consistent) and then checks the ring (sequentially consistent loads).
 //! One of the two sees the other. The loom models in `queue/loom.rs` check this with
-//! every interleaving of two producers and one or two workers, the timed rechecks left
-//! out. A sleeping worker still looks again now and then (the first one ten times a
-//! second, the others once), which bounds the wait should a wake-up ever be lost by a
-//! bug outside the model (a runtime that drops a woken task, say).
+//! every interleaving of two producers and one or two workers (within a bound on
+//! preemptions: two with one worker, one with two), the timed rechecks left out: no
+//! wake-up is lost, the rechecks are not needed for correctness. A sleeping worker
+//! still looks again now and then (the first one ten times a second, the others once),
+//! which bounds the wait should a wake-up ever be lost by a bug outside the model (a
+//! runtime that drops a woken task, say).
 
 use std::pin::pin;
 use std::time::Duration;
@@ -36,7 +38,13 @@ use crate::sync::{AtomicBool, AtomicU64, Notify, Ordering, sleep, yield_now};
 /// How long a dozing worker sleeps between looks at the queue.
 pub(super) const DOZE: Duration = Duration::from_millis(1);
 /// How many times a dozing worker looks before it sleeps.
+#[cfg(not(ssf_loom))]
 pub(super) const DOZES: u32 = 4;
+/// Under loom, two: every look runs the same steps, and a second one after a doze that
+/// ended by itself is all that more of them would show (each costs the models dozens of
+/// steps to interleave).
+#[cfg(ssf_loom)]
+pub(super) const DOZES: u32 = 2;
 /// How often the first worker, asleep, looks at the queue even without a wake-up.
 const RECHECK: Duration = Duration::from_millis(100);
 /// How often the other workers, asleep, do (the first one finds anything they would).

@@ -9,11 +9,13 @@
 //!   ready, and the permit is gone even if the future is dropped unpolled, as in tokio).
 //!   A `Notified` dropped after a `notify_one` chose it, before it returned ready, hands
 //!   the wake-up on to the next waiter or back to the permit, as tokio's does.
-//! * [`sleep`]: ready at once. Under the model time passing is nothing but a timer that
-//!   fires: a doze (`select!` on the notification, biased, then the timer) ends by
-//!   itself, unless the notification came first; both orders are explored, since loom
-//!   runs every interleaving of the wake-up with the worker's polls. A sleep that could
-//!   stay pending would add nothing for the protocol but states.
+//! * [`sleep`]: ready at once. In the model, time passing is nothing but a timer that
+//!   fires, and the protocol never depends on when: a doze (`select!`, biased, on the
+//!   notification, then the timer) ends by itself unless the notification came first,
+//!   and loom runs every interleaving of the wake-up with the worker's steps, so both
+//!   outcomes are explored. A timer that could stay pending for ever would model a doze
+//!   that never ends, which no runtime does. (The models run `wait_for_work` without its
+//!   timed rechecks, the other use of `sleep`.)
 //! * [`yield_now`]: yields the loom thread, so that loom runs another thread before this
 //!   one goes on, as a worker on a current-thread runtime lets the producers' tasks run.
 //!   tokio's is pending once (waking itself first); in the models each worker is the
