@@ -35,7 +35,7 @@ const LAYERS: &[&[&str]] = &[
 /// The files of each folder, lowest first (`mod` is the folder's `mod.rs`).
 const FOLDERS: &[(&str, &[&str])] = &[
     ("sync", &["model", "mod"]),
-    ("queue", &["ring", "slot", "wake", "loom", "mod"]),
+    ("queue", &["ring", "slot", "wake", "mod", "loom"]),
     (
         "transport",
         &[
