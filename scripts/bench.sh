@@ -14,7 +14,10 @@
 # same way and encoded as the client encodes it).
 # Environment: SPANS (spans per stream run, default 2000000; UDP and built-span runs use
 # a quarter), RUNS (default 5), OVERLOAD_SECS and IDLE_SECS (default 10), SINK_RATE (the
-# slow receiver of the overload run, default 50000 spans/s).
+# slow receiver of the overload run, default 50000 spans/s), BASELINE (an earlier commit,
+# or an `ssf` binary built from one: the commit is built in a worktree under
+# target/baseline, its reused- and built-span runs join the same rounds, and a
+# before/after table is added).
 # Needs bash, jq and awk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +36,23 @@ command -v jq >/dev/null || { echo "bench.sh needs jq" >&2; exit 1; }
 echo "== cargo build --release -p ssf-cli" >&2
 cargo build --release -p ssf-cli >&2
 SSF=target/release/ssf
+BASELINE=${BASELINE:-}
+BASELINE_REV=""
+if [ -n "$BASELINE" ] && [ ! -x "$BASELINE" ]; then
+  BASELINE_REV=$(git rev-parse --short "$BASELINE^{commit}") ||
+    { echo "BASELINE=$BASELINE is neither an ssf binary nor a commit" >&2; exit 1; }
+  tree=target/baseline/tree
+  rm -rf "$tree"
+  git worktree prune
+  echo "== building the baseline $BASELINE_REV in $tree" >&2
+  git worktree add --detach "$tree" "$BASELINE_REV" >&2
+  cargo build --release -p ssf-cli --manifest-path "$tree/Cargo.toml" \
+    --target-dir target/baseline/target >&2
+  cp target/baseline/target/release/ssf target/baseline/ssf
+  git worktree remove --force "$tree"
+  BASELINE=target/baseline/ssf
+fi
+[ -n "$BASELINE" ] && [ -z "$BASELINE_REV" ] && BASELINE_REV="\`$BASELINE\`"
 STARTED=$(date +%s)
 
 # Every measured configuration is a job; the jobs run round-robin, RUNS rounds, so
@@ -40,19 +60,26 @@ STARTED=$(date +%s)
 # on every run of one.
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-declare -A JOB_ARGS
+declare -A JOB_ARGS JOB_BIN
 JOBS=()
 job() { # key, ssf bench args...
   local key=$1; shift
   JOBS+=("$key")
   JOB_ARGS[$key]="$*"
+  JOB_BIN[$key]=$SSF
+}
+# The same run made by the baseline binary, under the key "base-<key>".
+baseline_job() { # key
+  JOBS+=("base-$1")
+  JOB_ARGS[base-$1]=${JOB_ARGS[$1]}
+  JOB_BIN[base-$1]=$BASELINE
 }
 run_jobs() {
   for round in $(seq "$RUNS"); do
     for key in "${JOBS[@]}"; do
       echo "== round $round/$RUNS: ssf bench ${JOB_ARGS[$key]}" >&2
       # shellcheck disable=SC2086
-      "$SSF" bench --json ${JOB_ARGS[$key]} >>"$TMP/$key.jsonl"
+      "${JOB_BIN[$key]}" bench --json ${JOB_ARGS[$key]} >>"$TMP/$key.jsonl"
     done
   done
 }
@@ -149,6 +176,23 @@ done
 SLOW_ARGS=(--in-process unix --count-only --sink-rate "$SINK_RATE")
 job sustained "${SLOW_ARGS[@]}" --spans "$SINK_RATE"
 
+# Before/after: the runs whose flags an earlier `ssf` also has (reused and built spans,
+# one and two producers, every transport, buffered where there is a buffer).
+BASE_KEYS=()
+if [ -n "$BASELINE" ]; then
+  for mode in reused built; do baseline_job "encode-$mode"; done
+  for mode in reused built; do
+    for t in unix tcp udp; do
+      b=yes
+      [ "$t" = udp ] && b=no
+      for p in 1 2; do
+        baseline_job "client-$mode-$t-$b-$p"
+        BASE_KEYS+=("$mode $t $b $p")
+      done
+    done
+  done
+fi
+
 run_jobs
 
 declare -A ENCODE RAW CLIENT
@@ -211,6 +255,31 @@ for t in unix tcp udp; do
   IDLE_ROWS+="| \`ssf bench --idle $IDLE_SECS --in-process $t\` |"$'\n'
 done
 
+BEFORE_AFTER=""
+if [ -n "$BASELINE" ]; then
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+  BEFORE_AFTER+=$'\n'"**Before and after** (the same runs, in the same rounds, by \`ssf\` built from"
+  BEFORE_AFTER+=" an earlier commit, $BASELINE_REV; medians of $RUNS, spans/s):"$'\n\n'
+  BEFORE_AFTER+="| run | before | after | after / before | command |"$'\n'
+  BEFORE_AFTER+="|---|---|---|---|---|"$'\n'
+  for mode in reused built; do
+    a=$(sps "$(median "encode-$mode")"); o=$(sps "$(median "base-encode-$mode")")
+    BEFORE_AFTER+="| encode-only, $mode | $(rate "$o") | $(rate "$a") | $(ratio "$a" "$o") "
+    BEFORE_AFTER+="| \`ssf bench ${JOB_ARGS[encode-$mode]}\` |"$'\n'
+  done
+  for k in "${BASE_KEYS[@]}"; do
+    read -r mode t b p <<<"$k"
+    key="client-$mode-$t-$b-$p"
+    a=$(sps "$(median "$key")"); o=$(sps "$(median "base-$key")")
+    label="$mode, $t"
+    [ "$b" = yes ] && label+=", buffered"
+    label+=", $p producer"
+    [ "$p" = 2 ] && label+="s"
+    BEFORE_AFTER+="| $label | $(rate "$o") | $(rate "$a") | $(ratio "$a" "$o") "
+    BEFORE_AFTER+="| \`ssf bench ${JOB_ARGS[$key]}\` |"$'\n'
+  done
+fi
+
 # The goals, read off the runs above.
 API_1=${CLIENT[span_apiunixyes1]}
 API_2=${CLIENT[span_apiunixyes2]}
@@ -239,7 +308,7 @@ round-robin, one run of each per round; the script took $ELAPSED s.
 | reused span (\`try_record_ref\`), unix stream, buffered: at least 3 M spans/s, beside the encode-only rate | $(rate "$(sps "$UNIX_B")") spans/s, $(pct "$(sps "$UNIX_B")" "$(sps "${ENCODE[reused]}")") of the encode-only rate ($(rate "$(sps "${ENCODE[reused]}")") spans/s on one thread) |
 | UDP: at least 85 % of the \`sendmmsg\` ceiling, no receiver-side loss | $(rate "$(sps "$UDP_1")") spans/s, $(pct "$(sps "$UDP_1")" "$(sps "${RAW[udp1]}")") of one raw writer ($(rate "$(sps "${RAW[udp1]}")")), $(pct "$(sps "$UDP_1")" "$(sps "${RAW[udp2]}")") of two ($(rate "$(sps "${RAW[udp2]}")")); delivered / sent $(ds "$UDP_1") |
 | TCP stream within 20 % of unix (buffered) | $(rate "$(sps "$TCP_B")") spans/s, $(pct "$(sps "$TCP_B")" "$(sps "$UNIX_B")") of unix |
-
+${BEFORE_AFTER}
 **Encode-only** (\`ssf bench --encode-only\`: one thread makes each span as the
 producers do and encodes it as the client does, with no client):
 Span API $(rate "$(sps "${ENCODE[span_api]}")") spans/s
