@@ -474,7 +474,9 @@ impl Writer<'_> {
         self.bytes(v);
     }
 
-    #[inline]
+    // Always inlined: out of line, the call and the iterator's state cost about
+    // 5% of a reused span's encode (callgrind).
+    #[inline(always)]
     fn map<'t>(&mut self, tag: u8, m: impl Iterator<Item = (&'t str, &'t str)>) {
         for (k, v) in m {
             let (k, v) = (k.as_bytes(), v.as_bytes());
