@@ -357,6 +357,24 @@ fn try_record_network(c: &mut Criterion) {
             rt.block_on(client.shutdown(Duration::from_secs(10)));
         }
     }
+    // Switched off (`Client::disable`): the span is discarded before it is encoded.
+    let path = dir.path().join("disabled.sock");
+    let (addr, _counter) = frame_sink(&format!("unix://{}", path.display()));
+    let client = rt.block_on(async { Client::from_address(addr).build().expect("client") });
+    client.disable();
+    let template = typical_span(1);
+    group.bench_function("typical_ref_disabled", |b| {
+        b.iter(|| black_box(client.try_record_ref(black_box(&template))))
+    });
+    group.bench_function("typical_owned_disabled", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |s| black_box(client.try_record(s)),
+            BatchSize::SmallInput,
+        )
+    });
+    assert_eq!(client.stats().sent(), 0, "a disabled client sent spans");
+    rt.block_on(client.shutdown(Duration::from_secs(10)));
     group.finish();
 }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ssf_proto::wire::SpanFields;
@@ -162,6 +163,10 @@ impl Client {
                 shared.counters.refused(false);
                 return Err(TryRecordError::Closed(span));
             }
+            if shared.discards() {
+                shared.counters.disabled();
+                return Ok(());
+            }
             if let Encoding::OnRecord { framing, max } = inner.encoding {
                 return match self.push_encoded(&span, framing, max, None) {
                     Ok(()) => Ok(()),
@@ -215,6 +220,10 @@ impl Client {
                 inner.shared.counters.refused(false);
                 return Err(TryRecordError::Closed(()));
             }
+            if inner.shared.discards() {
+                inner.shared.counters.disabled();
+                return Ok(());
+            }
             return self.push_encoded(span, framing, max, None);
         }
         self.try_queue(span.clone(), None).map_err(|e| e.map(drop))
@@ -244,7 +253,18 @@ impl Client {
                 inner.shared.counters.refused(false);
                 return Err(TryRecordError::Closed(()));
             }
+            if inner.shared.discards() {
+                inner.shared.counters.disabled();
+                return Ok(());
+            }
             return self.push_encoded(span, framing, max, None);
+        }
+        if inner.shared.discards() && !inner.shared.is_closing() {
+            // Not even converted.
+            if let Kind::Queue(_) | Kind::Channel(_) = inner.kind {
+                inner.shared.counters.disabled();
+                return Ok(());
+            }
         }
         self.try_queue(to_ssf(span), None).map_err(|e| e.map(drop))
     }
@@ -324,6 +344,13 @@ impl Client {
             counters.refused(false);
             return Err(TryRecordError::Closed(span));
         }
+        if inner.shared.discards() && !matches!(inner.kind, Kind::Neutralized) {
+            counters.disabled();
+            if let Some(r) = receipt {
+                let _ = r.send(Err(DeliveryError::new(DropReason::Disabled, None)));
+            }
+            return Ok(());
+        }
         self.normalize(&mut span);
         match &inner.kind {
             Kind::Queue(_) => {
@@ -381,6 +408,10 @@ impl Client {
         if inner.shared.is_closing() {
             counters.refused(false);
             return RecordFuture::done(Err(RecordError::Closed(span)));
+        }
+        if inner.shared.discards() && !matches!(inner.kind, Kind::Neutralized) {
+            counters.disabled();
+            return RecordFuture::done(Ok(()));
         }
         self.normalize(&mut span);
         match &inner.kind {
@@ -462,6 +493,10 @@ impl Client {
             (Kind::Queue(tx), None, Encoding::OnRecord { framing, max })
                 if !inner.shared.is_closing() =>
             {
+                if inner.shared.discards() {
+                    inner.shared.counters.disabled();
+                    return Ok(());
+                }
                 let mut buf = [0u8; INLINE];
                 match encode::encode(span, framing, max, &mut buf) {
                     Ok(encoded) => {
@@ -542,6 +577,43 @@ impl Client {
     /// reported to the first caller only.
     pub fn shutdown(&self, deadline: Duration) -> ShutdownFuture {
         ShutdownFuture::new(self.inner.shared.clone(), deadline)
+    }
+
+    /// Switches this client (every clone of the handle) off: until
+    /// [`enable`](Client::enable), the spans it is given are neither encoded nor queued
+    /// but discarded at once (the record calls succeed) and counted as dropped with
+    /// [`DropReason::Disabled`]; a receipt resolves to that error. What was queued before
+    /// is still sent, and flushes and shutdowns work as usual. Switching back on needs no
+    /// restart. The process-wide [`disable`](crate::disable) does the same for every client.
+    ///
+    /// ```
+    /// use trace_client::{Client, Span};
+    ///
+    /// let (client, mut rx) = Client::channel(8);
+    /// client.disable();
+    /// Span::root("skipped").finish_with(&client)?;
+    /// client.enable();
+    /// Span::root("sent").finish_with(&client)?;
+    /// assert_eq!(rx.try_recv()?.name, "sent");
+    /// assert_eq!(client.stats().disabled(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`DropReason::Disabled`]: crate::DropReason::Disabled
+    pub fn disable(&self) {
+        self.inner.shared.disabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Switches this client back on after [`disable`](Client::disable). The process-wide
+    /// switch ([`crate::disable`]) is separate: while it is off, so is every client.
+    pub fn enable(&self) {
+        self.inner.shared.disabled.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether spans given to this client now are discarded: it is
+    /// [disabled](Client::disable), or the whole process is ([`crate::disable`]).
+    pub fn is_disabled(&self) -> bool {
+        self.inner.shared.discards()
     }
 
     /// A snapshot of the counters. See [`ClientStats`] for the invariant they keep.

@@ -170,11 +170,14 @@ pub enum DropReason {
     /// The receiver took no bytes for the write timeout (it stopped reading): the
     /// connection is dropped, and the backend is down until its next connect attempt.
     WriteTimeout,
+    /// Recording was switched off ([`Client::disable`](crate::Client::disable) or the
+    /// process-wide [`disable`](crate::disable)): the span was discarded unencoded.
+    Disabled,
 }
 
 impl DropReason {
     /// A short lowercase name (`closed`, `write_error`, `connect_timeout`, `oversize`,
-    /// `panicked`, `write_timeout`), as used in the [`DropCounts`](crate::DropCounts)
+    /// `panicked`, `write_timeout`, `disabled`), as used in the [`DropCounts`](crate::DropCounts)
     /// accessors.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -184,6 +187,7 @@ impl DropReason {
             DropReason::Oversize => "oversize",
             DropReason::Panicked => "panicked",
             DropReason::WriteTimeout => "write_timeout",
+            DropReason::Disabled => "disabled",
         }
     }
 }
@@ -232,6 +236,7 @@ impl fmt::Display for DeliveryError {
             DropReason::WriteTimeout => {
                 "span dropped: the receiver took nothing within the write timeout"
             }
+            DropReason::Disabled => "span dropped: recording is disabled",
         })
     }
 }

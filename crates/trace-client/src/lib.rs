@@ -207,6 +207,10 @@
 //!   [timeout](ClientBuilder::write_timeout) and a down client drops spans at once.
 //!   **Flush** returned success although spans had been dropped; here it reports them,
 //!   within a [time limit](ClientBuilder::flush_timeout).
+//! * **Enable / Disable** were a flag nothing read; here [`disable`] (the process) and
+//!   [`Client::disable`] (one client) switch recording off for real: spans are discarded
+//!   before they are encoded, counted as dropped with [`DropReason::Disabled`], and
+//!   recording resumes on [`enable`] without a restart.
 //! * Deliberately kept: records never wait ([`try_record`](Client::try_record)), a failed
 //!   write drops the span (no endless retries), the connect timeout bounds each connect
 //!   sequence, veneur's statistics names and reporting order.
@@ -263,6 +267,7 @@ pub use error::{
     BackendError, BuildError, DeliveryError, DropReason, FlushError, RecordError, TryRecordError,
 };
 pub use future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
+pub use shared::{disable, enable, is_disabled};
 pub use stats::{ClientStats, DropCounts, STATISTICS_NAMES, StatsCounter};
 pub use trace::context::{InSpan, SpanContext, WithSpan};
 pub use trace::fields::{SpanSample, Str, Tags};

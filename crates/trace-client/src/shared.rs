@@ -45,12 +45,51 @@ impl Signal {
     }
 }
 
+/// The process-wide switch of [`disable`]. Relaxed: it publishes no data, and a record
+/// racing a switch may go either way.
+static PROCESS_DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Switches recording off for every client of the process (veneur's `Disable`, which
+/// there does nothing; here it does): until [`enable`], spans handed to any client are
+/// neither encoded nor queued but discarded at once, and counted as dropped with
+/// [`DropReason::Disabled`](crate::DropReason::Disabled). Spans queued before are still
+/// sent, flushes and shutdowns work as usual. A client can also be switched off alone
+/// ([`Client::disable`](crate::Client::disable)).
+///
+/// ```standalone_crate
+/// let (client, mut rx) = trace_client::Client::channel(8);
+/// trace_client::disable();
+/// assert!(trace_client::is_disabled() && client.is_disabled());
+/// client.try_record(Default::default())?; // discarded
+/// trace_client::enable();
+/// client.try_record(Default::default())?; // sent
+/// assert_eq!(client.stats().disabled(), 1);
+/// assert!(rx.try_recv().is_ok() && rx.try_recv().is_err());
+/// # Ok::<(), trace_client::TryRecordError>(())
+/// ```
+pub fn disable() {
+    PROCESS_DISABLED.store(true, Ordering::Relaxed);
+}
+
+/// Switches recording back on after [`disable`] (veneur's `Enable`); clients switched off
+/// on their own stay off.
+pub fn enable() {
+    PROCESS_DISABLED.store(false, Ordering::Relaxed);
+}
+
+/// Whether recording is switched off for the whole process (veneur's `Disabled`).
+pub fn is_disabled() -> bool {
+    PROCESS_DISABLED.load(Ordering::Relaxed)
+}
+
 /// State shared by a client's handles, its workers and its side tasks.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Intake stopped: records are refused as closed.
     pub(crate) closing: AtomicBool,
+    /// This client's own switch ([`Client::disable`](crate::Client::disable)).
+    pub(crate) disabled: AtomicBool,
     /// Workers close the queue and finish what is in it.
     pub(crate) draining: Signal,
     /// Workers stop writing: what is left is dropped as closed.
@@ -79,6 +118,7 @@ impl Shared {
         Shared {
             counters: Counters::default(),
             closing: AtomicBool::new(false),
+            disabled: AtomicBool::new(false),
             draining: Signal::default(),
             aborting: Signal::default(),
             peer_down: AtomicBool::new(false),
@@ -98,6 +138,12 @@ impl Shared {
     #[inline]
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
+    }
+
+    /// Whether spans are discarded: this client or the process is disabled.
+    #[inline]
+    pub(crate) fn discards(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed) || PROCESS_DISABLED.load(Ordering::Relaxed)
     }
 
     /// Stops intake and tells the workers to drain. Never waits.

@@ -28,7 +28,7 @@ pub(crate) struct Counters {
     reported_records: [AtomicU64; 2],
 }
 
-const DROP_REASONS: usize = 6;
+const DROP_REASONS: usize = 7;
 const REFUSED_FULL: usize = 0;
 const REFUSED_CLOSED: usize = 1;
 const REPORT_FLUSHES_FAILED: usize = 0;
@@ -44,6 +44,7 @@ fn drop_index(reason: DropReason) -> usize {
         DropReason::Oversize => 3,
         DropReason::Panicked => 4,
         DropReason::WriteTimeout => 5,
+        DropReason::Disabled => 6,
     }
 }
 
@@ -79,6 +80,13 @@ impl Counters {
         if n > 0 {
             self.sent.fetch_add(n, Ordering::Release);
         }
+    }
+
+    /// A span handed to a disabled client: accepted and dropped at once, with one
+    /// increment (snapshots count it in `accepted` too).
+    #[inline]
+    pub(crate) fn disabled(&self) {
+        self.dropped[drop_index(DropReason::Disabled)].fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
@@ -124,8 +132,10 @@ impl Counters {
             oversize: d(DropReason::Oversize),
             panicked: d(DropReason::Panicked),
             write_timeout: d(DropReason::WriteTimeout),
+            disabled: d(DropReason::Disabled),
         };
-        let accepted = self.accepted.load(Ordering::Acquire);
+        // Spans discarded while disabled were never queued: counted once, in both.
+        let accepted = self.accepted.load(Ordering::Acquire) + dropped.disabled;
         ClientStats {
             accepted,
             refused_full: self.refused[REFUSED_FULL].load(Ordering::Relaxed),
@@ -146,6 +156,7 @@ impl Counters {
             REPORT_RECORDS_FAILED | REPORT_RECORDS_OK => {
                 let now = if i == REPORT_RECORDS_OK {
                     self.accepted.load(Ordering::Relaxed)
+                        + self.dropped[drop_index(DropReason::Disabled)].load(Ordering::Relaxed)
                 } else {
                     self.refused[REFUSED_FULL].load(Ordering::Relaxed)
                         + self.refused[REFUSED_CLOSED].load(Ordering::Relaxed)
@@ -172,6 +183,7 @@ pub struct DropCounts {
     oversize: u64,
     panicked: u64,
     write_timeout: u64,
+    disabled: u64,
 }
 
 impl DropCounts {
@@ -206,6 +218,12 @@ impl DropCounts {
         self.panicked
     }
 
+    /// Discarded because recording was disabled ([`Client::disable`](crate::Client::disable)
+    /// or the process-wide [`disable`](crate::disable)): never encoded nor queued.
+    pub fn disabled(&self) -> u64 {
+        self.disabled
+    }
+
     /// The count for one reason.
     pub fn get(&self, reason: DropReason) -> u64 {
         match reason {
@@ -215,6 +233,7 @@ impl DropCounts {
             DropReason::Oversize => self.oversize,
             DropReason::Panicked => self.panicked,
             DropReason::WriteTimeout => self.write_timeout,
+            DropReason::Disabled => self.disabled,
         }
     }
 
@@ -226,6 +245,7 @@ impl DropCounts {
             + self.oversize
             + self.panicked
             + self.write_timeout
+            + self.disabled
     }
 }
 
@@ -296,6 +316,12 @@ impl ClientStats {
     /// Accepted spans dropped, all reasons together.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.total()
+    }
+
+    /// Spans discarded because recording was disabled, as
+    /// [`dropped().disabled()`](DropCounts::disabled): they count as accepted and dropped.
+    pub fn disabled(&self) -> u64 {
+        self.dropped.disabled
     }
 
     /// Accepted spans neither sent nor dropped yet: in the queue, being written, or in a

@@ -454,3 +454,53 @@ fn start_time_is_creation_time_and_can_be_preset() {
     assert_eq!(child.parent_id(), span.span_id());
     assert_eq!(child.resource(), "res");
 }
+
+#[tokio::test]
+async fn set_parent_and_finish_named_reach_the_receiver_as_veneur_sends_them() {
+    let service = service();
+    let (mut receiver, client) = udp_pair().await;
+    let request = Span::start_trace("GET /checkout").with_client(client.clone());
+
+    // Re-parented from a carrier's context: trace, parent and resource from it.
+    let remote = SpanContext {
+        trace_id: 77,
+        span_id: 78,
+        parent_id: 0,
+        resource: "remote-resource".into(),
+    };
+    let mut adopted = Span::root("adopted").with_client(client.clone());
+    let own_id = adopted.span_id();
+    adopted.set_parent(&remote);
+    adopted.finish_named("", [("k", "v")]).unwrap();
+
+    // Re-parented under a span at hand, renamed and tagged in the finishing call.
+    let mut work = Span::root("placeholder").with_client(client.clone());
+    work.set_tag("kept", "yes").set_parent_span(&request);
+    let work_id = work.span_id();
+    work.finish_named("charge", [("currency", "eur"), ("kept", "overwritten")])
+        .unwrap();
+
+    let mut got = receiver.collect(2, WAIT).await.unwrap();
+    got.sort_by_key(|s| s.name.clone());
+    let (adopted, charge) = (&got[0], &got[1]);
+    assert_eq!(
+        (adopted.id, adopted.trace_id, adopted.parent_id),
+        (own_id, 77, 78)
+    );
+    assert_eq!(
+        adopted.name, "adopted",
+        "an empty name keeps the span's own"
+    );
+    assert_eq!(adopted.tags, tags(&[("k", "v")]));
+    assert_eq!(adopted.service, service);
+    assert_eq!(
+        (charge.id, charge.trace_id, charge.parent_id),
+        (work_id, request.trace_id(), request.span_id())
+    );
+    assert_eq!(charge.name, "charge");
+    assert_eq!(
+        charge.tags,
+        tags(&[("currency", "eur"), ("kept", "overwritten")])
+    );
+    drop(quiet(request));
+}

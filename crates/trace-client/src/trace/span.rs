@@ -324,6 +324,36 @@ impl Span {
         self
     }
 
+    /// Re-parents the span under `parent` (veneur's `SetParent`): the trace ID and the
+    /// resource become the parent's, the parent ID becomes the parent's span ID; the
+    /// span's own ID, name, tags and times stay.
+    ///
+    /// ```
+    /// use trace_client::Span;
+    ///
+    /// let request = Span::root("request");
+    /// let mut work = Span::root("work");
+    /// work.set_parent(&request.context());
+    /// assert_eq!(work.trace_id(), request.trace_id());
+    /// assert_eq!(work.parent_id(), request.span_id());
+    /// assert_eq!(work.resource(), "request");
+    /// ```
+    pub fn set_parent(&mut self, parent: &SpanContext) -> &mut Self {
+        self.trace_id = parent.trace_id;
+        self.parent_id = parent.span_id;
+        self.resource = Resource::from(Str::Owned(parent.resource.clone()));
+        self
+    }
+
+    /// [`set_parent`](Span::set_parent) from a span at hand: the resource is shared, not
+    /// copied.
+    pub fn set_parent_span(&mut self, parent: &Span) -> &mut Self {
+        self.trace_id = parent.trace_id;
+        self.parent_id = parent.span_id;
+        self.resource = parent.resource.clone();
+        self
+    }
+
     /// Sets the span's name.
     pub fn set_name(&mut self, name: impl Into<Str>) -> &mut Self {
         self.name = name.into();
@@ -476,6 +506,44 @@ impl Span {
                 None => Err(TryRecordError::NoClient(self.take_ssf())),
             },
         }
+    }
+
+    /// Sets `tags`, renames the span if `name` is not empty, and [finishes](Span::finish)
+    /// it: veneur's `Trace.Record(name, tags)` in one call (an end time already set is
+    /// kept).
+    ///
+    /// ```
+    /// use trace_client::{Client, Span};
+    ///
+    /// let (client, mut spans) = Client::channel(8);
+    /// let span = Span::root("placeholder").with_client(client);
+    /// span.finish_named("charge", [("currency", "eur"), ("outcome", "ok")])?;
+    /// let sent = spans.try_recv()?;
+    /// assert_eq!(sent.name, "charge");
+    /// assert_eq!(sent.tags["currency"], "eur");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Span::finish`].
+    pub fn finish_named<K, V>(
+        mut self,
+        name: impl Into<Str>,
+        tags: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), TryRecordError>
+    where
+        K: Into<Str>,
+        V: Into<Str>,
+    {
+        let name = name.into();
+        if !name.is_empty() {
+            self.name = name;
+        }
+        for (k, v) in tags {
+            self.tags.set(k.into(), v.into());
+        }
+        self.finish()
     }
 
     /// Finishes the span and records it on `client`, without waiting.
