@@ -212,21 +212,8 @@ impl Client {
     /// As [`try_record`](Client::try_record), handing back nothing.
     #[inline]
     pub fn try_record_ref(&self, span: &SsfSpan) -> Result<(), TryRecordError<()>> {
-        let inner = &*self.inner;
-        if let (Kind::Queue(_), None, Encoding::OnRecord { framing, max }) =
-            (&inner.kind, &inner.normalizer, inner.encoding)
-        {
-            if inner.shared.is_closing() {
-                inner.shared.counters.refused(false);
-                return Err(TryRecordError::Closed(()));
-            }
-            if inner.shared.discards() {
-                inner.shared.counters.disabled();
-                return Ok(());
-            }
-            return self.push_encoded(span, framing, max, None);
-        }
-        self.try_queue(span.clone(), None).map_err(|e| e.map(drop))
+        // The clients that need a span of their own get a clone.
+        self.try_record_fields(span, SsfSpan::clone)
     }
 
     /// Records a span of any type that shows its fields through [`SpanFields`] (such as
