@@ -11,7 +11,7 @@ use ssf_proto::{SsfSample, SsfSpan};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::encode::{self, Framing, INLINE};
+use crate::encode::{self, Framing, INLINE, WithService};
 use crate::error::{DeliveryError, DropReason, RecordError, TryRecordError};
 use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture};
 use crate::message::{Message, ReceiptSender};
@@ -48,6 +48,10 @@ struct Inner {
     shared: Arc<Shared>,
     normalizer: Option<Normalizer>,
     encoding: Encoding,
+    /// The service name of spans recorded without one ([`ClientBuilder::service`]).
+    ///
+    /// [`ClientBuilder::service`]: crate::ClientBuilder::service
+    service: Option<Arc<str>>,
 }
 
 /// A handle to an SSF client: a bounded queue of spans drained by backend tasks.
@@ -82,6 +86,7 @@ impl Client {
         shared: Arc<Shared>,
         normalizer: Option<Normalizer>,
         encoding: Encoding,
+        service: Option<Arc<str>>,
     ) -> Self {
         Client {
             inner: Arc::new(Inner {
@@ -89,6 +94,7 @@ impl Client {
                 shared,
                 normalizer,
                 encoding,
+                service,
             }),
         }
     }
@@ -99,6 +105,7 @@ impl Client {
             Arc::new(Shared::new(1, Vec::new(), Duration::MAX)),
             None,
             Encoding::None,
+            None,
         )
     }
 
@@ -116,6 +123,39 @@ impl Client {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.inner.shared.counters
+    }
+
+    /// The service name this client gives spans recorded without one
+    /// ([`ClientBuilder::service`](crate::ClientBuilder::service)).
+    pub fn service(&self) -> Option<&str> {
+        self.inner.service.as_deref()
+    }
+
+    /// Gives a span that has no service name this client's.
+    #[inline]
+    fn fill_service(&self, span: &mut SsfSpan) {
+        if let Some(svc) = &self.inner.service {
+            if span.service.is_empty() {
+                span.service = svc.to_string();
+            }
+        }
+    }
+
+    /// Encodes `span` for its transport, with this client's service name if it has none.
+    #[inline]
+    fn encode<S: SpanFields + ?Sized>(
+        &self,
+        span: &S,
+        framing: Framing,
+        max: usize,
+        buf: &mut [u8; INLINE],
+    ) -> Result<encode::Encoded, usize> {
+        match &self.inner.service {
+            Some(service) if span.service().is_empty() => {
+                encode::encode(&WithService { span, service }, framing, max, buf)
+            }
+            _ => encode::encode(span, framing, max, buf),
+        }
     }
 
     fn normalize(&self, span: &mut SsfSpan) {
@@ -154,7 +194,7 @@ impl Client {
     ///
     /// [`DropReason::Oversize`]: crate::DropReason::Oversize
     #[inline]
-    pub fn try_record(&self, span: SsfSpan) -> Result<(), TryRecordError> {
+    pub fn try_record(&self, mut span: SsfSpan) -> Result<(), TryRecordError> {
         // The common case, kept small enough to inline: a queue client, no normaliser.
         let inner = &*self.inner;
         if let (Kind::Queue(_), None) = (&inner.kind, &inner.normalizer) {
@@ -173,6 +213,7 @@ impl Client {
                     Err(e) => Err(e.map(|()| span)),
                 };
             }
+            self.fill_service(&mut span);
             shared.counters.pre_accept();
             return match shared.queue.try_push(Message::Span {
                 span,
@@ -288,7 +329,7 @@ impl Client {
         }
         counters.pre_accept();
         let mut buf = [0u8; INLINE];
-        let (msg, inline) = match encode::encode(span, framing, max, &mut buf) {
+        let (msg, inline) = match self.encode(span, framing, max, &mut buf) {
             Ok(encoded) => Message::encoded(encoded, receipt),
             Err(len) => {
                 oversize(counters, len, max, receipt);
@@ -347,6 +388,7 @@ impl Client {
                         Err(e) => Err(e.map(|()| span)),
                     };
                 }
+                self.fill_service(&mut span);
                 counters.pre_accept();
                 match inner.shared.queue.try_push(Message::Span { span, receipt }) {
                     Ok(()) => Ok(()),
@@ -354,6 +396,7 @@ impl Client {
                 }
             }
             Kind::Channel(tx) => {
+                self.fill_service(&mut span);
                 counters.pre_accept();
                 match tx.try_send(span) {
                     Ok(()) => {
@@ -405,7 +448,7 @@ impl Client {
             Kind::Queue(tx) => match inner.encoding {
                 Encoding::OnRecord { framing, max } => {
                     let mut buf = [0u8; INLINE];
-                    match encode::encode(&span, framing, max, &mut buf) {
+                    match self.encode(&span, framing, max, &mut buf) {
                         Ok(encoded) => {
                             let (msg, len) = Message::encoded(encoded, None);
                             RecordFuture::queueing(tx.clone(), msg, buf, len, Some(span))
@@ -418,6 +461,7 @@ impl Client {
                     }
                 }
                 Encoding::None | Encoding::InBackend => {
+                    self.fill_service(&mut span);
                     let msg = Message::Span {
                         span,
                         receipt: None,
@@ -425,7 +469,10 @@ impl Client {
                     RecordFuture::queueing(tx.clone(), msg, [0; INLINE], 0, None)
                 }
             },
-            Kind::Channel(tx) => match tx.try_send(span) {
+            Kind::Channel(tx) => match tx.try_send({
+                self.fill_service(&mut span);
+                span
+            }) {
                 Ok(()) => {
                     counters.pre_accept();
                     counters.sent(1);
@@ -485,7 +532,7 @@ impl Client {
                     return Ok(());
                 }
                 let mut buf = [0u8; INLINE];
-                match encode::encode(span, framing, max, &mut buf) {
+                match self.encode(span, framing, max, &mut buf) {
                     Ok(encoded) => {
                         let (msg, len) = Message::encoded(encoded, None);
                         RecordFuture::queueing(tx.clone(), msg, buf, len, None)
@@ -547,6 +594,29 @@ impl Client {
     /// wait for that (with a deadline) and get a report.
     pub fn close(&self) {
         self.inner.shared.close();
+    }
+
+    /// Neutralises the client, as veneur's `NeutralizeClient` does to an existing one:
+    /// for every clone of the handle, later records are refused as closed (and counted),
+    /// the backends stop at once, and what is still queued or buffered is dropped,
+    /// counted as [`DropReason::Closed`](crate::DropReason::Closed); flushes then fail
+    /// as closed (veneur's documentation says they fail; its code let them succeed).
+    /// Never waits. Use [`Client::neutralized`] for a client that was never connected,
+    /// and [`disable`](Client::disable) to stop recording for a while.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (client, _rx) = trace_client::Client::channel(8);
+    /// client.neutralize();
+    /// assert!(client.try_record(Default::default()).unwrap_err().is_closed());
+    /// assert!(client.flush().await.is_err());
+    /// # }
+    /// ```
+    pub fn neutralize(&self) {
+        let shared = &*self.inner.shared;
+        shared.close();
+        shared.aborting.set();
     }
 
     /// Shuts the client down and reports what became of every span.

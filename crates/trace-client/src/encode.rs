@@ -150,6 +150,71 @@ pub fn encode_frames(spans: &[SsfSpan], buf: &mut Vec<u8>) {
     }
 }
 
+/// A span seen with another service name: how a client's own service name
+/// ([`service`](crate::ClientBuilder::service)) is encoded into a span recorded without
+/// one, with nothing copied.
+pub(crate) struct WithService<'a, S: ?Sized> {
+    pub(crate) span: &'a S,
+    pub(crate) service: &'a str,
+}
+
+impl<S: SpanFields + ?Sized> SpanFields for WithService<'_, S> {
+    type Sample = S::Sample;
+
+    #[inline]
+    fn version(&self) -> i32 {
+        self.span.version()
+    }
+    #[inline]
+    fn trace_id(&self) -> i64 {
+        self.span.trace_id()
+    }
+    #[inline]
+    fn id(&self) -> i64 {
+        self.span.id()
+    }
+    #[inline]
+    fn parent_id(&self) -> i64 {
+        self.span.parent_id()
+    }
+    #[inline]
+    fn start_timestamp(&self) -> i64 {
+        self.span.start_timestamp()
+    }
+    #[inline]
+    fn end_timestamp(&self) -> i64 {
+        self.span.end_timestamp()
+    }
+    #[inline]
+    fn is_error(&self) -> bool {
+        self.span.is_error()
+    }
+    #[inline]
+    fn service(&self) -> &str {
+        self.service
+    }
+    #[inline]
+    fn samples(&self) -> &[Self::Sample] {
+        self.span.samples()
+    }
+    #[inline]
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.span.tags()
+    }
+    #[inline]
+    fn indicator(&self) -> bool {
+        self.span.indicator()
+    }
+    #[inline]
+    fn name(&self) -> &str {
+        self.span.name()
+    }
+    #[inline]
+    fn root_start_timestamp(&self) -> i64 {
+        self.span.root_start_timestamp()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,6 +211,12 @@
 //!   [`Client::disable`] (one client) switch recording off for real: spans are discarded
 //!   before they are encoded, counted as dropped with [`DropReason::Disabled`], and
 //!   recording resumes on [`enable`] without a restart.
+//! * The **service name** was process-wide only; a client can also have its own
+//!   ([`ClientBuilder::service`]), for spans recorded on it without one.
+//! * `NeutralizeClient` was a test helper that was not safe to call concurrently; here
+//!   [`Client::neutralize`] can be called from any clone at any time, drops what the
+//!   client still holds (counted) and makes its flushes fail as closed, as veneur's
+//!   documentation (not its code) said.
 //! * Deliberately kept: records never wait ([`try_record`](Client::try_record)), a failed
 //!   write drops the span (no endless retries), the connect timeout bounds each connect
 //!   sequence, veneur's statistics names and reporting order.

@@ -236,3 +236,36 @@ async fn dropping_a_stuck_client_never_blocks_and_the_workers_exit() {
     let expected = ("trace_client.records_succeeded_total".to_owned(), accepted);
     assert!(got.contains(&expected), "{got:?}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn neutralizing_a_live_client_drops_what_it_holds_and_refuses_the_rest() {
+    let (_dir, path) = socket_path();
+    let mut receiver = Receiver::bind(&unix_url(&path)).await.unwrap();
+    let client = Client::from_address(receiver.local_addr().clone())
+        .buffered(true)
+        .build()
+        .unwrap();
+    // Delivered before: these stay delivered.
+    client.try_record(span(1)).unwrap();
+    client.flush().await.unwrap();
+    assert_ids(&receiver.collect(1, PATIENCE).await.unwrap(), [1]);
+    // Queued or buffered, never flushed.
+    for id in 10..20 {
+        client.try_record(span(id)).unwrap();
+    }
+    let clone = client.clone();
+    clone.neutralize();
+    assert!(client.is_closed());
+    assert!(client.try_record(span(30)).unwrap_err().is_closed());
+    assert!(client.flush().await.unwrap_err().is_closed());
+    // The backends are already stopping; shutdown only waits for them.
+    let report = client.shutdown(Duration::from_secs(5)).await;
+    assert_report_settled(&report);
+    let stats = client.stats();
+    assert_eq!(stats.accepted(), 11, "{stats:?}");
+    assert_eq!(stats.sent(), 1, "{stats:?}");
+    assert_eq!(stats.dropped().closed(), 10, "{stats:?}");
+    assert_eq!(stats.refused_closed(), 1, "{stats:?}");
+    let more = tokio::time::timeout(Duration::from_millis(200), receiver.recv()).await;
+    assert!(!matches!(more, Ok(Some(_))), "{more:?}");
+}

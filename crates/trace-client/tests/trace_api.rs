@@ -504,3 +504,75 @@ async fn set_parent_and_finish_named_reach_the_receiver_as_veneur_sends_them() {
     );
     drop(quiet(request));
 }
+
+#[tokio::test]
+async fn a_clients_service_name_goes_on_spans_without_one() {
+    let process = service();
+    for in_backend in [false, true] {
+        let mut receiver = Receiver::builder()
+            .listen("udp://127.0.0.1:0")
+            .expect("address parses")
+            .normalize(false)
+            .bind()
+            .await
+            .expect("bind loopback udp");
+        let client = Client::builder(receiver.local_addr().to_string())
+            .service("client-service")
+            .encode_in_backend(in_backend)
+            .build()
+            .expect("udp client builds");
+        assert_eq!(client.service(), Some("client-service"));
+
+        // Span API: the client's name comes before the process-wide one.
+        Span::root("span-none").finish_with(&client).unwrap();
+        let mut own = Span::root("span-own");
+        own.set_service("own-service");
+        own.finish_with(&client).unwrap();
+        // SsfSpan paths: filled only when empty.
+        let ssf = |name: &str, service: &str| SsfSpan {
+            id: 9,
+            trace_id: 9,
+            name: name.into(),
+            service: service.into(),
+            ..Default::default()
+        };
+        client.try_record(ssf("ssf-none", "")).unwrap();
+        client.try_record_ref(&ssf("ssf-ref-none", "")).unwrap();
+        client.record(ssf("ssf-record-none", "")).await.unwrap();
+        client
+            .record_ref(&ssf("ssf-record-ref-none", ""))
+            .await
+            .unwrap();
+        client.try_record(ssf("ssf-own", "own-service")).unwrap();
+
+        let got = receiver.collect(7, WAIT).await.unwrap();
+        let mut by_name: Vec<(String, String)> =
+            got.into_iter().map(|s| (s.name, s.service)).collect();
+        by_name.sort();
+        let want = |n: &str, s: &str| (n.to_owned(), s.to_owned());
+        assert_eq!(
+            by_name,
+            [
+                want("span-none", "client-service"),
+                want("span-own", "own-service"),
+                want("ssf-none", "client-service"),
+                want("ssf-own", "own-service"),
+                want("ssf-record-none", "client-service"),
+                want("ssf-record-ref-none", "client-service"),
+                want("ssf-ref-none", "client-service"),
+            ],
+            "encode_in_backend {in_backend}"
+        );
+        // Without the option the process-wide name is used, as before.
+        let plain = Client::builder(receiver.local_addr().to_string())
+            .build()
+            .unwrap();
+        assert_eq!(plain.service(), None);
+        Span::root("plain").finish_with(&plain).unwrap();
+        let got = receiver.collect(1, WAIT).await.unwrap();
+        assert_eq!(
+            (got[0].name.as_str(), got[0].service.as_str()),
+            ("plain", process)
+        );
+    }
+}

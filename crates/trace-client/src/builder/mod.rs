@@ -79,6 +79,7 @@ pub struct ClientBuilder {
     options: Options,
     normalizer: Option<Normalizer>,
     stats: Option<StatsReporting>,
+    service: Option<Arc<str>>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -103,6 +104,7 @@ impl fmt::Debug for ClientBuilder {
             .field("max_datagram_size", &self.options.max_datagram_size)
             .field("normalize_samples", &self.normalizer.is_some())
             .field("report_statistics", &self.stats.is_some())
+            .field("service", &self.service)
             .finish()
     }
 }
@@ -114,6 +116,7 @@ impl ClientBuilder {
             options: Options::default(),
             normalizer: None,
             stats: None,
+            service: None,
         }
     }
 
@@ -276,6 +279,28 @@ impl ClientBuilder {
         self
     }
 
+    /// The service name of spans recorded on this client without one of their own: an
+    /// `SsfSpan` whose `service` is empty, a [`Span`](crate::Span) without
+    /// [`set_service`](crate::Span::set_service) (this name then comes before the
+    /// process-wide [`service_name`](crate::service_name)). Written into the encoding, so
+    /// the spans themselves are not changed; an empty name changes nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = trace_client::Client::builder("udp://127.0.0.1:8128")
+    ///     .service("checkout")
+    ///     .build()?;
+    /// assert_eq!(client.service(), Some("checkout"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn service(mut self, name: impl AsRef<str>) -> Self {
+        let name = name.as_ref();
+        self.service = (!name.is_empty()).then(|| Arc::from(name));
+        self
+    }
+
     /// Reports veneur's four client counters to `sink` every `interval` (see
     /// [`report_statistics`](crate::report_statistics)), and once more when the client's
     /// workers have stopped.
@@ -321,7 +346,12 @@ impl ClientBuilder {
             .options
             .validate(&dest, self.stats.as_ref().map(|s| s.interval))?;
         let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        spawn::start(&handle, config, dest, user, self.normalizer, self.stats)
+        let parts = spawn::Parts {
+            normalizer: self.normalizer,
+            stats: self.stats,
+            service: self.service,
+        };
+        spawn::start(&handle, config, dest, user, parts)
     }
 }
 

@@ -37,15 +37,26 @@ pub(super) struct StatsReporting {
     pub(super) tags: Vec<String>,
 }
 
+/// What the client gets from the builder besides its [`Config`].
+pub(super) struct Parts {
+    pub(super) normalizer: Option<Normalizer>,
+    pub(super) stats: Option<StatsReporting>,
+    pub(super) service: Option<Arc<str>>,
+}
+
 /// Spawns the client's tasks on `handle`.
 pub(super) fn start(
     handle: &Handle,
     config: Config,
     dest: Destination,
     user: Option<SpawnUser>,
-    normalizer: Option<Normalizer>,
-    stats: Option<StatsReporting>,
+    parts: Parts,
 ) -> Result<Client, BuildError> {
+    let Parts {
+        normalizer,
+        stats,
+        service,
+    } = parts;
     let workers = config.workers;
     let mut controls = Vec::with_capacity(workers);
     let mut control_rxs = Vec::with_capacity(workers);
@@ -90,6 +101,7 @@ pub(super) fn start(
         shared,
         normalizer,
         config.encoding,
+        service,
     ))
 }
 

@@ -9,6 +9,7 @@ use ssf_proto::wire::SpanFields;
 
 use crate::client::Client;
 use crate::default;
+use crate::encode::WithService;
 use crate::error::TryRecordError;
 use crate::future::Receipt;
 use crate::trace::context::{self, SpanContext};
@@ -563,9 +564,34 @@ impl Span {
     fn record_on(&mut self, client: &Client) -> Result<(), TryRecordError> {
         self.end.get_or_insert_with(SystemTime::now);
         self.sent = true;
+        // The client's service name comes before the process-wide one.
+        let client_service = match (&self.service, client.service()) {
+            (None, Some(service)) => Some(service),
+            _ => None,
+        };
         if !client.encodes_in_place() {
             // The client needs an `SsfSpan`: the span's strings are moved into it.
+            if let Some(service) = client_service {
+                self.service = Some(Str::Owned(service.to_owned()));
+            }
             return client.try_record(self.take_ssf());
+        }
+        if let Some(service) = client_service {
+            let span = WithService {
+                span: &*self,
+                service,
+            };
+            return match client.try_record_fields(&span, |s| {
+                let mut ssf = s.span.to_ssf();
+                ssf.service = s.service.to_owned();
+                ssf
+            }) {
+                Ok(()) => Ok(()),
+                Err(refused) => {
+                    self.service = Some(Str::Owned(service.to_owned()));
+                    Err(refused.map(|()| self.take_ssf()))
+                }
+            };
         }
         match client.try_record_fields(&*self, Span::to_ssf) {
             Ok(()) => Ok(()),
