@@ -266,3 +266,40 @@ async fn a_flush_taken_with_a_batch_that_an_abort_cuts_short_is_answered_at_once
     );
     assert_eq!(report.accepted(), report.sent() + report.dropped_total());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_user_stream_of_ticks_flushes_buffered_spans_and_stops_at_shutdown() {
+    let (_dir, path) = socket_path();
+    let mut receiver = ssf_receiver::Receiver::bind(&unix_url(&path))
+        .await
+        .unwrap();
+    let (tick, mut ticks) = tokio::sync::mpsc::channel::<&'static str>(1);
+    let client = Client::from_address(receiver.local_addr().clone())
+        .buffered(true)
+        .flush_on(futures_util::stream::poll_fn(move |cx| ticks.poll_recv(cx)))
+        .build()
+        .unwrap();
+    for id in 1..=3 {
+        client.try_record(span(id)).unwrap();
+    }
+    // Buffered and not flushed: nothing arrives.
+    let early = tokio::time::timeout(Duration::from_millis(300), receiver.recv()).await;
+    assert!(early.is_err(), "{early:?}");
+    tick.send("flush").await.unwrap();
+    let got = receiver.collect(3, PATIENCE).await.unwrap();
+    assert_ids(&got, 1..=3);
+    // The flush is counted once it is done.
+    let counted = tokio::time::timeout(PATIENCE, async {
+        while client.stats().flushes_ok() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "{:?}", client.stats());
+    let report = client.shutdown(Duration::from_secs(5)).await;
+    assert_report_settled(&report);
+    // Shutting down dropped the stream.
+    tokio::time::timeout(PATIENCE, tick.closed())
+        .await
+        .expect("the tick stream is dropped at shutdown");
+}

@@ -15,12 +15,14 @@ use ssf_receiver::Receiver;
 use support::{PATIENCE, serve};
 use tower::{Layer, ServiceExt, service_fn};
 use trace_client::Client;
+use trace_client::propagation::{CustomHeaders, HeaderFormat, IdEncoding};
 use trace_http::{ClientTraceLayer, ServerTraceLayer, tags};
 
 /// Starts B (answers with the trace and span IDs current in its handler) and A (calls B
 /// once per request through a traced hyper client) and returns A's address.
-async fn start(client: &Client) -> SocketAddr {
+async fn start(client: &Client, format: HeaderFormat) -> SocketAddr {
     let b = ServerTraceLayer::new()
+        .extract_formats(&[format])
         .client(client.clone())
         .layer(service_fn(|_req: Request<hyper::body::Incoming>| async {
             let ctx = trace_client::context::current().expect("a current span in B");
@@ -31,6 +33,7 @@ async fn start(client: &Client) -> SocketAddr {
 
     let http = HttpClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let to_b = ClientTraceLayer::new()
+        .format(format)
         .spans(true)
         .client(client.clone())
         .layer(http);
@@ -59,20 +62,34 @@ async fn start(client: &Client) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_calls_b_in_one_trace() {
-    run().await;
+    run(HeaderFormat::Envoy).await;
+}
+
+/// B reads only a header pair of the user's own naming, so the trace holds together only
+/// if A's client layer wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_b_in_one_trace_over_custom_headers() {
+    for ids in [IdEncoding::Decimal, IdEncoding::Hex] {
+        run(HeaderFormat::Custom(CustomHeaders::new(
+            "x-request-trace",
+            "x-request-span",
+            ids,
+        )))
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_calls_b_in_one_trace_on_a_current_thread_runtime() {
-    run().await;
+    run(HeaderFormat::Envoy).await;
 }
 
-async fn run() {
+async fn run(format: HeaderFormat) {
     let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
     let client = Client::builder(receiver.local_addr().to_string())
         .build()
         .unwrap();
-    let a_addr = start(&client).await;
+    let a_addr = start(&client, format).await;
 
     // An untraced caller: A starts the trace.
     let http = HttpClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();

@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt};
 use ssf_codec::addr::Address;
 use ssf_proto::{SsfSample, SsfSpan};
 use tokio::sync::mpsc;
@@ -19,7 +20,7 @@ pub use config::{
     DEFAULT_PARALLEL_BACKENDS, DEFAULT_WRITE_TIMEOUT, MAX_CAPACITY,
 };
 use config::{Destination, Options};
-use spawn::{SpawnUser, StatsReporting};
+use spawn::{FlushTicks, SpawnUser, StatsReporting};
 
 use crate::client::{Client, Kind, Normalizer};
 use crate::error::BuildError;
@@ -80,6 +81,7 @@ pub struct ClientBuilder {
     normalizer: Option<Normalizer>,
     stats: Option<StatsReporting>,
     service: Option<Arc<str>>,
+    flush_ticks: Option<FlushTicks>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -105,6 +107,7 @@ impl fmt::Debug for ClientBuilder {
             .field("normalize_samples", &self.normalizer.is_some())
             .field("report_statistics", &self.stats.is_some())
             .field("service", &self.service)
+            .field("flush_on", &self.flush_ticks.is_some())
             .finish()
     }
 }
@@ -117,6 +120,7 @@ impl ClientBuilder {
             normalizer: None,
             stats: None,
             service: None,
+            flush_ticks: None,
         }
     }
 
@@ -192,6 +196,36 @@ impl ClientBuilder {
     /// statistics, not reported otherwise.
     pub fn flush_interval(mut self, interval: Option<Duration>) -> Self {
         self.options.flush_interval = interval;
+        self
+    }
+
+    /// Flushes on every item of `ticks` (veneur's `FlushChannel`): any [`Stream`], such as
+    /// tokio-stream's `IntervalStream`, a channel's receiver wrapped as a stream, or a
+    /// stream of signals. Each flush is waited for before the next item is taken, so
+    /// items that come during a flush wait (or are skipped, as the stream decides).
+    /// Results are counted in the statistics. The stream is dropped when it ends or when
+    /// the client shuts down; [`flush_interval`](Self::flush_interval) works beside it.
+    ///
+    /// ```
+    /// use futures_util::stream;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (tick, mut ticks) = tokio::sync::mpsc::channel::<()>(1);
+    /// let client = trace_client::Client::builder("udp://127.0.0.1:8128")
+    ///     .flush_on(stream::poll_fn(move |cx| ticks.poll_recv(cx)))
+    ///     .build()?;
+    /// tick.send(()).await?; // a flush
+    /// client.shutdown(std::time::Duration::from_secs(1)).await;
+    /// tick.closed().await; // the stream was dropped
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn flush_on<S>(mut self, ticks: S) -> Self
+    where
+        S: Stream + Send + 'static,
+    {
+        self.flush_ticks = Some(Box::pin(ticks.map(drop)));
         self
     }
 
@@ -350,6 +384,7 @@ impl ClientBuilder {
             normalizer: self.normalizer,
             stats: self.stats,
             service: self.service,
+            flush_ticks: self.flush_ticks,
         };
         spawn::start(&handle, config, dest, user, parts)
     }

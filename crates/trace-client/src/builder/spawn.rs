@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -42,7 +43,11 @@ pub(super) struct Parts {
     pub(super) normalizer: Option<Normalizer>,
     pub(super) stats: Option<StatsReporting>,
     pub(super) service: Option<Arc<str>>,
+    pub(super) flush_ticks: Option<FlushTicks>,
 }
+
+/// A user's stream of flush ticks ([`flush_on`](super::ClientBuilder::flush_on)).
+pub(super) type FlushTicks = Pin<Box<dyn Stream<Item = ()> + Send>>;
 
 /// Spawns the client's tasks on `handle`.
 pub(super) fn start(
@@ -56,6 +61,7 @@ pub(super) fn start(
         normalizer,
         stats,
         service,
+        flush_ticks,
     } = parts;
     let workers = config.workers;
     let mut controls = Vec::with_capacity(workers);
@@ -92,6 +98,9 @@ pub(super) fn start(
     }
     if let Some(every) = config.flush_interval {
         handle.spawn(periodic_flush(shared.clone(), every));
+    }
+    if let Some(ticks) = flush_ticks {
+        handle.spawn(flush_on_ticks(shared.clone(), ticks));
     }
     if let Some(stats) = stats {
         handle.spawn(periodic_stats(shared.clone(), stats));
@@ -138,6 +147,22 @@ async fn periodic_flush(shared: Arc<Shared>, every: Duration) {
             return;
         };
         // Wait for this flush before the next tick, so slow flushes do not pile up.
+        let limit = shared.flush_timeout;
+        let _ = FlushFuture::new(shared.clone(), Some(tx), limit).await;
+    }
+}
+
+async fn flush_on_ticks(shared: Arc<Shared>, mut ticks: FlushTicks) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.draining.wait() => return,
+            tick = ticks.next() => if tick.is_none() { return },
+        }
+        // As `periodic_flush`: the queue is held open only while the flush runs.
+        let Some(tx) = Tx::upgrade(&shared) else {
+            return;
+        };
         let limit = shared.flush_timeout;
         let _ = FlushFuture::new(shared.clone(), Some(tx), limit).await;
     }

@@ -10,6 +10,11 @@
 //! | `Ruby` | `x-trace-id` | `x-span-id` | decimal | |
 //! | `Veneur` | `traceid` | `spanid` | decimal | |
 //! | `W3c` (opt-in) | `traceparent` | (same header) | see [`w3c`] | |
+//! | `Custom` | yours | yours | decimal or hex | |
+//!
+//! A [`CustomHeaders`] pair names headers of your own; list it among the others, in the
+//! place you want it tried, and inject it like any other format (the trace-http layers
+//! take the same lists).
 //!
 //! Header names match regardless of case (as always with [`HeaderMap`]). Hexadecimal IDs are
 //! the 64 bits of the ID, lowercase on injection, either case on extraction, so
@@ -44,6 +49,167 @@ pub enum HeaderFormat {
     Veneur,
     /// W3C Trace Context `traceparent`; see [`w3c`].
     W3c,
+    /// A trace-ID / span-ID header pair of the user's own naming.
+    Custom(CustomHeaders),
+}
+
+/// How a [custom](HeaderFormat::Custom) header pair writes its IDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdEncoding {
+    /// Signed decimal, as veneur's OpenTracing, Ruby and Veneur groups.
+    Decimal,
+    /// 64-bit hexadecimal, as Envoy's group (reading accepts up to 16 hex digits).
+    Hex,
+}
+
+/// The names of a trace-ID / span-ID header pair of the user's own, for
+/// [`HeaderFormat::Custom`]: put it in an extraction list (anywhere among the built-in
+/// groups) or inject it.
+///
+/// ```
+/// use trace_client::SpanContext;
+/// use trace_client::propagation::{self, CustomHeaders, HeaderFormat, IdEncoding};
+///
+/// const MINE: HeaderFormat =
+///     HeaderFormat::Custom(CustomHeaders::new("x-b3-traceid", "x-b3-spanid", IdEncoding::Hex));
+///
+/// let mut headers = http::HeaderMap::new();
+/// propagation::inject_headers(&SpanContext::new(255, 16), &mut headers, MINE);
+/// assert_eq!(headers["x-b3-traceid"], "ff");
+/// let ctx = propagation::extract_headers(&headers, &[HeaderFormat::Envoy, MINE])?;
+/// assert_eq!((ctx.trace_id, ctx.span_id), (255, 16));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CustomHeaders {
+    trace: &'static str,
+    span: &'static str,
+    ids: IdEncoding,
+}
+
+/// Why a [`CustomHeaders`] name was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CustomHeadersError {
+    /// A name is empty or holds a byte that is not a lowercase HTTP token character.
+    InvalidName,
+    /// The trace and span headers have the same name.
+    SameName,
+}
+
+impl std::fmt::Display for CustomHeadersError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CustomHeadersError::InvalidName => {
+                "a custom header name must be a non-empty lowercase http token"
+            }
+            CustomHeadersError::SameName => "the trace and span headers need different names",
+        })
+    }
+}
+
+impl std::error::Error for CustomHeadersError {}
+
+/// Whether `name` is a non-empty lowercase HTTP token (RFC 9110 `tchar`s, no capitals).
+const fn is_lowercase_token(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let ok = c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+impl CustomHeaders {
+    /// A pair named `trace` and `span` (lowercase), IDs written as `ids` says.
+    ///
+    /// # Panics
+    ///
+    /// If a name is not a lowercase HTTP token or both are the same; in a `const` that is
+    /// a compile error. Use [`try_new`](Self::try_new) for names read at run time.
+    pub const fn new(trace: &'static str, span: &'static str, ids: IdEncoding) -> Self {
+        match Self::try_new(trace, span, ids) {
+            Ok(h) => h,
+            Err(_) => panic!("custom header names must be distinct lowercase http tokens"),
+        }
+    }
+
+    /// [`new`](Self::new), with an error instead of a panic.
+    ///
+    /// # Errors
+    ///
+    /// [`CustomHeadersError`] when a name is not a lowercase HTTP token or both are the
+    /// same.
+    pub const fn try_new(
+        trace: &'static str,
+        span: &'static str,
+        ids: IdEncoding,
+    ) -> Result<Self, CustomHeadersError> {
+        if !is_lowercase_token(trace) || !is_lowercase_token(span) {
+            return Err(CustomHeadersError::InvalidName);
+        }
+        if same(trace, span) {
+            return Err(CustomHeadersError::SameName);
+        }
+        Ok(CustomHeaders { trace, span, ids })
+    }
+
+    /// The trace-ID header's name.
+    pub const fn trace_header(&self) -> &'static str {
+        self.trace
+    }
+
+    /// The span-ID header's name.
+    pub const fn span_header(&self) -> &'static str {
+        self.span
+    }
+
+    /// How the IDs are written.
+    pub const fn ids(&self) -> IdEncoding {
+        self.ids
+    }
 }
 
 /// The formats tried by extraction unless told otherwise: veneur's four, in veneur's order.
@@ -70,6 +236,7 @@ impl HeaderFormat {
             HeaderFormat::Ruby => "x-trace-id",
             HeaderFormat::Veneur => "traceid",
             HeaderFormat::W3c => w3c::TRACEPARENT,
+            HeaderFormat::Custom(h) => h.trace,
         }
     }
 
@@ -82,6 +249,7 @@ impl HeaderFormat {
             HeaderFormat::Ruby => Some("x-span-id"),
             HeaderFormat::Veneur => Some("spanid"),
             HeaderFormat::W3c => None,
+            HeaderFormat::Custom(h) => Some(h.span),
         }
     }
 
@@ -93,6 +261,10 @@ impl HeaderFormat {
             HeaderFormat::OpenTracing | HeaderFormat::Ruby | HeaderFormat::Veneur => {
                 (parse_decimal(trace?)?, parse_decimal(span?)?)
             }
+            HeaderFormat::Custom(h) => match h.ids {
+                IdEncoding::Decimal => (parse_decimal(trace?)?, parse_decimal(span?)?),
+                IdEncoding::Hex => (parse_hex(trace?)?, parse_hex(span?)?),
+            },
         };
         (trace_id != 0 && span_id != 0).then_some((trace_id, span_id))
     }
@@ -130,9 +302,17 @@ pub fn inject_headers(ctx: &SpanContext, headers: &mut HeaderMap, format: Header
             insert(headers, ENVOY_SAMPLED_HEADER, "true".to_owned());
             (format_hex(ctx.trace_id), format_hex(ctx.span_id))
         }
-        HeaderFormat::OpenTracing | HeaderFormat::Ruby | HeaderFormat::Veneur => {
-            (ctx.trace_id.to_string(), ctx.span_id.to_string())
-        }
+        HeaderFormat::OpenTracing
+        | HeaderFormat::Ruby
+        | HeaderFormat::Veneur
+        | HeaderFormat::Custom(CustomHeaders {
+            ids: IdEncoding::Decimal,
+            ..
+        }) => (ctx.trace_id.to_string(), ctx.span_id.to_string()),
+        HeaderFormat::Custom(CustomHeaders {
+            ids: IdEncoding::Hex,
+            ..
+        }) => (format_hex(ctx.trace_id), format_hex(ctx.span_id)),
     };
     insert(headers, format.trace_key(), trace);
     if let Some(span_key) = format.span_key() {
@@ -140,10 +320,14 @@ pub fn inject_headers(ctx: &SpanContext, headers: &mut HeaderMap, format: Header
     }
 }
 
-/// Inserts a value we formatted ourselves (ASCII digits, letters and dashes).
+/// Inserts a value we formatted ourselves (ASCII digits, letters and dashes) under a
+/// lowercase token name (the built-in ones, or checked by [`CustomHeaders::try_new`]).
 fn insert(headers: &mut HeaderMap, name: &'static str, value: String) {
-    if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(HeaderName::from_static(name), value);
+    if let (Ok(name), Ok(value)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::try_from(value),
+    ) {
+        headers.insert(name, value);
     }
 }
 
@@ -344,5 +528,62 @@ mod tests {
         assert_eq!(HeaderFormat::W3c.trace_key(), "traceparent");
         assert_eq!(HeaderFormat::W3c.span_key(), None);
         assert_eq!(DEFAULT_INJECT_FORMAT, HeaderFormat::Envoy);
+    }
+
+    #[test]
+    fn custom_groups_round_trip_in_either_encoding_and_take_their_place_in_the_order() {
+        for enc in [IdEncoding::Decimal, IdEncoding::Hex] {
+            let mine = HeaderFormat::Custom(CustomHeaders::new("x-my-trace", "x-my-span", enc));
+            for (t, s) in [(1, 2), (-1, i64::MIN), (i64::MAX, -7)] {
+                let mut map = HeaderMap::new();
+                inject_headers(&SpanContext::new(t, s), &mut map, mine);
+                assert_eq!(map.len(), 2, "{map:?}");
+                assert_eq!(ids(&map, &[mine]), Some((t, s)));
+                // Not read unless listed.
+                assert_eq!(ids(&map, DEFAULT_EXTRACT_FORMATS), None);
+            }
+            let map = headers(&[
+                ("x-trace-id", "10"),
+                ("x-span-id", "11"),
+                ("x-my-trace", "20"),
+                ("x-my-span", "21"),
+            ]);
+            let (a, b) = if enc == IdEncoding::Hex {
+                (0x20, 0x21)
+            } else {
+                (20, 21)
+            };
+            assert_eq!(ids(&map, &[mine, HeaderFormat::Ruby]), Some((a, b)));
+            assert_eq!(ids(&map, &[HeaderFormat::Ruby, mine]), Some((10, 11)));
+            // Header names are case-insensitive on the wire.
+            let upper = headers(&[("X-My-Trace", "5"), ("X-MY-SPAN", "6")]);
+            assert_eq!(ids(&upper, &[mine]), Some((5, 6)));
+        }
+    }
+
+    #[test]
+    fn custom_group_names_are_checked() {
+        use CustomHeadersError::*;
+        let dec = IdEncoding::Decimal;
+        for (trace, span, want) in [
+            ("", "x", InvalidName),
+            ("X-Trace", "x-span", InvalidName),
+            ("x trace", "x-span", InvalidName),
+            ("x-trace", "x-span\n", InvalidName),
+            ("x:trace", "x-span", InvalidName),
+            ("x-trace", "x-trace", SameName),
+        ] {
+            assert_eq!(
+                CustomHeaders::try_new(trace, span, dec),
+                Err(want),
+                "{trace:?} {span:?}"
+            );
+        }
+        let ok = CustomHeaders::try_new("x-t", "x-s", dec).unwrap();
+        assert_eq!(
+            (ok.trace_header(), ok.span_header(), ok.ids()),
+            ("x-t", "x-s", dec)
+        );
+        assert!(std::panic::catch_unwind(|| CustomHeaders::new("Bad", "x", dec)).is_err());
     }
 }

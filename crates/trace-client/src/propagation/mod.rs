@@ -64,7 +64,8 @@ pub mod w3c;
 
 pub use self::binary::{extract_binary, inject_binary, to_binary};
 pub use self::http::{
-    DEFAULT_EXTRACT_FORMATS, DEFAULT_INJECT_FORMAT, HeaderFormat, extract_headers, inject_headers,
+    CustomHeaders, CustomHeadersError, DEFAULT_EXTRACT_FORMATS, DEFAULT_INJECT_FORMAT,
+    HeaderFormat, IdEncoding, extract_headers, inject_headers,
 };
 pub use self::parse::{ExtractError, RESOURCE_KEY};
 pub use self::text_map::{
