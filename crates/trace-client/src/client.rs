@@ -558,11 +558,11 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// A [`FlushError`] listing each backend that failed: its buffer could not be
+    /// A [`FlushError`](crate::FlushError) listing each backend that failed: its buffer could not be
     /// written, it dropped spans since its previous flush (no connection, write error or
     /// timeout; [`BackendError::dropped`](crate::BackendError::dropped) says how many),
     /// or it had not finished when the time limit passed
-    /// ([`is_timed_out`](FlushError::is_timed_out)). Or the client is closed.
+    /// ([`is_timed_out`](crate::FlushError::is_timed_out)). Or the client is closed.
     ///
     /// # Cancel safety
     ///
@@ -626,7 +626,7 @@ impl Client {
     /// their connections (stream peers see the end of the stream) and exit. If that takes
     /// longer than `deadline`, they stop where they are: the spans not yet written are
     /// counted as dropped ([`DropReason::Closed`](crate::DropReason::Closed)) and the
-    /// report says [`timed_out`](ShutdownReport::timed_out). The future resolves at the
+    /// report says [`timed_out`](crate::ShutdownReport::timed_out). The future resolves at the
     /// deadline at the latest (plus the moment the backends need to notice it; they never
     /// wait for I/O after it). The deadline starts at the first poll.
     ///

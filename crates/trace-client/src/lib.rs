@@ -11,7 +11,7 @@
 //!   [`stats`](Client::stats) says where every span went.
 //! * [`Span`], [`context`], [`propagation`], [`metrics`]: building traces, carrying the
 //!   current span across tasks and processes, and sending bare metrics.
-//! * [`Backend`] for your own destination, [`testing`] backends for tests, a process-wide
+//! * [`Backend`] for your own destination, `testing` backends for tests (feature `test-util`), a process-wide
 //!   [`default`] client, and veneur's client statistics ([`report_statistics`]).
 //!
 //! # Quick start

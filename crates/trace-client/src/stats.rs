@@ -358,7 +358,7 @@ impl ClientStats {
 }
 
 /// Anything that can count a named, tagged value: the receiving end of
-/// [`report_statistics`]. veneur passes its statsd client here.
+/// [`report_statistics`](crate::report_statistics). veneur passes its statsd client here.
 ///
 /// Implemented for closures `Fn(&str, i64, &[&str], f64)` and, with the `cadence` feature,
 /// for `cadence::StatsdClient`.
@@ -417,7 +417,7 @@ impl StatsCounter for cadence::StatsdClient {
     }
 }
 
-/// Metric names of [`report_statistics`], in the order they are reported.
+/// Metric names of [`report_statistics`](crate::report_statistics), in the order they are reported.
 pub const STATISTICS_NAMES: [&str; 4] = [
     "trace_client.flushes_failed_total",
     "trace_client.flushes_succeeded_total",

@@ -34,7 +34,7 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default limit on a UDP span's encoded size: 16 384 bytes.
 pub const DEFAULT_MAX_DATAGRAM_SIZE: usize = ssf_codec::DEFAULT_MAX_DATAGRAM_SIZE;
-/// The largest queue capacity [`ClientBuilder::build`] accepts: 1 048 576 spans, whose
+/// The largest queue capacity [`ClientBuilder::build`](crate::ClientBuilder::build) accepts: 1 048 576 spans, whose
 /// slots take 576 MiB (see [`ClientBuilder::capacity`](crate::ClientBuilder::capacity)).
 pub const MAX_CAPACITY: usize = 1 << 20;
 
