@@ -30,7 +30,7 @@ pub(crate) struct TailArgs {
     /// [default: udp://127.0.0.1:8128]
     #[arg(long = "listen", value_name = "URL", value_parser = args::address)]
     listen: Vec<Address>,
-    /// Output format: one JSON object per line, or trace trees for people.
+    /// Output format: one JSON object per line, trace trees for people, or protobuf text format.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
     /// Exit after this many spans.
@@ -51,6 +51,9 @@ enum Format {
     Json,
     /// Spans grouped into trace trees with durations, tags and samples.
     Pretty,
+    /// Each span in protobuf text format, as protobuf's own printers write it, followed
+    /// by a line `---`.
+    Text,
 }
 
 /// Runs `ssf tail`.
@@ -169,6 +172,10 @@ fn render(format: Format, pretty: &mut Pretty, span: SsfSpan, text: &mut String)
             text.push('\n');
         }
         Format::Pretty => text.push_str(&pretty.push(span)),
+        Format::Text => {
+            text.push_str(&span.to_string());
+            text.push_str("---\n");
+        }
     }
 }
 

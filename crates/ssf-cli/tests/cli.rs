@@ -893,3 +893,42 @@ fn bench_sink_rate_holds_the_counting_receiver_back() {
     );
     assert_eq!(field(&r, "delivered"), 2000, "{r}");
 }
+
+#[test]
+fn tail_prints_protobuf_text_format() {
+    let tail = Tail::start(&[
+        "--listen",
+        "udp://127.0.0.1:0",
+        "--count",
+        "1",
+        "--idle-timeout",
+        "3",
+        "--format",
+        "text",
+    ]);
+    let addr = tail.addrs[0].clone();
+    let out = ssf(&[
+        "emit",
+        "--addr",
+        &addr,
+        "--trace-id",
+        "31337",
+        "--parent-id",
+        "42",
+        "--name",
+        "deploy \"v2\"",
+        "--tag",
+        "app:shop",
+    ]);
+    assert_ok(&out);
+    let (out, _) = tail.finish();
+    assert!(out.starts_with("trace_id: 31337\nid: "), "{out}");
+    assert!(out.contains("\nparent_id: 42\n"), "{out}");
+    assert!(out.contains("\nservice: \"ssf-emit\"\n"), "{out}");
+    assert!(
+        out.contains("tags {\n  key: \"app\"\n  value: \"shop\"\n}\n"),
+        "{out}"
+    );
+    assert!(out.contains("name: \"deploy \\\"v2\\\"\"\n"), "{out}");
+    assert!(out.ends_with("---\n"), "{out}");
+}

@@ -73,6 +73,7 @@ mod reference;
 pub mod sample;
 mod slice;
 pub mod span;
+pub mod text;
 pub mod time;
 pub mod wire;
 
