@@ -469,39 +469,39 @@ impl Client {
                     RecordFuture::queueing(tx.clone(), msg, [0; INLINE], 0, None)
                 }
             },
-            Kind::Channel(tx) => match tx.try_send({
+            Kind::Channel(tx) => {
                 self.fill_service(&mut span);
-                span
-            }) {
-                Ok(()) => {
-                    counters.pre_accept();
-                    counters.sent(1);
-                    RecordFuture::done(Ok(()))
-                }
-                Err(TrySendError::Closed(span)) => {
-                    counters.refused(false);
-                    RecordFuture::done(Err(RecordError::Closed(span)))
-                }
-                Err(TrySendError::Full(span)) => {
-                    // A channel client waits in tokio's channel: the one record future
-                    // that allocates (a box for the wait).
-                    let (tx, shared) = (tx.clone(), inner.shared.clone());
-                    RecordFuture::boxed(async move {
-                        match tx.reserve().await {
-                            Ok(permit) => {
-                                shared.counters.pre_accept();
-                                permit.send(span);
-                                shared.counters.sent(1);
-                                Ok(())
+                match tx.try_send(span) {
+                    Ok(()) => {
+                        counters.pre_accept();
+                        counters.sent(1);
+                        RecordFuture::done(Ok(()))
+                    }
+                    Err(TrySendError::Closed(span)) => {
+                        counters.refused(false);
+                        RecordFuture::done(Err(RecordError::Closed(span)))
+                    }
+                    Err(TrySendError::Full(span)) => {
+                        // A channel client waits in tokio's channel: the one record future
+                        // that allocates (a box for the wait).
+                        let (tx, shared) = (tx.clone(), inner.shared.clone());
+                        RecordFuture::boxed(async move {
+                            match tx.reserve().await {
+                                Ok(permit) => {
+                                    shared.counters.pre_accept();
+                                    permit.send(span);
+                                    shared.counters.sent(1);
+                                    Ok(())
+                                }
+                                Err(_) => {
+                                    shared.counters.refused(false);
+                                    Err(RecordError::Closed(span))
+                                }
                             }
-                            Err(_) => {
-                                shared.counters.refused(false);
-                                Err(RecordError::Closed(span))
-                            }
-                        }
-                    })
+                        })
+                    }
                 }
-            },
+            }
             Kind::Neutralized => {
                 counters.refused(false);
                 RecordFuture::done(Err(RecordError::Closed(span)))

@@ -29,14 +29,19 @@ fn default_client_lock() -> MutexGuard<'static, ()> {
         .unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn udp_pair() -> (Receiver, Client) {
-    let receiver = Receiver::builder()
+/// A receiver on loopback UDP that keeps spans as they arrive.
+async fn udp_receiver() -> Receiver {
+    Receiver::builder()
         .listen("udp://127.0.0.1:0")
         .expect("address parses")
         .normalize(false)
         .bind()
         .await
-        .expect("bind loopback udp");
+        .expect("bind loopback udp")
+}
+
+async fn udp_pair() -> (Receiver, Client) {
+    let receiver = udp_receiver().await;
     let client = Client::builder(receiver.local_addr().to_string())
         .build()
         .expect("udp client builds");
@@ -509,13 +514,7 @@ async fn set_parent_and_finish_named_reach_the_receiver_as_veneur_sends_them() {
 async fn a_clients_service_name_goes_on_spans_without_one() {
     let process = service();
     for in_backend in [false, true] {
-        let mut receiver = Receiver::builder()
-            .listen("udp://127.0.0.1:0")
-            .expect("address parses")
-            .normalize(false)
-            .bind()
-            .await
-            .expect("bind loopback udp");
+        let mut receiver = udp_receiver().await;
         let client = Client::builder(receiver.local_addr().to_string())
             .service("client-service")
             .encode_in_backend(in_backend)
