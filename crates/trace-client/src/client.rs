@@ -16,6 +16,7 @@ use crate::error::{DeliveryError, DropReason, RecordError, TryRecordError};
 use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture};
 use crate::message::{Message, ReceiptSender};
 use crate::queue::{PushError, Refused};
+use crate::sampling::Sampler;
 use crate::shared::{Shared, Tx};
 use crate::stats::{ClientStats, Counters, StatsCounter, report_counters};
 use crate::transport::oversize_error;
@@ -52,6 +53,10 @@ struct Inner {
     ///
     /// [`ClientBuilder::service`]: crate::ClientBuilder::service
     service: Option<Arc<str>>,
+    /// Which traces are recorded ([`ClientBuilder::sampler`]).
+    ///
+    /// [`ClientBuilder::sampler`]: crate::ClientBuilder::sampler
+    sampler: Sampler,
 }
 
 /// A handle to an SSF client: a bounded queue of spans drained by backend tasks.
@@ -95,8 +100,38 @@ impl Client {
                 normalizer,
                 encoding,
                 service,
+                sampler: Sampler::always(),
             }),
         }
+    }
+
+    /// This freshly made client with `sampler`.
+    pub(crate) fn with_sampler(mut self, sampler: Sampler) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.sampler = sampler;
+        }
+        self
+    }
+
+    /// The client's [`Sampler`] ([`ClientBuilder::sampler`](crate::ClientBuilder::sampler)).
+    pub fn sampler(&self) -> Sampler {
+        self.inner.sampler
+    }
+
+    /// Whether the sampler records a span of trace `trace_id` whose trace carries the
+    /// decision `parent`; spans of trace 0 (metrics carriers) always are.
+    #[inline]
+    fn samples(&self, trace_id: i64, parent: Option<bool>) -> bool {
+        let sampler = &self.inner.sampler;
+        sampler.records_all() || trace_id == 0 || sampler.samples(trace_id, parent)
+    }
+
+    /// Counts a carrier's baggage that was refused (over its limits or malformed) in
+    /// [`ClientStats::baggage_refused`]: the trace-http server middleware calls it for
+    /// the requests it traces, and so can other instrumentation that extracts contexts
+    /// with [`propagation::extract_headers_checked`](crate::propagation::extract_headers_checked).
+    pub fn count_refused_baggage(&self) {
+        self.inner.shared.counters.baggage_refused();
     }
 
     pub(crate) fn without_workers(kind: Kind) -> Self {
@@ -207,6 +242,10 @@ impl Client {
                 shared.counters.disabled();
                 return Ok(());
             }
+            if !self.samples(span.trace_id, None) {
+                shared.counters.unsampled();
+                return Ok(());
+            }
             if let Encoding::OnRecord { framing, max } = inner.encoding {
                 return match self.push_encoded(&span, framing, max, None) {
                     Ok(()) => Ok(()),
@@ -223,7 +262,7 @@ impl Client {
                 Err(refused) => Err(refused_span(&shared.counters, refused)),
             };
         }
-        self.try_queue(span, None)
+        self.try_queue(span, None, None)
     }
 
     /// Queues a copy of `span` without waiting, leaving the span with the caller: a
@@ -273,6 +312,24 @@ impl Client {
         span: &S,
         to_ssf: impl FnOnce(&S) -> SsfSpan,
     ) -> Result<(), TryRecordError<()>> {
+        self.try_record_fields_sampled(span, None, to_ssf)
+    }
+
+    /// [`try_record_fields`](Client::try_record_fields) for a span whose trace carries the
+    /// sampling decision `parent` ([`SpanContext::sampled`](crate::SpanContext::sampled)),
+    /// which a [parent-based](crate::Sampler::parent_based) sampler follows: for
+    /// instrumentation that keeps its own span data, as `tracing-ssf` does.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_record`](Client::try_record), handing back nothing.
+    #[inline]
+    pub fn try_record_fields_sampled<S: SpanFields + ?Sized>(
+        &self,
+        span: &S,
+        parent: Option<bool>,
+        to_ssf: impl FnOnce(&S) -> SsfSpan,
+    ) -> Result<(), TryRecordError<()>> {
         let inner = &*self.inner;
         if let (Kind::Queue(_), None, Encoding::OnRecord { framing, max }) =
             (&inner.kind, &inner.normalizer, inner.encoding)
@@ -285,16 +342,25 @@ impl Client {
                 inner.shared.counters.disabled();
                 return Ok(());
             }
+            if !self.samples(span.trace_id(), parent) {
+                inner.shared.counters.unsampled();
+                return Ok(());
+            }
             return self.push_encoded(span, framing, max, None);
         }
-        if inner.shared.discards() && !inner.shared.is_closing() {
+        if !inner.shared.is_closing() && !matches!(inner.kind, Kind::Neutralized) {
             // Not even converted.
-            if let Kind::Queue(_) | Kind::Channel(_) = inner.kind {
+            if inner.shared.discards() {
                 inner.shared.counters.disabled();
                 return Ok(());
             }
+            if !self.samples(span.trace_id(), parent) {
+                inner.shared.counters.unsampled();
+                return Ok(());
+            }
         }
-        self.try_queue(to_ssf(span), None).map_err(|e| e.map(drop))
+        self.try_queue(to_ssf(span), None, parent)
+            .map_err(|e| e.map(drop))
     }
 
     /// Whether [`try_record_fields`](Client::try_record_fields) encodes spans in place
@@ -351,20 +417,46 @@ impl Client {
     ///
     /// As [`try_record`](Client::try_record).
     pub fn record_with_receipt(&self, span: SsfSpan) -> Result<Receipt, TryRecordError> {
+        self.record_with_receipt_sampled(span, None)
+    }
+
+    /// [`record_with_receipt`](Client::record_with_receipt) for a span whose trace
+    /// carries the sampling decision `parent`.
+    pub(crate) fn record_with_receipt_sampled(
+        &self,
+        span: SsfSpan,
+        parent: Option<bool>,
+    ) -> Result<Receipt, TryRecordError> {
         if let Kind::Queue(_) = self.inner.kind {
             let (tx, rx) = oneshot::channel();
-            self.try_queue(span, Some(tx))?;
+            self.try_queue(span, Some(tx), parent)?;
             Ok(Receipt::waiting(rx))
         } else {
-            self.try_queue(span, None)?;
+            self.try_queue(span, None, parent)?;
             Ok(Receipt::ready(Ok(())))
         }
     }
 
-    fn try_queue(
+    /// [`try_record`](Client::try_record) for a span whose trace carries the sampling
+    /// decision `parent` (see [`try_record_fields_sampled`](Client::try_record_fields_sampled)).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_record`](Client::try_record).
+    pub fn try_record_sampled(
+        &self,
+        span: SsfSpan,
+        parent: Option<bool>,
+    ) -> Result<(), TryRecordError> {
+        self.try_queue(span, None, parent)
+    }
+
+    /// Queues `span` (of a trace carrying the sampling decision `parent`).
+    pub(crate) fn try_queue(
         &self,
         mut span: SsfSpan,
         receipt: Option<ReceiptSender>,
+        parent: Option<bool>,
     ) -> Result<(), TryRecordError> {
         let inner = &*self.inner;
         let counters = &inner.shared.counters;
@@ -372,12 +464,22 @@ impl Client {
             counters.refused(false);
             return Err(TryRecordError::Closed(span));
         }
-        if inner.shared.discards() && !matches!(inner.kind, Kind::Neutralized) {
-            counters.disabled();
-            if let Some(r) = receipt {
-                let _ = r.send(Err(DeliveryError::new(DropReason::Disabled, None)));
+        if !matches!(inner.kind, Kind::Neutralized) {
+            let dropped = if inner.shared.discards() {
+                counters.disabled();
+                Some(DropReason::Disabled)
+            } else if !self.samples(span.trace_id, parent) {
+                counters.unsampled();
+                Some(DropReason::Unsampled)
+            } else {
+                None
+            };
+            if let Some(reason) = dropped {
+                if let Some(r) = receipt {
+                    let _ = r.send(Err(DeliveryError::new(reason, None)));
+                }
+                return Ok(());
             }
-            return Ok(());
         }
         self.normalize(&mut span);
         match &inner.kind {
@@ -439,9 +541,15 @@ impl Client {
             counters.refused(false);
             return RecordFuture::done(Err(RecordError::Closed(span)));
         }
-        if inner.shared.discards() && !matches!(inner.kind, Kind::Neutralized) {
-            counters.disabled();
-            return RecordFuture::done(Ok(()));
+        if !matches!(inner.kind, Kind::Neutralized) {
+            if inner.shared.discards() {
+                counters.disabled();
+                return RecordFuture::done(Ok(()));
+            }
+            if !self.samples(span.trace_id, None) {
+                counters.unsampled();
+                return RecordFuture::done(Ok(()));
+            }
         }
         self.normalize(&mut span);
         match &inner.kind {
@@ -529,6 +637,10 @@ impl Client {
             {
                 if inner.shared.discards() {
                     inner.shared.counters.disabled();
+                    return Ok(());
+                }
+                if !self.samples(span.trace_id, None) {
+                    inner.shared.counters.unsampled();
                     return Ok(());
                 }
                 let mut buf = [0u8; INLINE];

@@ -173,11 +173,14 @@ pub enum DropReason {
     /// Recording was switched off ([`Client::disable`](crate::Client::disable) or the
     /// process-wide [`disable`](crate::disable)): the span was discarded unencoded.
     Disabled,
+    /// The client's [sampler](crate::Sampler) left the span's trace out: it was discarded
+    /// unencoded.
+    Unsampled,
 }
 
 impl DropReason {
     /// A short lowercase name (`closed`, `write_error`, `connect_timeout`, `oversize`,
-    /// `panicked`, `write_timeout`, `disabled`), as used in the [`DropCounts`](crate::DropCounts)
+    /// `panicked`, `write_timeout`, `disabled`, `unsampled`), as used in the [`DropCounts`](crate::DropCounts)
     /// accessors.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -188,6 +191,7 @@ impl DropReason {
             DropReason::Panicked => "panicked",
             DropReason::WriteTimeout => "write_timeout",
             DropReason::Disabled => "disabled",
+            DropReason::Unsampled => "unsampled",
         }
     }
 }
@@ -237,6 +241,7 @@ impl fmt::Display for DeliveryError {
                 "span dropped: the receiver took nothing within the write timeout"
             }
             DropReason::Disabled => "span dropped: recording is disabled",
+            DropReason::Unsampled => "span dropped: its trace is not sampled",
         })
     }
 }

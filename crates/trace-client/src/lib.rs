@@ -252,6 +252,7 @@ pub mod metrics;
 mod padded;
 pub mod propagation;
 mod queue;
+mod sampling;
 mod shared;
 mod stats;
 mod sync;
@@ -273,9 +274,11 @@ pub use error::{
     BackendError, BuildError, DeliveryError, DropReason, FlushError, RecordError, TryRecordError,
 };
 pub use future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture, ShutdownReport};
+pub use sampling::Sampler;
 pub use shared::{disable, enable, is_disabled};
 pub use stats::{ClientStats, DropCounts, STATISTICS_NAMES, StatsCounter};
-pub use trace::context::{InSpan, SpanContext, WithSpan};
+pub use trace::baggage::{self, Baggage, BaggageError};
+pub use trace::context::{InSpan, SpanContext, W3cTrace, WithSpan};
 pub use trace::fields::{SpanSample, Str, Tags};
 pub use trace::id::new_id;
 pub use trace::span::{Span, service_name, set_service_name};

@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     reconnects: AtomicU64,
     bytes_written: AtomicU64,
     panics: AtomicU64,
+    baggage_refused: AtomicU64,
     /// veneur's flush counters, reset when reported (§4.8 order).
     report: [AtomicU64; 2],
     /// What veneur's record counters last reported: they report the growth of
@@ -28,7 +29,7 @@ pub(crate) struct Counters {
     reported_records: [AtomicU64; 2],
 }
 
-const DROP_REASONS: usize = 7;
+const DROP_REASONS: usize = 8;
 const REFUSED_FULL: usize = 0;
 const REFUSED_CLOSED: usize = 1;
 const REPORT_FLUSHES_FAILED: usize = 0;
@@ -45,6 +46,7 @@ fn drop_index(reason: DropReason) -> usize {
         DropReason::Panicked => 4,
         DropReason::WriteTimeout => 5,
         DropReason::Disabled => 6,
+        DropReason::Unsampled => 7,
     }
 }
 
@@ -87,6 +89,17 @@ impl Counters {
     #[inline]
     pub(crate) fn disabled(&self) {
         self.dropped[drop_index(DropReason::Disabled)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A span its client's sampler left out: accepted and dropped at once, as
+    /// [`disabled`](Self::disabled).
+    #[inline]
+    pub(crate) fn unsampled(&self) {
+        self.dropped[drop_index(DropReason::Unsampled)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn baggage_refused(&self) {
+        self.baggage_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
@@ -133,9 +146,11 @@ impl Counters {
             panicked: d(DropReason::Panicked),
             write_timeout: d(DropReason::WriteTimeout),
             disabled: d(DropReason::Disabled),
+            unsampled: d(DropReason::Unsampled),
         };
-        // Spans discarded while disabled were never queued: counted once, in both.
-        let accepted = self.accepted.load(Ordering::Acquire) + dropped.disabled;
+        // Spans discarded while disabled or unsampled were never queued: counted once, in
+        // both.
+        let accepted = self.accepted.load(Ordering::Acquire) + dropped.disabled + dropped.unsampled;
         ClientStats {
             accepted,
             refused_full: self.refused[REFUSED_FULL].load(Ordering::Relaxed),
@@ -148,6 +163,7 @@ impl Counters {
             reconnects: self.reconnects.load(Ordering::Relaxed),
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
             panics: self.panics.load(Ordering::Relaxed),
+            baggage_refused: self.baggage_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -157,6 +173,7 @@ impl Counters {
                 let now = if i == REPORT_RECORDS_OK {
                     self.accepted.load(Ordering::Relaxed)
                         + self.dropped[drop_index(DropReason::Disabled)].load(Ordering::Relaxed)
+                        + self.dropped[drop_index(DropReason::Unsampled)].load(Ordering::Relaxed)
                 } else {
                     self.refused[REFUSED_FULL].load(Ordering::Relaxed)
                         + self.refused[REFUSED_CLOSED].load(Ordering::Relaxed)
@@ -184,6 +201,7 @@ pub struct DropCounts {
     panicked: u64,
     write_timeout: u64,
     disabled: u64,
+    unsampled: u64,
 }
 
 impl DropCounts {
@@ -224,6 +242,11 @@ impl DropCounts {
         self.disabled
     }
 
+    /// Left out by the client's [sampler](crate::Sampler): never encoded nor queued.
+    pub fn unsampled(&self) -> u64 {
+        self.unsampled
+    }
+
     /// The count for one reason.
     pub fn get(&self, reason: DropReason) -> u64 {
         match reason {
@@ -234,6 +257,7 @@ impl DropCounts {
             DropReason::Panicked => self.panicked,
             DropReason::WriteTimeout => self.write_timeout,
             DropReason::Disabled => self.disabled,
+            DropReason::Unsampled => self.unsampled,
         }
     }
 
@@ -246,6 +270,7 @@ impl DropCounts {
             + self.panicked
             + self.write_timeout
             + self.disabled
+            + self.unsampled
     }
 }
 
@@ -278,6 +303,7 @@ pub struct ClientStats {
     reconnects: u64,
     bytes_written: u64,
     panics: u64,
+    baggage_refused: u64,
 }
 
 impl ClientStats {
@@ -322,6 +348,20 @@ impl ClientStats {
     /// [`dropped().disabled()`](DropCounts::disabled): they count as accepted and dropped.
     pub fn disabled(&self) -> u64 {
         self.dropped.disabled
+    }
+
+    /// Spans left out by the client's [sampler](crate::Sampler), as
+    /// [`dropped().unsampled()`](DropCounts::unsampled): they count as accepted and
+    /// dropped.
+    pub fn unsampled(&self) -> u64 {
+        self.dropped.unsampled
+    }
+
+    /// Carriers' baggage refused for going over the limits or being malformed, as counted
+    /// by [`Client::count_refused_baggage`](crate::Client::count_refused_baggage) (the
+    /// trace-http server middleware counts there). The trace itself was kept.
+    pub fn baggage_refused(&self) -> u64 {
+        self.baggage_refused
     }
 
     /// Accepted spans neither sent nor dropped yet: in the queue, being written, or in a

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The crate's top-level modules, lowest layer first; modules on one line share a layer
 /// (and do not use each other).
 const LAYERS: &[&[&str]] = &[
-    &["sync", "padded", "waiters"],
+    &["sync", "padded", "waiters", "sampling"],
     &["error"],
     &["stats"],
     &["encode"],
@@ -54,11 +54,15 @@ const FOLDERS: &[(&str, &[&str])] = &[
     ("builder", &["config", "spawn", "mod"]),
     (
         "trace",
-        &["id", "context", "fields", "span", "macros", "mod"],
+        &[
+            "id", "baggage", "context", "fields", "span", "macros", "mod",
+        ],
     ),
     (
         "propagation",
-        &["parse", "w3c", "binary", "http", "text_map", "mod"],
+        &[
+            "parse", "w3c", "baggage", "binary", "http", "text_map", "mod",
+        ],
     ),
 ];
 
@@ -67,6 +71,11 @@ const FOLDERS: &[(&str, &[&str])] = &[
 const ROOT_NAMES: &[(&str, &str, Option<&str>)] = &[
     ("Span", "trace", Some("span")),
     ("SpanContext", "trace", Some("context")),
+    ("W3cTrace", "trace", Some("context")),
+    ("Baggage", "trace", Some("baggage")),
+    ("BaggageError", "trace", Some("baggage")),
+    ("baggage", "trace", Some("baggage")),
+    ("Sampler", "sampling", None),
     ("function_name", "trace", Some("macros")),
     ("span", "trace", Some("macros")),
     ("__private", "trace", Some("macros")),

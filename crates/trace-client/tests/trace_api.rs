@@ -432,7 +432,8 @@ fn remote_parent_from_a_carrier() {
             trace_id: 12345,
             span_id: span.span_id(),
             parent_id: 67890,
-            resource: "GET /".into()
+            resource: "GET /".into(),
+            ..SpanContext::default()
         }
     );
 }
@@ -472,6 +473,7 @@ async fn set_parent_and_finish_named_reach_the_receiver_as_veneur_sends_them() {
         span_id: 78,
         parent_id: 0,
         resource: "remote-resource".into(),
+        ..SpanContext::default()
     };
     let mut adopted = Span::root("adopted").with_client(client.clone());
     let own_id = adopted.span_id();

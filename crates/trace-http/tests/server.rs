@@ -162,9 +162,11 @@ async fn the_span_is_in_the_extensions_and_current_in_the_handler() {
     let server = next_span(&mut rx).await;
     assert_eq!((server.trace_id, server.parent_id), (77, 88));
     assert_eq!((db.trace_id, db.parent_id), (77, server.id));
+    // The request's sampling decision was made (and kept) when its span started.
     let expected = SpanContext::new(77, server.id)
         .with_parent_id(88)
-        .with_resource("GET /");
+        .with_resource("GET /")
+        .with_sampled(true);
     assert_eq!(
         String::from_utf8_lossy(&body),
         format!("{:?}|{:?}", Some(&expected), Some(&expected))

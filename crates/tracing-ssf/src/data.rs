@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ssf_proto::sample::{self, SampleExt};
 use ssf_proto::wire::SpanFields;
 use ssf_proto::{Metric, SsfSample, SsfSpan};
-use trace_client::SpanContext;
+use trace_client::{Baggage, SpanContext, W3cTrace};
 use tracing_core::field::{Field, Visit};
 
 /// The field that sets the error flag (`bool`) or carries the error itself (any other value).
@@ -39,6 +39,30 @@ pub(crate) struct SpanData {
     /// `false` for a span standing for an SSF span recorded elsewhere
     /// ([`SpanData::stand_for`]): the layer does not export it.
     pub(crate) export: bool,
+    /// What the trace carries besides IDs (sampling decision, baggage, W3C trace), from
+    /// the context it continues; shared with the children. `None` when nothing.
+    pub(crate) carried: Option<Arc<Carried>>,
+}
+
+/// The parts of a [`SpanContext`] beyond the IDs and the resource.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Carried {
+    sampled: Option<bool>,
+    baggage: Baggage,
+    w3c: Option<W3cTrace>,
+}
+
+impl Carried {
+    /// What `ctx` carries, if anything.
+    pub(crate) fn of(ctx: &SpanContext) -> Option<Arc<Carried>> {
+        (ctx.sampled.is_some() || !ctx.baggage.is_empty() || ctx.w3c.is_some()).then(|| {
+            Arc::new(Carried {
+                sampled: ctx.sampled,
+                baggage: ctx.baggage.clone(),
+                w3c: ctx.w3c.clone(),
+            })
+        })
+    }
 }
 
 impl SpanData {
@@ -61,7 +85,13 @@ impl SpanData {
             indicator: false,
             samples: Vec::new(),
             export: true,
+            carried: None,
         }
+    }
+
+    /// The trace's sampling decision, if it carries one.
+    pub(crate) fn sampled(&self) -> Option<bool> {
+        self.carried.as_ref().and_then(|c| c.sampled)
     }
 
     /// The context children and carriers see.
@@ -71,6 +101,13 @@ impl SpanData {
             span_id: self.span_id,
             parent_id: self.parent_id,
             resource: self.resource.as_deref().unwrap_or_default().to_owned(),
+            sampled: self.sampled(),
+            baggage: self
+                .carried
+                .as_ref()
+                .map(|c| c.baggage.clone())
+                .unwrap_or_default(),
+            w3c: self.carried.as_ref().and_then(|c| c.w3c.clone()),
         }
     }
 
@@ -81,6 +118,7 @@ impl SpanData {
         if !parent.resource.is_empty() {
             self.resource = Some(Arc::from(parent.resource.as_str()));
         }
+        self.carried = Carried::of(parent);
     }
 
     /// Makes the span stand for `ctx`, an SSF span recorded elsewhere: it takes `ctx`'s
@@ -90,6 +128,7 @@ impl SpanData {
         self.span_id = ctx.span_id;
         self.parent_id = ctx.parent_id;
         self.resource = (!ctx.resource.is_empty()).then(|| Arc::from(ctx.resource.as_str()));
+        self.carried = Carried::of(ctx);
         self.export = false;
     }
 

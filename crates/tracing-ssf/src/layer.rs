@@ -204,17 +204,22 @@ where
             let extensions = ancestor.extensions();
             extensions
                 .get::<SpanData>()
-                .map(|p| (p.trace_id, p.span_id, p.resource.clone()))
+                .map(|p| (p.trace_id, p.span_id, p.resource.clone(), p.carried.clone()))
         });
         let data = match inherited {
-            Some((trace_id, parent_id, resource)) => {
-                SpanData::new(trace_id, span_id, parent_id, resource, start)
+            Some((trace_id, parent_id, resource, carried)) => {
+                let mut data = SpanData::new(trace_id, span_id, parent_id, resource, start);
+                data.carried = carried;
+                data
             }
             None => match trace_client::context::current().filter(|_| !attrs.is_root()) {
                 Some(remote) if remote.is_valid() => {
                     let resource =
                         (!remote.resource.is_empty()).then(|| Arc::from(remote.resource.as_str()));
-                    SpanData::new(remote.trace_id, span_id, remote.span_id, resource, start)
+                    let mut data =
+                        SpanData::new(remote.trace_id, span_id, remote.span_id, resource, start);
+                    data.carried = crate::data::Carried::of(&remote);
+                    data
                 }
                 _ => SpanData::new(span_id, span_id, 0, None, start),
             },
@@ -302,12 +307,18 @@ where
                 service,
                 end,
             };
-            self.client
-                .try_record_fields(&view, crate::data::Finished::to_ssf)
+            self.client.try_record_fields_sampled(
+                &view,
+                data.sampled(),
+                crate::data::Finished::to_ssf,
+            )
         } else {
             // The client needs an `SsfSpan`: the data's strings and maps are moved in.
+            let sampled = data.sampled();
             let ssf = data.into_ssf(span.name(), service.to_owned(), end);
-            self.client.try_record(ssf).map_err(|e| e.map(drop))
+            self.client
+                .try_record_sampled(ssf, sampled)
+                .map_err(|e| e.map(drop))
         };
         drop(span);
         self.exported(result.is_ok(), result.err().is_some_and(|e| e.is_full()));

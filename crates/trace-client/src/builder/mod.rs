@@ -24,6 +24,7 @@ use spawn::{FlushTicks, SpawnUser, StatsReporting};
 
 use crate::client::{Client, Kind, Normalizer};
 use crate::error::BuildError;
+use crate::sampling::Sampler;
 use crate::stats::StatsCounter;
 use crate::transport::{Backend, UserTransport};
 use crate::worker::Worker;
@@ -82,6 +83,7 @@ pub struct ClientBuilder {
     stats: Option<StatsReporting>,
     service: Option<Arc<str>>,
     flush_ticks: Option<FlushTicks>,
+    sampler: Sampler,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -108,6 +110,7 @@ impl fmt::Debug for ClientBuilder {
             .field("report_statistics", &self.stats.is_some())
             .field("service", &self.service)
             .field("flush_on", &self.flush_ticks.is_some())
+            .field("sampler", &self.sampler)
             .finish()
     }
 }
@@ -121,6 +124,7 @@ impl ClientBuilder {
             stats: None,
             service: None,
             flush_ticks: None,
+            sampler: Sampler::always(),
         }
     }
 
@@ -335,6 +339,31 @@ impl ClientBuilder {
         self
     }
 
+    /// Which traces the client records (default [`Sampler::always`], as veneur's client).
+    /// The spans of a trace the sampler leaves out are discarded before they are encoded
+    /// and counted as [`unsampled`](crate::ClientStats::unsampled). With
+    /// [`Span::sample_with`](crate::Span::sample_with) the decision is made early and
+    /// travels to children and into injected headers; the trace-http middleware does
+    /// that for every request.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use trace_client::{Client, Sampler};
+    ///
+    /// // Follow the caller's decision; record 10 % of the traces that start here.
+    /// let client = Client::builder("udp://127.0.0.1:8128")
+    ///     .sampler(Sampler::ratio(0.1).parent_based())
+    ///     .build()?;
+    /// assert!(client.sampler().is_parent_based());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
     /// Reports veneur's four client counters to `sink` every `interval` (see
     /// [`report_statistics`](crate::report_statistics)), and once more when the client's
     /// workers have stopped.
@@ -385,6 +414,7 @@ impl ClientBuilder {
             stats: self.stats,
             service: self.service,
             flush_ticks: self.flush_ticks,
+            sampler: self.sampler,
         };
         spawn::start(&handle, config, dest, user, parts)
     }
@@ -431,7 +461,16 @@ impl Client {
     /// # Ok::<(), trace_client::TryRecordError>(())
     /// ```
     pub fn channel(capacity: usize) -> (Client, mpsc::Receiver<SsfSpan>) {
+        Client::channel_sampled(capacity, Sampler::always())
+    }
+
+    /// A [`channel`](Client::channel) client that records only the traces `sampler`
+    /// takes (see [`ClientBuilder::sampler`]).
+    pub fn channel_sampled(capacity: usize, sampler: Sampler) -> (Client, mpsc::Receiver<SsfSpan>) {
         let (tx, rx) = mpsc::channel(capacity.clamp(1, MAX_CAPACITY));
-        (Client::without_workers(Kind::Channel(tx)), rx)
+        (
+            Client::without_workers(Kind::Channel(tx)).with_sampler(sampler),
+            rx,
+        )
     }
 }

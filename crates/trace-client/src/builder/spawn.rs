@@ -16,6 +16,7 @@ use crate::client::{Client, Kind, Normalizer};
 use crate::error::BuildError;
 use crate::future::FlushFuture;
 use crate::message::FlushRound;
+use crate::sampling::Sampler;
 use crate::shared::{Shared, Tx};
 use crate::stats::{StatsCounter, report_counters};
 use crate::transport::{StreamTransport, Transport, UdpTransport};
@@ -44,6 +45,7 @@ pub(super) struct Parts {
     pub(super) stats: Option<StatsReporting>,
     pub(super) service: Option<Arc<str>>,
     pub(super) flush_ticks: Option<FlushTicks>,
+    pub(super) sampler: Sampler,
 }
 
 /// A user's stream of flush ticks ([`flush_on`](super::ClientBuilder::flush_on)).
@@ -62,6 +64,7 @@ pub(super) fn start(
         stats,
         service,
         flush_ticks,
+        sampler,
     } = parts;
     let workers = config.workers;
     let mut controls = Vec::with_capacity(workers);
@@ -111,7 +114,8 @@ pub(super) fn start(
         normalizer,
         config.encoding,
         service,
-    ))
+    )
+    .with_sampler(sampler))
 }
 
 fn spawn_worker<T: Transport>(

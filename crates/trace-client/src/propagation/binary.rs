@@ -1,18 +1,22 @@
 //! The binary carrier: a span context as the protobuf encoding of an `SSFSpan`.
 //!
 //! Injection writes a span holding only `trace_id`, `id` (the span ID), `parent_id`, a
-//! `resource` tag (left out when the resource is empty) and the process's
+//! `resource` tag (left out when the resource is empty), an `ot-tracer-sampled` tag (the
+//! sampling decision, when one was made), an `ot-baggage-<key>` tag per baggage item, and
+//! the process's
 //! [`service_name`](crate::service_name) (left out when unset), in the canonical encoding of
 //! [`ssf_proto::wire`]. Its timestamps are 0; veneur wrote its overflowed "zero time" there.
 //!
-//! Extraction reads `trace_id`, `id` and the `resource` tag of any `SSFSpan`; like veneur it
+//! Extraction reads `trace_id`, `id` and the `resource`, `ot-tracer-sampled` and
+//! `ot-baggage-*` tags of any `SSFSpan` (baggage over its limits is left out); like veneur it
 //! ignores `parent_id` (the context describes the remote span, and its parent is not needed
 //! to start a child). Unlike veneur it rejects spans whose trace or span ID is zero.
 
 use bytes::{Buf, BufMut};
 use ssf_proto::{SsfSpan, wire};
 
-use super::parse::{ExtractError, RESOURCE_KEY};
+use super::baggage::{OT_BAGGAGE_PREFIX, OtBaggage};
+use super::parse::{ExtractError, RESOURCE_KEY, SAMPLED_KEY, parse_sampled};
 use crate::trace::context::SpanContext;
 
 fn carrier_span(ctx: &SpanContext) -> SsfSpan {
@@ -26,6 +30,14 @@ fn carrier_span(ctx: &SpanContext) -> SsfSpan {
     if !ctx.resource.is_empty() {
         span.tags
             .insert(RESOURCE_KEY.to_owned(), ctx.resource.clone());
+    }
+    if let Some(sampled) = ctx.sampled {
+        span.tags
+            .insert(SAMPLED_KEY.to_owned(), sampled.to_string());
+    }
+    for (k, v) in ctx.baggage.iter() {
+        span.tags
+            .insert(format!("{OT_BAGGAGE_PREFIX}{k}"), v.to_owned());
     }
     span
 }
@@ -70,11 +82,18 @@ pub fn extract_binary(buf: impl Buf) -> Result<SpanContext, ExtractError> {
     if span.trace_id == 0 || span.id == 0 {
         return Err(ExtractError::MissingIds);
     }
+    let mut baggage = OtBaggage::default();
+    for (k, v) in &span.tags {
+        baggage.offer(k, v, false);
+    }
     Ok(SpanContext {
         trace_id: span.trace_id,
         span_id: span.id,
         parent_id: 0,
         resource: span.tags.remove(RESOURCE_KEY).unwrap_or_default(),
+        sampled: span.tags.get(SAMPLED_KEY).and_then(|v| parse_sampled(v)),
+        baggage: baggage.finish().unwrap_or_default(),
+        w3c: None,
     })
 }
 
@@ -149,5 +168,17 @@ mod tests {
             extract_binary(&[0xff, 0xff, 0xff][..]),
             Err(ExtractError::Decode(_))
         ));
+    }
+
+    #[test]
+    fn sampled_and_baggage_travel_as_tags() {
+        let mut ctx = SpanContext::new(3, 4).with_sampled(true);
+        ctx.baggage.set("tenant", "acme").unwrap();
+        let bytes = to_binary(&ctx);
+        let span = wire::decode(&bytes[..]).unwrap();
+        assert_eq!(span.tags["ot-tracer-sampled"], "true");
+        assert_eq!(span.tags["ot-baggage-tenant"], "acme");
+        let back = extract_binary(&bytes[..]).unwrap();
+        assert_eq!((back.sampled, back.baggage), (Some(true), ctx.baggage));
     }
 }

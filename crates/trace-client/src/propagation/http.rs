@@ -24,14 +24,35 @@
 //! value of a repeated header is read.
 //!
 //! Injection writes one format, by default [`HeaderFormat::Envoy`] as veneur does, and
-//! replaces any values already present. The resource is not sent in headers; extraction
-//! reads a `resource` header if one is present anyway, as veneur does.
+//! replaces any values already present; call it once per format to write several (a
+//! service between W3C and veneur callers can write both). The resource is not sent in
+//! headers; extraction reads a `resource` header if one is present anyway, as veneur does.
+//!
+//! # Sampling, baggage and W3C
+//!
+//! Besides the IDs, the headers carry the trace's sampling decision and baggage:
+//!
+//! | | Envoy and the other veneur groups, custom pairs | W3C |
+//! |---|---|---|
+//! | sampled | `ot-tracer-sampled: true`/`false` (Envoy only; `true` when undecided, as veneur) | the `traceparent` flag |
+//! | baggage | one `ot-baggage-<key>` header per item, values percent-encoded | the `baggage` header ([`baggage`](super::baggage)) |
+//! | beyond 64 bits | | `traceparent`'s high 64 bits, flags, `tracestate` ([`W3cTrace`](crate::W3cTrace)) |
+//!
+//! Extraction reads both kinds of baggage whichever format wins (the `baggage` header
+//! first; `ot-baggage-*` items whose key it already gave are skipped), and keeps what a
+//! `traceparent` carried beyond 64 bits even when another format won, if it names the
+//! same trace and span. Baggage over its limits or malformed is refused whole, never the
+//! trace: [`extract_headers_checked`] says why.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::parse::{ExtractError, RESOURCE_KEY, format_hex, parse_decimal, parse_hex};
+use super::baggage::{self as wire_baggage, BAGGAGE_HEADER, OT_BAGGAGE_PREFIX, OtBaggage};
+use super::parse::{
+    ExtractError, RESOURCE_KEY, SAMPLED_KEY, format_hex, parse_decimal, parse_hex, parse_sampled,
+};
 use super::w3c;
-use crate::trace::context::SpanContext;
+use crate::trace::baggage::{Baggage, BaggageError, MAX_BYTES};
+use crate::trace::context::{SpanContext, W3cTrace};
 
 /// A way of writing a span context into HTTP headers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -225,7 +246,7 @@ pub const DEFAULT_EXTRACT_FORMATS: &[HeaderFormat] = &[
 pub const DEFAULT_INJECT_FORMAT: HeaderFormat = HeaderFormat::Envoy;
 
 /// The header `ot-tracer-sampled`, set to `true` by Envoy-format injection.
-pub const ENVOY_SAMPLED_HEADER: &str = "ot-tracer-sampled";
+pub const ENVOY_SAMPLED_HEADER: &str = SAMPLED_KEY;
 
 impl HeaderFormat {
     /// The (lowercase) name of the header holding the trace ID; for W3C, `traceparent`.
@@ -270,7 +291,8 @@ impl HeaderFormat {
     }
 }
 
-/// Writes `ctx`'s trace and span IDs into `headers` in `format`, replacing existing values.
+/// Writes `ctx` into `headers` in `format`, replacing existing values: its trace and span
+/// IDs, its sampling decision and its baggage (see the [module docs](self)).
 ///
 /// # Examples
 ///
@@ -294,12 +316,16 @@ impl HeaderFormat {
 pub fn inject_headers(ctx: &SpanContext, headers: &mut HeaderMap, format: HeaderFormat) {
     let (trace, span) = match format {
         HeaderFormat::W3c => {
-            let value = w3c::format_traceparent(ctx.trace_id, ctx.span_id);
-            insert(headers, w3c::TRACEPARENT, value);
+            inject_w3c(ctx, headers);
             return;
         }
         HeaderFormat::Envoy => {
-            insert(headers, ENVOY_SAMPLED_HEADER, "true".to_owned());
+            let sampled = if ctx.sampled.unwrap_or(true) {
+                "true"
+            } else {
+                "false"
+            };
+            insert(headers, ENVOY_SAMPLED_HEADER, sampled.to_owned());
             (format_hex(ctx.trace_id), format_hex(ctx.span_id))
         }
         HeaderFormat::OpenTracing
@@ -318,10 +344,61 @@ pub fn inject_headers(ctx: &SpanContext, headers: &mut HeaderMap, format: Header
     if let Some(span_key) = format.span_key() {
         insert(headers, span_key, span);
     }
+    inject_ot_baggage(&ctx.baggage, headers);
 }
 
-/// Inserts a value we formatted ourselves (ASCII digits, letters and dashes) under a
-/// lowercase token name (the built-in ones, or checked by [`CustomHeaders::try_new`]).
+/// `traceparent` (continuing the caller's W3C trace, if any), `tracestate` and `baggage`.
+fn inject_w3c(ctx: &SpanContext, headers: &mut HeaderMap) {
+    let (high, flags) = match &ctx.w3c {
+        Some(w) => (w.trace_id_high, w.flags),
+        None => (0, w3c::SAMPLED),
+    };
+    let sampled = ctx.sampled.unwrap_or(flags & w3c::SAMPLED != 0);
+    let flags = (flags & !w3c::SAMPLED) | if sampled { w3c::SAMPLED } else { 0 };
+    let value = w3c::format_traceparent_full(high, ctx.trace_id, ctx.span_id, flags);
+    insert(headers, w3c::TRACEPARENT, value);
+    match ctx.w3c.as_ref().filter(|w| !w.tracestate.is_empty()) {
+        Some(w) => insert(headers, w3c::TRACESTATE, w.tracestate.clone()),
+        None => {
+            headers.remove(w3c::TRACESTATE);
+        }
+    }
+    if ctx.baggage.is_empty() {
+        headers.remove(BAGGAGE_HEADER);
+    } else {
+        insert(
+            headers,
+            BAGGAGE_HEADER,
+            wire_baggage::format_baggage(&ctx.baggage),
+        );
+    }
+}
+
+/// One `ot-baggage-<key>` header per item, replacing the `ot-baggage-*` headers present.
+fn inject_ot_baggage(baggage: &Baggage, headers: &mut HeaderMap) {
+    let stale: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(OT_BAGGAGE_PREFIX))
+        .cloned()
+        .collect();
+    for name in stale {
+        headers.remove(name);
+    }
+    for (key, value) in baggage.iter() {
+        let mut encoded = String::with_capacity(value.len());
+        wire_baggage::percent_encode(value, &mut encoded);
+        let name = format!("{OT_BAGGAGE_PREFIX}{key}");
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::try_from(encoded),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Inserts a value we formatted ourselves (visible ASCII) under a lowercase token name
+/// (the built-in ones, or checked by [`CustomHeaders::try_new`]).
 fn insert(headers: &mut HeaderMap, name: &'static str, value: String) {
     if let (Ok(name), Ok(value)) = (
         HeaderName::from_bytes(name.as_bytes()),
@@ -340,7 +417,9 @@ fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// first format whose headers hold two valid, non-zero IDs wins.
 ///
 /// The context's parent ID is 0 (headers do not carry it) and its resource comes from a
-/// `resource` header if present.
+/// `resource` header if present. Its sampling decision, baggage and W3C trace come as the
+/// [module docs](self) say; baggage that was refused is left out
+/// ([`extract_headers_checked`] says why).
 ///
 /// # Errors
 ///
@@ -370,22 +449,149 @@ pub fn extract_headers(
     headers: &HeaderMap,
     formats: &[HeaderFormat],
 ) -> Result<SpanContext, ExtractError> {
-    let (trace_id, span_id) = formats
+    extract_headers_checked(headers, formats).context
+}
+
+/// What [`extract_headers_checked`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct HeaderExtraction {
+    /// The remote span's context, with the baggage when it was accepted.
+    pub context: Result<SpanContext, ExtractError>,
+    /// The baggage alone (also when no span context was found: W3C baggage travels
+    /// without one), or why it was refused.
+    pub baggage: Result<Baggage, BaggageError>,
+}
+
+/// [`extract_headers`], also saying whether the baggage was refused, and giving the
+/// baggage of requests that carry no span context. The trace-http server middleware
+/// uses it, and counts refusals in
+/// [`ClientStats::baggage_refused`](crate::ClientStats::baggage_refused).
+///
+/// ```
+/// use http::HeaderMap;
+/// use trace_client::propagation::{self, DEFAULT_EXTRACT_FORMATS};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("ot-tracer-traceid", "3039".parse()?);
+/// headers.insert("ot-tracer-spanid", "10932".parse()?);
+/// headers.insert("baggage", "tenant=acme,,".parse()?);
+/// let found = propagation::extract_headers_checked(&headers, DEFAULT_EXTRACT_FORMATS);
+/// let ctx = found.context?;
+/// assert_eq!((ctx.trace_id, ctx.baggage.len()), (12345, 0)); // the trace is kept
+/// assert!(found.baggage.is_err()); // the malformed baggage is not
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn extract_headers_checked(headers: &HeaderMap, formats: &[HeaderFormat]) -> HeaderExtraction {
+    let baggage = extract_baggage(headers);
+    let context = formats
         .iter()
-        .find_map(|format| {
+        .find_map(|&format| {
             let trace = first_value(headers, format.trace_key());
             let span = format.span_key().and_then(|k| first_value(headers, k));
-            format.parse_ids(trace, span)
+            format.parse_ids(trace, span).map(|ids| (format, ids))
         })
-        .ok_or(ExtractError::MissingIds)?;
-    Ok(SpanContext {
-        trace_id,
-        span_id,
-        parent_id: 0,
-        resource: first_value(headers, RESOURCE_KEY)
-            .unwrap_or_default()
-            .to_owned(),
-    })
+        .ok_or(ExtractError::MissingIds)
+        .map(|(format, (trace_id, span_id))| {
+            let mut ctx = SpanContext::new(trace_id, span_id);
+            ctx.resource = first_value(headers, RESOURCE_KEY)
+                .unwrap_or_default()
+                .to_owned();
+            if format == HeaderFormat::Envoy {
+                ctx.sampled = first_value(headers, ENVOY_SAMPLED_HEADER).and_then(parse_sampled);
+            }
+            if formats.contains(&HeaderFormat::W3c) {
+                extract_w3c(headers, &mut ctx);
+            }
+            if let Ok(baggage) = &baggage {
+                ctx.baggage = baggage.clone();
+            }
+            ctx
+        });
+    HeaderExtraction { context, baggage }
+}
+
+/// Keeps what a `traceparent` for the same trace and span carries beyond 64 bits.
+fn extract_w3c(headers: &HeaderMap, ctx: &mut SpanContext) {
+    let Some(parent) = first_value(headers, w3c::TRACEPARENT).and_then(w3c::parse_traceparent_full)
+    else {
+        return;
+    };
+    if (parent.trace_id, parent.span_id) != (ctx.trace_id, ctx.span_id) {
+        return;
+    }
+    ctx.sampled.get_or_insert(parent.sampled());
+    ctx.w3c = Some(W3cTrace {
+        trace_id_high: parent.trace_id_high,
+        flags: parent.flags,
+        tracestate: tracestate(headers).unwrap_or_default(),
+    });
+}
+
+/// The `tracestate` headers joined with `,`, if they are valid together.
+fn tracestate(headers: &HeaderMap) -> Option<String> {
+    let mut joined = String::new();
+    for value in headers.get_all(w3c::TRACESTATE) {
+        let value = std::str::from_utf8(value.as_bytes()).ok()?;
+        if joined.len() + value.len() + 1 > w3c::MAX_TRACESTATE_LEN {
+            return None;
+        }
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(value);
+    }
+    w3c::is_valid_tracestate(&joined).then_some(joined)
+}
+
+/// The baggage of `headers`: the W3C `baggage` headers, then the `ot-baggage-*` items
+/// whose keys they did not give, within the limits.
+///
+/// # Errors
+///
+/// The first [`BaggageError`]: limits, syntax, encoding. Nothing is kept then.
+///
+/// ```
+/// use http::HeaderMap;
+/// use trace_client::propagation::extract_baggage;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("baggage", "tenant=acme".parse()?);
+/// headers.insert("ot-baggage-attempt", "2".parse()?);
+/// let baggage = extract_baggage(&headers)?;
+/// assert_eq!(baggage.iter().collect::<Vec<_>>(), [("tenant", "acme"), ("attempt", "2")]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn extract_baggage(headers: &HeaderMap) -> Result<Baggage, BaggageError> {
+    let mut baggage = Baggage::new();
+    let mut total = 0;
+    for value in headers.get_all(BAGGAGE_HEADER) {
+        total += value.len();
+        if total > MAX_BYTES {
+            return Err(BaggageError::TooLarge { limit: MAX_BYTES });
+        }
+        let value = std::str::from_utf8(value.as_bytes()).map_err(|_| BaggageError::Malformed)?;
+        wire_baggage::parse_baggage(value, &mut baggage)?;
+    }
+    let mut ot = OtBaggage::default();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if !name.starts_with(OT_BAGGAGE_PREFIX) {
+            continue;
+        }
+        let key = &name[OT_BAGGAGE_PREFIX.len()..];
+        if baggage.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            continue;
+        }
+        match std::str::from_utf8(value.as_bytes()) {
+            Ok(value) => ot.offer(name, value, true),
+            Err(_) => return Err(BaggageError::InvalidEncoding),
+        }
+    }
+    for (key, value) in ot.finish()?.iter() {
+        baggage.set(key, value)?;
+    }
+    Ok(baggage)
 }
 
 #[cfg(test)]
@@ -585,5 +791,211 @@ mod tests {
             ("x-t", "x-s", dec)
         );
         assert!(std::panic::catch_unwind(|| CustomHeaders::new("Bad", "x", dec)).is_err());
+    }
+
+    const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03";
+
+    #[test]
+    fn sampled_flag_round_trips_in_envoy_and_w3c() {
+        for format in [HeaderFormat::Envoy, HeaderFormat::W3c] {
+            for sampled in [Some(true), Some(false)] {
+                let mut ctx = SpanContext::new(5, 6);
+                ctx.sampled = sampled;
+                let mut map = HeaderMap::new();
+                inject_headers(&ctx, &mut map, format);
+                let back = extract_headers(&map, &[format]).unwrap();
+                assert_eq!(back.sampled, sampled, "{format:?}");
+            }
+            // Undecided is written as sampled, as veneur writes `ot-tracer-sampled: true`.
+            let mut map = HeaderMap::new();
+            inject_headers(&SpanContext::new(5, 6), &mut map, format);
+            assert_eq!(
+                extract_headers(&map, &[format]).unwrap().sampled,
+                Some(true)
+            );
+        }
+        // Decimal groups carry no flag.
+        let map = headers(&[
+            ("traceid", "1"),
+            ("spanid", "2"),
+            ("ot-tracer-sampled", "false"),
+        ]);
+        assert_eq!(
+            extract_headers(&map, DEFAULT_EXTRACT_FORMATS)
+                .unwrap()
+                .sampled,
+            None
+        );
+        let map = headers(&[
+            ("ot-tracer-traceid", "1"),
+            ("ot-tracer-spanid", "2"),
+            ("ot-tracer-sampled", "maybe"),
+        ]);
+        assert_eq!(
+            extract_headers(&map, DEFAULT_EXTRACT_FORMATS)
+                .unwrap()
+                .sampled,
+            None
+        );
+    }
+
+    #[test]
+    fn w3c_round_trips_without_loss() {
+        let map = headers(&[
+            ("traceparent", TP),
+            ("tracestate", "a=1"),
+            ("TraceState", "b=2"),
+        ]);
+        let ctx = extract_headers(&map, &[HeaderFormat::W3c]).unwrap();
+        let w3c = ctx.w3c.clone().unwrap();
+        assert_eq!(w3c.trace_id_high, 0x0af7_6519_16cd_43dd);
+        assert_eq!((w3c.flags, w3c.tracestate.as_str()), (0x03, "a=1,b=2"));
+        assert_eq!(ctx.sampled, Some(true));
+        let mut out = HeaderMap::new();
+        inject_headers(&ctx, &mut out, HeaderFormat::W3c);
+        assert_eq!(out["traceparent"], TP);
+        assert_eq!(out["tracestate"], "a=1,b=2");
+
+        // A child continues the same W3C trace with its own span ID and the decision.
+        let mut child = ctx.clone();
+        child.span_id = 0x1234;
+        child.sampled = Some(false);
+        inject_headers(&child, &mut out, HeaderFormat::W3c);
+        assert_eq!(
+            out["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000001234-02"
+        );
+    }
+
+    #[test]
+    fn a_traceparent_that_agrees_with_the_winner_gives_its_extra_bits() {
+        let mut map = headers(&[("traceparent", TP), ("tracestate", "k=v")]);
+        inject_headers(
+            &SpanContext::new(
+                0x8448_eb21_1c80_319c_u64 as i64,
+                0xb7ad_6b71_6920_3331_u64 as i64,
+            ),
+            &mut map,
+            HeaderFormat::Envoy,
+        );
+        map.remove("ot-tracer-sampled");
+        let formats = [HeaderFormat::Envoy, HeaderFormat::W3c];
+        let ctx = extract_headers(&map, &formats).unwrap();
+        assert_eq!(
+            ctx.w3c.as_ref().map(|w| w.trace_id_high),
+            Some(0x0af7_6519_16cd_43dd)
+        );
+        assert_eq!(ctx.sampled, Some(true), "from the traceparent flag");
+        // Not when W3C is not accepted, nor when the traceparent names another span.
+        assert_eq!(
+            extract_headers(&map, &[HeaderFormat::Envoy]).unwrap().w3c,
+            None
+        );
+        map.insert(
+            "traceparent",
+            HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-00000000000000aa-01"),
+        );
+        assert_eq!(extract_headers(&map, &formats).unwrap().w3c, None);
+    }
+
+    #[test]
+    fn invalid_tracestate_is_not_passed_on() {
+        for bad in ["A=1", "a=1,a=2", "a", &format!("a={}", "v".repeat(300))] {
+            let map = headers(&[("traceparent", TP), ("tracestate", bad)]);
+            let ctx = extract_headers(&map, &[HeaderFormat::W3c]).unwrap();
+            assert_eq!(ctx.w3c.unwrap().tracestate, "", "{bad:?}");
+        }
+        let mut out = HeaderMap::new();
+        out.insert("tracestate", HeaderValue::from_static("stale=1"));
+        inject_headers(&SpanContext::new(1, 2), &mut out, HeaderFormat::W3c);
+        assert!(
+            out.get("tracestate").is_none(),
+            "a stale tracestate is removed"
+        );
+    }
+
+    #[test]
+    fn baggage_round_trips_in_both_header_kinds() {
+        let mut baggage = Baggage::new();
+        baggage.set("tenant", "acme corp").unwrap();
+        baggage.set("note", "café,=;").unwrap();
+        let ctx = SpanContext::new(1, 2).with_baggage(baggage.clone());
+        for format in [
+            HeaderFormat::Envoy,
+            HeaderFormat::OpenTracing,
+            HeaderFormat::W3c,
+        ] {
+            let mut map = HeaderMap::new();
+            inject_headers(&ctx, &mut map, format);
+            let back = extract_headers(&map, &[format]).unwrap();
+            assert_eq!(back.baggage, baggage, "{format:?}");
+        }
+        let mut map = HeaderMap::new();
+        inject_headers(&ctx, &mut map, HeaderFormat::Envoy);
+        assert_eq!(map["ot-baggage-tenant"], "acme%20corp");
+        // Injecting another context replaces the items, not adds to them.
+        inject_headers(&SpanContext::new(1, 3), &mut map, HeaderFormat::Envoy);
+        assert!(map.keys().all(|k| !k.as_str().starts_with("ot-baggage-")));
+    }
+
+    #[test]
+    fn both_baggage_kinds_merge_the_w3c_header_first() {
+        let map = headers(&[
+            ("traceid", "1"),
+            ("spanid", "2"),
+            ("baggage", "Tenant=w3c"),
+            ("ot-baggage-tenant", "ot"),
+            ("ot-baggage-extra", "x"),
+        ]);
+        let ctx = extract_headers(&map, DEFAULT_EXTRACT_FORMATS).unwrap();
+        assert_eq!(
+            ctx.baggage.iter().collect::<Vec<_>>(),
+            [("Tenant", "w3c"), ("extra", "x")]
+        );
+    }
+
+    #[test]
+    fn refused_baggage_keeps_the_trace_and_says_why() {
+        let big = "v".repeat(MAX_BYTES);
+        for (extra, err) in [
+            (
+                vec![("baggage", format!("k={big}"))],
+                BaggageError::TooLarge { limit: MAX_BYTES },
+            ),
+            (
+                vec![
+                    ("baggage", "k=1".into()),
+                    ("baggage", format!("j={}", &big[..MAX_BYTES - 4])),
+                ],
+                BaggageError::TooLarge { limit: MAX_BYTES },
+            ),
+            (
+                (0..100).map(|i| ("baggage", format!("k{i}=v"))).collect(),
+                BaggageError::TooManyItems {
+                    limit: crate::trace::baggage::MAX_ITEMS,
+                },
+            ),
+            (
+                vec![("baggage", "k=%zz".into())],
+                BaggageError::InvalidEncoding,
+            ),
+            (
+                vec![("ot-baggage-a", "%".into())],
+                BaggageError::InvalidEncoding,
+            ),
+        ] {
+            let mut pairs = vec![("traceid", "1".to_owned()), ("spanid", "2".to_owned())];
+            pairs.extend(extra);
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let found = extract_headers_checked(&headers(&pairs), DEFAULT_EXTRACT_FORMATS);
+            let ctx = found.context.unwrap();
+            assert_eq!((ctx.trace_id, ctx.span_id, ctx.baggage.len()), (1, 2, 0));
+            assert_eq!(found.baggage.unwrap_err(), err);
+        }
+        // Baggage without a trace context is still read.
+        let found =
+            extract_headers_checked(&headers(&[("baggage", "k=v")]), DEFAULT_EXTRACT_FORMATS);
+        assert!(found.context.is_err());
+        assert_eq!(found.baggage.unwrap().get("k"), Some("v"));
     }
 }

@@ -10,8 +10,17 @@
 //! | [HTTP headers](http) ([`HeaderMap`](::http::HeaderMap)) | one [`HeaderFormat`]; default Envoy hex `ot-tracer-*` | a list of formats, default [`DEFAULT_EXTRACT_FORMATS`] |
 //! | [binary] (protobuf `SSFSpan` bytes) | `trace_id`, `id`, `parent_id`, `resource` tag, service | `trace_id`, `id`, `resource` tag |
 //!
-//! W3C Trace Context `traceparent` headers ([`w3c`]) are available as an opt-in
-//! [`HeaderFormat::W3c`].
+//! W3C Trace Context `traceparent` and `tracestate` headers ([`w3c`]) are available as an
+//! opt-in [`HeaderFormat::W3c`], and are continued without loss: the 128-bit trace ID,
+//! the flags and `tracestate` go on downstream.
+//!
+//! Every carrier also carries the trace's sampling decision
+//! ([`SpanContext::sampled`](crate::SpanContext::sampled): `ot-tracer-sampled`, or the
+//! `traceparent` flag) and its [baggage](crate::Baggage) (`ot-baggage-<key>` entries, or
+//! the W3C `baggage` header: see [`baggage`]). Baggage is bounded
+//! ([`MAX_ITEMS`](crate::baggage::MAX_ITEMS), [`MAX_BYTES`](crate::baggage::MAX_BYTES));
+//! a carrier's baggage over the limits or malformed is refused whole and the trace is
+//! still extracted.
 //!
 //! # Differences from veneur
 //!
@@ -56,6 +65,7 @@
 //! # Ok::<(), propagation::ExtractError>(())
 //! ```
 
+pub mod baggage;
 pub mod binary;
 pub mod http;
 mod parse;
@@ -65,7 +75,8 @@ pub mod w3c;
 pub use self::binary::{extract_binary, inject_binary, to_binary};
 pub use self::http::{
     CustomHeaders, CustomHeadersError, DEFAULT_EXTRACT_FORMATS, DEFAULT_INJECT_FORMAT,
-    HeaderFormat, IdEncoding, extract_headers, inject_headers,
+    HeaderExtraction, HeaderFormat, IdEncoding, extract_baggage, extract_headers,
+    extract_headers_checked, inject_headers,
 };
 pub use self::parse::{ExtractError, RESOURCE_KEY};
 pub use self::text_map::{

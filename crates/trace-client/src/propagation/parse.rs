@@ -7,6 +7,22 @@ use std::fmt;
 /// The carrier key (and binary-carrier tag) holding the trace's resource.
 pub const RESOURCE_KEY: &str = "resource";
 
+/// The key (HTTP header, text-map key, binary-carrier tag) holding the trace's sampling
+/// decision.
+pub(crate) const SAMPLED_KEY: &str = "ot-tracer-sampled";
+
+/// Reads a sampled flag written as `true`/`false` or `1`/`0` (any case).
+pub(crate) fn parse_sampled(value: &str) -> Option<bool> {
+    let value = value.trim();
+    if value == "1" || value.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if value == "0" || value.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// Why no span context could be extracted from a carrier.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -92,6 +108,21 @@ pub(crate) fn format_hex(id: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampled_values() {
+        for (v, want) in [
+            ("true", Some(true)),
+            ("TRUE", Some(true)),
+            ("1", Some(true)),
+            (" false ", Some(false)),
+            ("0", Some(false)),
+            ("yes", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_sampled(v), want, "{v:?}");
+        }
+    }
 
     #[test]
     fn decimal() {

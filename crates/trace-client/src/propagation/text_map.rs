@@ -8,6 +8,8 @@
 //! | `parentid` | the span's parent ID |
 //! | `spanid` | the span ID |
 //! | `resource` | the resource (left out when empty) |
+//! | `ot-tracer-sampled` | `true` or `false`: the trace's sampling decision (left out when none was made) |
+//! | `ot-baggage-<key>` | each baggage item, its value as is |
 //!
 //! [`extract_text_map`] and [`extract_text_map_from`] look for veneur's four ID key groups
 //! ([`DEFAULT_EXTRACT_FORMATS`]), in this order:
@@ -15,7 +17,8 @@
 //! `x-trace-id`/`x-span-id` and `traceid`/`spanid` (decimal). Keys match regardless of
 //! case. The first group whose two IDs are both present, valid and non-zero wins; the
 //! `resource` key gives the resource and `parentid` the parent ID (0 when absent or
-//! invalid). When a key occurs more than once (say `traceid` and `TraceId`), the first entry
+//! invalid), `ot-tracer-sampled` the sampling decision and the `ot-baggage-*` keys the
+//! baggage (refused whole, the trace still extracted, when over its limits). When a key occurs more than once (say `traceid` and `TraceId`), the first entry
 //! in the carrier's iteration order wins; for a `HashMap` that order is unspecified.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,8 +26,9 @@ use std::hash::BuildHasher;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::baggage::{OT_BAGGAGE_PREFIX, OtBaggage};
 use super::http::DEFAULT_EXTRACT_FORMATS;
-use super::parse::{ExtractError, RESOURCE_KEY, parse_decimal};
+use super::parse::{ExtractError, RESOURCE_KEY, SAMPLED_KEY, parse_decimal, parse_sampled};
 use crate::trace::context::SpanContext;
 
 /// The key of the trace ID in text maps.
@@ -141,6 +145,15 @@ pub fn inject_text_map<W: TextMapWriter + ?Sized>(ctx: &SpanContext, carrier: &m
     if !ctx.resource.is_empty() {
         carrier.set(RESOURCE_KEY, &ctx.resource);
     }
+    if let Some(sampled) = ctx.sampled {
+        carrier.set(SAMPLED_KEY, if sampled { "true" } else { "false" });
+    }
+    let mut key = String::from(OT_BAGGAGE_PREFIX);
+    for (k, v) in ctx.baggage.iter() {
+        key.truncate(OT_BAGGAGE_PREFIX.len());
+        key.push_str(k);
+        carrier.set(&key, v);
+    }
 }
 
 /// Extracts a span context from any iterator of string pairs, such as `&HashMap<String,
@@ -196,7 +209,8 @@ pub fn extract_text_map_from<R: TextMapReader + ?Sized>(
 /// Index of the keys a text map is scanned for.
 const RESOURCE_SLOT: usize = 8;
 const PARENT_SLOT: usize = 9;
-const SLOTS: usize = 10;
+const SAMPLED_SLOT: usize = 10;
+const SLOTS: usize = 11;
 
 /// The key of each slot: the trace and span keys of each default format, then resource and
 /// parent ID.
@@ -204,6 +218,7 @@ fn slot_key(slot: usize) -> &'static str {
     match slot {
         RESOURCE_SLOT => RESOURCE_KEY,
         PARENT_SLOT => PARENT_ID_KEY,
+        SAMPLED_SLOT => SAMPLED_KEY,
         _ => {
             let format = DEFAULT_EXTRACT_FORMATS[slot / 2];
             if slot % 2 == 0 {
@@ -219,10 +234,12 @@ fn slot_key(slot: usize) -> &'static str {
 #[derive(Default)]
 struct Scan {
     values: [Option<String>; SLOTS],
+    baggage: OtBaggage,
 }
 
 impl Scan {
     fn offer(&mut self, key: &str, value: &str) {
+        self.baggage.offer(key, value, false);
         for (slot, seen) in self.values.iter_mut().enumerate() {
             if seen.is_none() && key.eq_ignore_ascii_case(slot_key(slot)) {
                 *seen = Some(value.to_owned());
@@ -246,6 +263,9 @@ impl Scan {
             span_id,
             parent_id: self.get(PARENT_SLOT).and_then(parse_decimal).unwrap_or(0),
             resource: self.values[RESOURCE_SLOT].take().unwrap_or_default(),
+            sampled: self.get(SAMPLED_SLOT).and_then(parse_sampled),
+            baggage: self.baggage.finish().unwrap_or_default(),
+            w3c: None,
         })
     }
 }
@@ -269,7 +289,8 @@ mod tests {
                 "traceid",
                 "spanid",
                 "resource",
-                "parentid"
+                "parentid",
+                "ot-tracer-sampled"
             ]
         );
     }
@@ -438,5 +459,25 @@ mod tests {
         let mut headers = HeaderMap::new();
         inject_text_map(&SpanContext::new(1, 2).with_resource("café"), &mut headers);
         assert_eq!(extract_text_map_from(&headers).unwrap().resource, "café");
+    }
+
+    #[test]
+    fn sampled_and_baggage_round_trip() {
+        let mut ctx = SpanContext::new(1, 2).with_sampled(false);
+        ctx.baggage.set("tenant", "acme corp, 50%").unwrap();
+        let mut map = BTreeMap::new();
+        inject_text_map(&ctx, &mut map);
+        assert_eq!(map["ot-tracer-sampled"], "false");
+        assert_eq!(map["ot-baggage-tenant"], "acme corp, 50%");
+        let back = extract_text_map(&map).unwrap();
+        assert_eq!((back.sampled, back.baggage), (Some(false), ctx.baggage));
+        // Over the limits: the baggage is left out, the trace kept.
+        let mut many: Vec<(String, String)> = vec![
+            ("traceid".into(), "1".into()),
+            ("spanid".into(), "2".into()),
+        ];
+        many.extend((0..100).map(|i| (format!("OT-Baggage-k{i}"), "v".to_owned())));
+        let back = extract_text_map(many).unwrap();
+        assert_eq!((back.trace_id, back.baggage.len()), (1, 0));
     }
 }

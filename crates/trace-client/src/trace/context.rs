@@ -1,8 +1,10 @@
 //! Span contexts and the current span of a task.
 //!
 //! A [`SpanContext`] is what a span passes on to its children and to other processes: its
-//! trace ID, its own ID, its parent's ID and the trace's resource. [`Span::context`]
-//! returns one; the [`propagation`](crate::propagation) carriers read and write them.
+//! trace ID, its own ID, its parent's ID, the trace's resource, its sampling decision, its
+//! [baggage](Baggage) and what a W3C caller sent beyond SSF's 64-bit IDs ([`W3cTrace`]).
+//! [`Span::context`] returns one; the [`propagation`](crate::propagation) carriers read and
+//! write them.
 //!
 //! Inside a process, the *current* span context follows a task across `.await` points: it
 //! is stored in a tokio task-local, set for the duration of a future by [`in_span`],
@@ -44,6 +46,8 @@ use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 use tokio::task::futures::TaskLocalFuture;
 
+use crate::trace::baggage::Baggage;
+
 tokio::task_local! {
     static CURRENT: Option<SpanContext>;
 }
@@ -75,6 +79,40 @@ pub struct SpanContext {
     pub parent_id: i64,
     /// The trace's resource; empty when unknown.
     pub resource: String,
+    /// The trace's sampling decision, when one was made: by the caller (a `traceparent`
+    /// flag, an `ot-tracer-sampled` header) or in this process
+    /// ([`Span::sample_with`](crate::Span::sample_with)). A
+    /// [parent-based](crate::Sampler::parent_based) sampler follows it.
+    pub sampled: Option<bool>,
+    /// The trace's baggage items, inherited by every span created from this context.
+    pub baggage: Baggage,
+    /// What a W3C Trace Context caller sent that the 64-bit SSF IDs cannot hold, so that
+    /// it is sent on downstream; `None` for traces that did not come in as W3C.
+    pub w3c: Option<W3cTrace>,
+}
+
+/// What a W3C `traceparent` carried beyond the 64-bit SSF IDs, kept so that injected
+/// `traceparent` and `tracestate` headers continue the caller's W3C trace.
+///
+/// ```
+/// use trace_client::{Span, SpanContext, W3cTrace};
+///
+/// let w3c = W3cTrace { trace_id_high: 0x0af7651916cd43dd, flags: 0x01, tracestate: "k=v".into() };
+/// let remote = SpanContext::new(42, 7).with_w3c(w3c.clone());
+/// let mut child = Span::child_of(&remote, "handle");
+/// assert_eq!(child.context().w3c, Some(w3c));
+/// # child.set_finish_on_drop(false);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct W3cTrace {
+    /// The high 64 bits of the 128-bit W3C trace ID; the low 64 bits are the SSF trace ID.
+    pub trace_id_high: u64,
+    /// The trace flags as received. Injection writes them back with the sampled bit
+    /// (`0x01`) set from the trace's decision.
+    pub flags: u8,
+    /// The `tracestate` header as received, passed on untouched; empty when there was
+    /// none.
+    pub tracestate: String,
 }
 
 impl SpanContext {
@@ -85,7 +123,31 @@ impl SpanContext {
             span_id,
             parent_id: 0,
             resource: String::new(),
+            sampled: None,
+            baggage: Baggage::new(),
+            w3c: None,
         }
+    }
+
+    /// This context with the sampling decision `sampled`.
+    #[must_use]
+    pub fn with_sampled(mut self, sampled: bool) -> Self {
+        self.sampled = Some(sampled);
+        self
+    }
+
+    /// This context with baggage `baggage`.
+    #[must_use]
+    pub fn with_baggage(mut self, baggage: Baggage) -> Self {
+        self.baggage = baggage;
+        self
+    }
+
+    /// This context continuing the W3C trace `w3c`.
+    #[must_use]
+    pub fn with_w3c(mut self, w3c: W3cTrace) -> Self {
+        self.w3c = Some(w3c);
+        self
     }
 
     /// This context with its parent ID set to `parent_id`.

@@ -1,6 +1,7 @@
 //! Building traces: span IDs ([`id`]), the current span context carried across tasks
 //! ([`context`]), the [`Span`](span::Span) handle and the `span!` macros ([`macros`]).
 
+pub mod baggage;
 pub mod context;
 pub(crate) mod fields;
 pub mod id;

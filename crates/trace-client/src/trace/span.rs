@@ -1,7 +1,7 @@
 //! Spans: timed, named operations of a trace.
 
 use std::any::type_name;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ssf_proto::SsfSpan;
@@ -12,7 +12,8 @@ use crate::default;
 use crate::encode::WithService;
 use crate::error::TryRecordError;
 use crate::future::Receipt;
-use crate::trace::context::{self, SpanContext};
+use crate::trace::baggage::{Baggage, BaggageError};
+use crate::trace::context::{self, SpanContext, W3cTrace};
 use crate::trace::fields::{Resource, Samples, SpanSample, Str, Tags};
 use crate::trace::id::new_id;
 
@@ -146,6 +147,25 @@ pub struct Span {
     client: Option<Client>,
     finish_on_drop: bool,
     sent: bool,
+    /// The trace's sampling decision so far (see [`SpanContext::sampled`]).
+    sampled: Option<bool>,
+    baggage: Baggage,
+    w3c: Option<Arc<W3cTrace>>,
+}
+
+/// What a span inherits from its parent besides the IDs and the resource.
+struct Inherited {
+    sampled: Option<bool>,
+    baggage: Baggage,
+    w3c: Option<Arc<W3cTrace>>,
+}
+
+impl Inherited {
+    const NONE: Inherited = Inherited {
+        sampled: None,
+        baggage: Baggage::new(),
+        w3c: None,
+    };
 }
 
 impl Span {
@@ -157,6 +177,7 @@ impl Span {
         resource: Resource,
         name: Str,
         client: Option<Client>,
+        inherited: Inherited,
     ) -> Self {
         Span {
             trace_id,
@@ -174,6 +195,9 @@ impl Span {
             client,
             finish_on_drop: true,
             sent: false,
+            sampled: inherited.sampled,
+            baggage: inherited.baggage,
+            w3c: inherited.w3c,
         }
     }
 
@@ -185,7 +209,15 @@ impl Span {
     pub fn root(name: impl Into<Str>) -> Self {
         let name = name.into();
         let id = new_id();
-        Span::new(id, id, 0, Resource::from(name.clone()), name, None)
+        Span::new(
+            id,
+            id,
+            0,
+            Resource::from(name.clone()),
+            name,
+            None,
+            Inherited::NONE,
+        )
     }
 
     /// A new trace for `resource`, with an empty name, as veneur's `StartTrace`.
@@ -201,11 +233,13 @@ impl Span {
             Resource::from(resource.into()),
             Str::Borrowed(""),
             None,
+            Inherited::NONE,
         )
     }
 
-    /// A child of this span named `name`: same trace ID, resource and client (see
-    /// [`Span::with_client`]), parent ID = this span's ID, a fresh span ID.
+    /// A child of this span named `name`: same trace ID, resource, client (see
+    /// [`Span::with_client`]), sampling decision and baggage, parent ID = this span's ID,
+    /// a fresh span ID.
     #[inline]
     pub fn child(&self, name: impl Into<Str>) -> Self {
         Span::new(
@@ -215,11 +249,17 @@ impl Span {
             self.resource.clone(),
             name.into(),
             self.client.clone(),
+            Inherited {
+                sampled: self.sampled,
+                baggage: self.baggage.clone(),
+                w3c: self.w3c.clone(),
+            },
         )
     }
 
     /// A child of the span described by `parent` (typically extracted from a carrier): trace
-    /// ID and resource from `parent`, parent ID = `parent.span_id`, a fresh span ID.
+    /// ID, resource, sampling decision, baggage and W3C trace from `parent`, parent ID =
+    /// `parent.span_id`, a fresh span ID.
     pub fn child_of(parent: &SpanContext, name: impl Into<Str>) -> Self {
         Span::new(
             parent.trace_id,
@@ -228,6 +268,11 @@ impl Span {
             Resource::from(Str::Owned(parent.resource.clone())),
             name.into(),
             None,
+            Inherited {
+                sampled: parent.sampled,
+                baggage: parent.baggage.clone(),
+                w3c: parent.w3c.clone().map(Arc::new),
+            },
         )
     }
 
@@ -314,7 +359,75 @@ impl Span {
             span_id: self.span_id,
             parent_id: self.parent_id,
             resource: self.resource.as_str().to_owned(),
+            sampled: self.sampled,
+            baggage: self.baggage.clone(),
+            w3c: self.w3c.as_deref().cloned(),
         }
+    }
+
+    /// The span's baggage: the items it inherited and those set on it.
+    pub fn baggage(&self) -> &Baggage {
+        &self.baggage
+    }
+
+    /// The value of baggage item `key`.
+    pub fn baggage_item(&self, key: &str) -> Option<&str> {
+        self.baggage.get(key)
+    }
+
+    /// Sets baggage item `key` to `value`: it travels with the span's context to the
+    /// children created afterwards, here and (through the carriers) in other processes.
+    /// Baggage is not part of the SSF span itself.
+    ///
+    /// # Errors
+    ///
+    /// As [`Baggage::set`]: a key that is not an HTTP token, or the baggage's limits.
+    pub fn set_baggage_item(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<&mut Self, BaggageError> {
+        self.baggage.set(key, value)?;
+        Ok(self)
+    }
+
+    /// Replaces the span's baggage with `baggage` (for example one extracted on its own
+    /// with [`propagation::extract_baggage`](crate::propagation::extract_baggage)).
+    pub fn set_baggage(&mut self, baggage: Baggage) -> &mut Self {
+        self.baggage = baggage;
+        self
+    }
+
+    /// The trace's sampling decision so far: from the caller (through the span's
+    /// parent context), from [`Span::sample_with`], or `None` when none was made yet.
+    pub fn sampled(&self) -> Option<bool> {
+        self.sampled
+    }
+
+    /// Makes the sampling decision for this span's trace now, with `client`'s
+    /// [sampler](crate::ClientBuilder::sampler), and keeps it: the children created
+    /// afterwards and the headers injected from its context carry it. Recording makes the
+    /// same decision; call this first when the decision must travel before the span is
+    /// finished (the trace-http middleware does).
+    ///
+    /// ```
+    /// use trace_client::{Client, Sampler, Span};
+    ///
+    /// let (client, mut spans) = Client::channel_sampled(8, Sampler::never());
+    /// let mut span = Span::root("request");
+    /// assert_eq!(span.sampled(), None);
+    /// assert!(!span.sample_with(&client));
+    /// assert_eq!(span.child("work").sampled(), Some(false));
+    /// # let mut c = span.child("x"); c.set_finish_on_drop(false);
+    /// span.finish_with(&client)?;
+    /// assert!(spans.try_recv().is_err());
+    /// assert_eq!(client.stats().unsampled(), 1);
+    /// # Ok::<(), trace_client::TryRecordError>(())
+    /// ```
+    pub fn sample_with(&mut self, client: &Client) -> bool {
+        let decision = client.sampler().samples(self.trace_id, self.sampled);
+        self.sampled = Some(decision);
+        decision
     }
 
     /// Sets tag `key` to `value`, replacing an earlier value. The SDK never adds tags of its
@@ -325,9 +438,10 @@ impl Span {
         self
     }
 
-    /// Re-parents the span under `parent` (veneur's `SetParent`): the trace ID and the
-    /// resource become the parent's, the parent ID becomes the parent's span ID; the
-    /// span's own ID, name, tags and times stay.
+    /// Re-parents the span under `parent` (veneur's `SetParent`): the trace ID, the
+    /// resource, the sampling decision, the baggage and the W3C trace become the parent's,
+    /// the parent ID becomes the parent's span ID; the span's own ID, name, tags and times
+    /// stay.
     ///
     /// ```
     /// use trace_client::Span;
@@ -343,6 +457,9 @@ impl Span {
         self.trace_id = parent.trace_id;
         self.parent_id = parent.span_id;
         self.resource = Resource::from(Str::Owned(parent.resource.clone()));
+        self.sampled = parent.sampled;
+        self.baggage = parent.baggage.clone();
+        self.w3c = parent.w3c.clone().map(Arc::new);
         self
     }
 
@@ -352,6 +469,9 @@ impl Span {
         self.trace_id = parent.trace_id;
         self.parent_id = parent.span_id;
         self.resource = parent.resource.clone();
+        self.sampled = parent.sampled;
+        self.baggage = parent.baggage.clone();
+        self.w3c = parent.w3c.clone();
         self
     }
 
@@ -574,14 +694,15 @@ impl Span {
             if let Some(service) = client_service {
                 self.service = Some(Str::Owned(service.to_owned()));
             }
-            return client.try_record(self.take_ssf());
+            let sampled = self.sampled;
+            return client.try_queue(self.take_ssf(), None, sampled);
         }
         if let Some(service) = client_service {
             let span = WithService {
                 span: &*self,
                 service,
             };
-            return match client.try_record_fields(&span, |s| {
+            return match client.try_record_fields_sampled(&span, self.sampled, |s| {
                 let mut ssf = s.span.to_ssf();
                 ssf.service = s.service.to_owned();
                 ssf
@@ -593,7 +714,7 @@ impl Span {
                 }
             };
         }
-        match client.try_record_fields(&*self, Span::to_ssf) {
+        match client.try_record_fields_sampled(&*self, self.sampled, Span::to_ssf) {
             Ok(()) => Ok(()),
             Err(refused) => Err(refused.map(|()| self.take_ssf())),
         }
@@ -614,7 +735,7 @@ impl Span {
                 None => return Err(TryRecordError::NoClient(ssf)),
             },
         };
-        client.record_with_receipt(ssf)
+        client.record_with_receipt_sampled(ssf, self.sampled)
     }
 
     /// The SSF form of the span, as it would be sent now.
@@ -861,6 +982,7 @@ mod tests {
                 span_id: child.span_id(),
                 parent_id: root.span_id(),
                 resource: "res".into(),
+                ..SpanContext::default()
             }
         );
         assert_eq!(SpanContext::from(&child), ctx);

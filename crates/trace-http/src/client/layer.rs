@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 use http::request::Parts;
 use tower_layer::Layer;
@@ -16,14 +17,14 @@ use crate::server::DefaultSpanName;
 ///
 /// | setting | default |
 /// |---|---|
-/// | [`format`](Self::format) | [`HeaderFormat::Envoy`], as veneur: `ot-tracer-traceid`, `ot-tracer-spanid` in hex and `ot-tracer-sampled: true` |
+/// | [`format`](Self::format) / [`formats`](Self::formats) | [`HeaderFormat::Envoy`], as veneur: `ot-tracer-traceid`, `ot-tracer-spanid` in hex and `ot-tracer-sampled`, baggage as `ot-baggage-*` |
 /// | [`spans`](Self::spans) | `false`: inject the caller's span, start none |
 /// | [`span_name`](Self::span_name) | [`default_span_name`]: `METHOD /path` (implies `spans(true)`) |
 /// | [`client`](Self::client) | the [default client](trace_client::default) |
 /// | [`context_from`](Self::context_from) | none: the caller's span comes from the request's extensions or [`trace_client::context::current`] |
 #[derive(Clone)]
 pub struct ClientTraceLayer<N = DefaultSpanName> {
-    pub(crate) format: HeaderFormat,
+    pub(crate) formats: Arc<[HeaderFormat]>,
     pub(crate) spans: bool,
     pub(crate) span_name: N,
     pub(crate) client: Option<Client>,
@@ -37,7 +38,7 @@ impl ClientTraceLayer {
     /// A layer with the default settings (see the table above).
     pub fn new() -> Self {
         ClientTraceLayer {
-            format: DEFAULT_INJECT_FORMAT,
+            formats: Arc::from([DEFAULT_INJECT_FORMAT]),
             spans: false,
             span_name: default_span_name,
             client: None,
@@ -56,7 +57,16 @@ impl<N> ClientTraceLayer<N> {
     /// The header format written into outgoing requests. Existing headers of that format
     /// are replaced.
     pub fn format(mut self, format: HeaderFormat) -> Self {
-        self.format = format;
+        self.formats = Arc::from([format]);
+        self
+    }
+
+    /// Several header formats written into outgoing requests, each as
+    /// [`format`](Self::format) writes it: for a service whose callees read different
+    /// formats, or to keep a W3C trace whole through services that read veneur's headers
+    /// (`[HeaderFormat::W3c, HeaderFormat::Envoy]`). An empty list injects nothing.
+    pub fn formats(mut self, formats: &[HeaderFormat]) -> Self {
+        self.formats = Arc::from(formats);
         self
     }
 
@@ -75,7 +85,7 @@ impl<N> ClientTraceLayer<N> {
         N2: Fn(&Parts) -> String + Clone,
     {
         ClientTraceLayer {
-            format: self.format,
+            formats: self.formats,
             spans: true,
             span_name,
             client: self.client,
@@ -117,7 +127,7 @@ impl<S, N: Clone> Layer<S> for ClientTraceLayer<N> {
     fn layer(&self, inner: S) -> Self::Service {
         ClientTrace {
             inner,
-            format: self.format,
+            formats: self.formats.clone(),
             spans: self.spans,
             span_name: self.span_name.clone(),
             client: self.client.clone(),
@@ -130,7 +140,13 @@ impl<N> fmt::Debug for ClientTraceLayer<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ClientTraceLayer");
         let context_from = self.context_from.is_some();
-        debug_config::<N>(&mut d, self.format, self.spans, &self.client, context_from);
+        debug_config::<N>(
+            &mut d,
+            &self.formats,
+            self.spans,
+            &self.client,
+            context_from,
+        );
         d.finish()
     }
 }
@@ -138,12 +154,12 @@ impl<N> fmt::Debug for ClientTraceLayer<N> {
 /// The configuration's fields, for the layer's `Debug` and its service's.
 pub(crate) fn debug_config<N>(
     d: &mut fmt::DebugStruct<'_, '_>,
-    format: HeaderFormat,
+    formats: &[HeaderFormat],
     spans: bool,
     client: &Option<Client>,
     context_from: bool,
 ) {
-    d.field("format", &format)
+    d.field("formats", &formats)
         .field("spans", &spans)
         .field("span_name", &std::any::type_name::<N>())
         .field("client", client)

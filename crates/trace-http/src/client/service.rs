@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::request::Parts;
@@ -20,7 +21,7 @@ use crate::tags;
 #[derive(Clone)]
 pub struct ClientTrace<S, N = DefaultSpanName> {
     pub(crate) inner: S,
-    pub(crate) format: HeaderFormat,
+    pub(crate) formats: Arc<[HeaderFormat]>,
     pub(crate) spans: bool,
     pub(crate) span_name: N,
     pub(crate) client: Option<Client>,
@@ -69,7 +70,7 @@ where
             .cloned()
             .or_else(|| self.context_from.and_then(|f| f()))
             .or_else(context::current);
-        let span = self.spans.then(|| {
+        let mut span = self.spans.then(|| {
             let name = (self.span_name)(&parts);
             let mut span = match &parent {
                 Some(parent) => Span::child_of(parent, name),
@@ -81,12 +82,27 @@ where
                 None => span,
             }
         });
-        let injected = match &span {
-            Some(span) => Some(span.context()),
-            None => parent,
+        let injected = match span {
+            Some(ref mut span) => {
+                // The decision travels with the request: make it now.
+                if let Some(client) = self.client.clone().or_else(trace_client::default::get) {
+                    span.sample_with(&client);
+                }
+                Some(span.context())
+            }
+            None => parent.map(|mut ctx| {
+                if ctx.sampled.is_none() {
+                    if let Some(client) = self.client.clone().or_else(trace_client::default::get) {
+                        ctx.sampled = Some(client.sampler().samples(ctx.trace_id, None));
+                    }
+                }
+                ctx
+            }),
         };
         if let Some(ctx) = &injected {
-            propagation::inject_headers(ctx, &mut parts.headers, self.format);
+            for &format in self.formats.iter() {
+                propagation::inject_headers(ctx, &mut parts.headers, format);
+            }
         }
         ResponseFuture::new(self.inner.call(Request::from_parts(parts, body)), span)
     }
@@ -99,7 +115,7 @@ impl<S: fmt::Debug, N> fmt::Debug for ClientTrace<S, N> {
         let context_from = self.context_from.is_some();
         super::layer::debug_config::<N>(
             &mut d,
-            self.format,
+            &self.formats,
             self.spans,
             &self.client,
             context_from,

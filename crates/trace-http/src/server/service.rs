@@ -54,10 +54,11 @@ where
     N: Fn(&Parts) -> String,
 {
     /// Starts the request's span: a child of the caller's span when the headers name one,
-    /// else a root.
+    /// else a root (with the request's baggage, if any), its sampling decision made.
     fn start_span(&self, parts: &Parts) -> Span {
         let name = (self.span_name)(parts);
-        let mut span = match propagation::extract_headers(&parts.headers, &self.formats) {
+        let found = propagation::extract_headers_checked(&parts.headers, &self.formats);
+        let mut span = match found.context {
             Ok(remote) => {
                 let mut span = Span::child_of(&remote, name);
                 if span.resource().is_empty() {
@@ -66,9 +67,23 @@ where
                 }
                 span
             }
-            Err(_) => Span::root(name),
+            Err(_) => {
+                let mut span = Span::root(name);
+                // W3C baggage travels without a trace context too.
+                if let Ok(baggage) = found.baggage.as_ref() {
+                    span.set_baggage(baggage.clone());
+                }
+                span
+            }
         };
         tag_request(&mut span, parts, tags::KIND_SERVER);
+        let client = self.client.clone().or_else(trace_client::default::get);
+        if let Some(client) = &client {
+            if found.baggage.is_err() {
+                client.count_refused_baggage();
+            }
+            span.sample_with(client);
+        }
         match &self.client {
             Some(client) => span.with_client(client.clone()),
             None => span,
