@@ -3,6 +3,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// The most items a [`Baggage`] holds (the W3C Baggage minimum a platform must carry).
@@ -13,6 +14,9 @@ pub const MAX_ITEMS: usize = 64;
 pub const MAX_BYTES: usize = 8192;
 
 /// The baggage items of a span, in the order they were first set.
+///
+/// Two baggages are equal when they hold the same items, in whatever order: carriers
+/// such as a sorted text map give them back in another order than they were set in.
 ///
 /// Bounded: at most [`MAX_ITEMS`] items and [`MAX_BYTES`] bytes of keys and values.
 /// Keys are HTTP tokens (letters, digits and ``!#$%&'*+-.^_`|~``), so that every carrier
@@ -38,9 +42,30 @@ pub const MAX_BYTES: usize = 8192;
 /// # child.set_finish_on_drop(false);
 /// # Ok::<(), trace_client::BaggageError>(())
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default)]
 pub struct Baggage {
     items: Option<Arc<Vec<(String, String)>>>,
+}
+
+impl PartialEq for Baggage {
+    /// The same items, in any order (keys are unique in each).
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for Baggage {}
+
+impl Hash for Baggage {
+    /// Independent of the items' order, as equality is.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let combined = self.iter().fold(0u64, |sum, item| {
+            let mut h = std::hash::DefaultHasher::new();
+            item.hash(&mut h);
+            sum.wrapping_add(h.finish())
+        });
+        (self.len(), combined).hash(state);
+    }
 }
 
 impl Baggage {
@@ -212,6 +237,24 @@ mod tests {
         assert_eq!(parent.len(), 1);
         assert_eq!(child.get("k"), Some("w"));
         assert_ne!(parent, child);
+    }
+
+    #[test]
+    fn equality_and_hash_ignore_order() {
+        use std::hash::BuildHasher;
+        let (mut a, mut b) = (Baggage::new(), Baggage::new());
+        a.set("x", "1").unwrap();
+        a.set("y", "2").unwrap();
+        b.set("y", "2").unwrap();
+        b.set("x", "1").unwrap();
+        assert_eq!(a, b);
+        let state = std::hash::RandomState::new();
+        assert_eq!(state.hash_one(&a), state.hash_one(&b));
+        b.set("x", "other").unwrap();
+        assert_ne!(a, b);
+        b.remove("x");
+        assert_ne!(a, b);
+        assert_eq!(Baggage::new(), Baggage::default());
     }
 
     #[test]
