@@ -54,3 +54,17 @@ fn header_lines_are_read_as_the_fuzz_target_reads_them() {
         checks::run(&text);
     }
 }
+
+#[test]
+fn baggage_corpus_and_regressions() {
+    let fuzz_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let corpus = ssf_test_support::fuzz::run(&fuzz_dir, "baggage", checks::run_baggage);
+    assert!(corpus >= 10, "the corpus is missing");
+}
+
+#[test]
+fn trace_context_corpus_and_regressions() {
+    let fuzz_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let corpus = ssf_test_support::fuzz::run(&fuzz_dir, "trace_context", checks::run_trace_context);
+    assert!(corpus >= 10, "the corpus is missing");
+}
