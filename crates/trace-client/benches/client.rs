@@ -375,6 +375,20 @@ fn try_record_network(c: &mut Criterion) {
     });
     assert_eq!(client.stats().sent(), 0, "a disabled client sent spans");
     rt.block_on(client.shutdown(Duration::from_secs(10)));
+    // Left out by the sampler (`Sampler::never`): discarded before it is encoded.
+    let path = dir.path().join("unsampled.sock");
+    let (addr, _counter) = frame_sink(&format!("unix://{}", path.display()));
+    let client = rt.block_on(async {
+        Client::from_address(addr)
+            .sampler(trace_client::Sampler::never())
+            .build()
+            .expect("client")
+    });
+    group.bench_function("typical_ref_unsampled", |b| {
+        b.iter(|| black_box(client.try_record_ref(black_box(&template))))
+    });
+    assert_eq!(client.stats().sent(), 0, "an unsampled trace was sent");
+    rt.block_on(client.shutdown(Duration::from_secs(10)));
     group.finish();
 }
 

@@ -85,15 +85,22 @@ fn request_span(c: &mut Criterion) {
     let addr = format!("udp://{}", sink.local_addr().expect("addr"));
     let client = rt.block_on(async { Client::builder(&addr).capacity(4096).build() });
     let client = client.expect("client");
+    // The same client with a sampler that leaves every trace out.
+    let unsampled = rt.block_on(async {
+        Client::builder(&addr)
+            .capacity(4096)
+            .sampler(trace_client::Sampler::never())
+            .build()
+    });
+    let unsampled = unsampled.expect("client");
     let mut parent = Span::root("request");
     parent.set_finish_on_drop(false);
     let mut group = c.benchmark_group("span");
-    for owned in [false, true] {
-        let name = if owned {
-            "typical_request_owned_tags"
-        } else {
-            "typical_request"
-        };
+    for (owned, client, name) in [
+        (false, &client, "typical_request"),
+        (true, &client, "typical_request_owned_tags"),
+        (false, &unsampled, "typical_request_unsampled"),
+    ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut timed = Duration::ZERO;
@@ -126,7 +133,7 @@ fn request_span(c: &mut Criterion) {
                             Duration::from_micros(2_500),
                             Duration::from_millis(1),
                         ));
-                        black_box(span.finish_with(&client).is_ok());
+                        black_box(span.finish_with(client).is_ok());
                     }
                     timed += start.elapsed();
                     left -= n;
@@ -139,6 +146,8 @@ fn request_span(c: &mut Criterion) {
     }
     group.finish();
     rt.block_on(client.shutdown(Duration::from_secs(5)));
+    assert_eq!(unsampled.stats().sent(), 0, "an unsampled trace was sent");
+    rt.block_on(unsampled.shutdown(Duration::from_secs(5)));
 }
 
 fn headers(c: &mut Criterion) {
@@ -156,6 +165,40 @@ fn headers(c: &mut Criterion) {
     group.bench_function("extract_ruby_after_misses", |b| {
         b.iter(|| extract_headers(black_box(&map), DEFAULT_EXTRACT_FORMATS).ok())
     });
+
+    // Three baggage items, and a W3C caller's traceparent and tracestate.
+    let mut span = root.child("charge");
+    span.set_finish_on_drop(false);
+    for (k, v) in [
+        ("tenant", "acme"),
+        ("region", "eu-west-1"),
+        ("plan", "gold tier"),
+    ] {
+        span.set_baggage_item(k, v).expect("a valid item");
+    }
+    let ctx = span.context();
+    for (name, format) in [("envoy", HeaderFormat::Envoy), ("w3c", HeaderFormat::W3c)] {
+        group.bench_function(format!("inject_{name}_baggage"), |b| {
+            let mut map = HeaderMap::new();
+            b.iter(|| inject_headers(black_box(&ctx), &mut map, format))
+        });
+        let mut map = HeaderMap::new();
+        inject_headers(&ctx, &mut map, format);
+        if format == HeaderFormat::W3c {
+            map.insert(
+                "tracestate",
+                "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+                    .parse()
+                    .expect("value"),
+            );
+        }
+        map.insert("user-agent", "bench/1.0".parse().expect("valid value"));
+        map.insert("accept", "*/*".parse().expect("valid value"));
+        let formats = [HeaderFormat::Envoy, HeaderFormat::W3c];
+        group.bench_function(format!("extract_{name}_baggage"), |b| {
+            b.iter(|| extract_headers(black_box(&map), &formats).ok())
+        });
+    }
     group.finish();
 }
 
