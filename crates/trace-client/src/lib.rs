@@ -11,6 +11,9 @@
 //!   [`stats`](Client::stats) says where every span went.
 //! * [`Span`], [`context`], [`propagation`], [`metrics`]: building traces, carrying the
 //!   current span across tasks and processes, and sending bare metrics.
+//! * [`Sampler`] ([`ClientBuilder::sampler`]): head sampling by trace ID, following the
+//!   caller's decision when asked; [`Baggage`]: bounded key-value items a trace carries
+//!   to every descendant span, here and in other services.
 //! * [`Backend`] for your own destination, `testing` backends for tests (feature `test-util`), a process-wide
 //!   [`default`] client, and veneur's client statistics ([`report_statistics`]).
 //!
@@ -217,6 +220,14 @@
 //!   [`Client::neutralize`] can be called from any clone at any time, drops what the
 //!   client still holds (counted) and makes its flushes fail as closed, as veneur's
 //!   documentation (not its code) said.
+//! * **Baggage** was a no-op (`SetBaggageItem` wrote into a throw-away context, and
+//!   `BaggageItem` answered only the IDs); here [`Span::set_baggage_item`] sets items
+//!   that children inherit and the carriers propagate (`ot-baggage-*`, the W3C `baggage`
+//!   header), within limits, refusing hostile headers without losing the trace.
+//! * The client had **no sampling**: `ot-tracer-sampled` was always written `true` and
+//!   never read; here a [`Sampler`] decides per trace, the decision is read from and
+//!   written to the headers, and unsampled spans are counted
+//!   ([`ClientStats::unsampled`]).
 //! * Deliberately kept: records never wait ([`try_record`](Client::try_record)), a failed
 //!   write drops the span (no endless retries), the connect timeout bounds each connect
 //!   sequence, veneur's statistics names and reporting order.

@@ -5,7 +5,7 @@
 //!
 //! | [`HeaderFormat`] | trace-ID header | span-ID header | numbers | also injected |
 //! |---|---|---|---|---|
-//! | `Envoy` | `ot-tracer-traceid` | `ot-tracer-spanid` | hex | `ot-tracer-sampled: true` |
+//! | `Envoy` | `ot-tracer-traceid` | `ot-tracer-spanid` | hex | `ot-tracer-sampled` (the decision; `true` when undecided) |
 //! | `OpenTracing` | `trace-id` | `span-id` | decimal | |
 //! | `Ruby` | `x-trace-id` | `x-span-id` | decimal | |
 //! | `Veneur` | `traceid` | `spanid` | decimal | |
@@ -59,7 +59,8 @@ use crate::trace::context::{SpanContext, W3cTrace};
 #[non_exhaustive]
 pub enum HeaderFormat {
     /// Envoy's (Lightstep-style) `ot-tracer-traceid` / `ot-tracer-spanid` in hex, plus
-    /// `ot-tracer-sampled: true` on injection. veneur's default.
+    /// `ot-tracer-sampled` (the sampling decision, `true` when undecided) on injection.
+    /// veneur's default.
     #[default]
     Envoy,
     /// `Trace-Id` / `Span-Id` in decimal.

@@ -13,8 +13,11 @@
 //!    when there is none), tagged `http.method`, `http.path` and `span.kind: client`;
 //! 3. writes the client span's context, else the caller's, into the request headers in the
 //!    [configured format](ClientTraceLayer::format) (by default veneur's: Envoy
-//!    `ot-tracer-traceid` and `ot-tracer-spanid` in hex plus `ot-tracer-sampled: true`);
-//!    with neither, the request is sent unchanged;
+//!    `ot-tracer-traceid` and `ot-tracer-spanid` in hex plus `ot-tracer-sampled`, and
+//!    the baggage as `ot-baggage-*`; several formats with
+//!    [`formats`](ClientTraceLayer::formats)), with the trace's sampling decision (made
+//!    now with the client's [`Sampler`](trace_client::Sampler) if none was made yet);
+//!    with neither span, the request is sent unchanged;
 //! 4. records the client span, tagged `http.status_code` (an error on 5xx or a service
 //!    error), when the response head arrives.
 //!

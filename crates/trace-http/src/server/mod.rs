@@ -8,7 +8,13 @@
 //!    four header groups; W3C `traceparent` on request);
 //! 3. starts a span named by the [span-name function](ServerTraceLayer::span_name)
 //!    (default `METHOD /path`): a child of the caller's span, or a new root when the
-//!    headers hold no complete, valid context (missing, malformed, zero, mixed groups);
+//!    headers hold no complete, valid context (missing, malformed, zero, mixed groups).
+//!    It inherits the caller's baggage (`ot-baggage-*`, W3C `baggage`; a root too) and
+//!    W3C trace, and its sampling decision is made at once with the client's
+//!    [`Sampler`](trace_client::Sampler), following the caller's when the sampler is
+//!    parent-based. Baggage over its limits or malformed is left out and counted in
+//!    [`ClientStats::baggage_refused`](trace_client::ClientStats::baggage_refused);
+//!    the trace is kept;
 //! 4. puts the span's [`SpanContext`](trace_client::SpanContext) in the request's
 //!    extensions and makes it the [current span](trace_client::context::current) while
 //!    the inner service's `call` and its future run, so spans started by the handler
