@@ -10,8 +10,8 @@
 //!   Header names are case-insensitive, so such keys come back lowercase.
 //!
 //! Both are bounded before anything is kept: a header longer than
-//! [`MAX_BYTES`](crate::baggage::MAX_BYTES), or more than
-//! [`MAX_ITEMS`](crate::baggage::MAX_ITEMS) items, is refused with a [`BaggageError`]
+//! [`MAX_BYTES`], or more than
+//! [`MAX_ITEMS`] items, is refused with a [`BaggageError`]
 //! without being read further. A refused baggage never costs the trace: the carriers
 //! still extract the span context.
 //!

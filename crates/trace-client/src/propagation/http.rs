@@ -36,7 +36,7 @@
 //! |---|---|---|
 //! | sampled | `ot-tracer-sampled: true`/`false` (Envoy only; `true` when undecided, as veneur) | the `traceparent` flag |
 //! | baggage | one `ot-baggage-<key>` header per item, values percent-encoded | the `baggage` header ([`baggage`](super::baggage)) |
-//! | beyond 64 bits | | `traceparent`'s high 64 bits, flags, `tracestate` ([`W3cTrace`](crate::W3cTrace)) |
+//! | beyond 64 bits | | `traceparent`'s high 64 bits, flags, `tracestate` ([`W3cTrace`]) |
 //!
 //! Extraction reads both kinds of baggage whichever format wins (the `baggage` header
 //! first; `ot-baggage-*` items whose key it already gave are skipped), and keeps what a
