@@ -356,4 +356,18 @@ async fn oversized_or_overcrowded_baggage_is_refused_counted_and_the_trace_kept(
         assert_eq!((span.trace_id, span.parent_id), (99, 100), "case {i}");
         assert_eq!(client.stats().baggage_refused(), i as u64 + 1);
     }
+
+    // W3C baggage travels without a trace context too: the root span takes it.
+    let req = Request::get(format!("http://{addr}/x"))
+        .header("baggage", "tenant=acme")
+        .body(Empty::new())
+        .unwrap();
+    let res = http.request(req).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let span = support::next_span(&mut spans).await;
+    assert!(support::is_root(&span), "{span:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("{} 1", span.trace_id)
+    );
 }

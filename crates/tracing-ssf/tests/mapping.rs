@@ -8,7 +8,7 @@ use std::io;
 use ssf_proto::{Metric, SsfSpan};
 use support::Events;
 use tokio::sync::mpsc;
-use trace_client::{Client, SpanContext};
+use trace_client::{Client, Sampler, SpanContext, W3cTrace};
 use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
 use tracing_ssf::{INTERNAL_TARGET, SsfLayer, SsfSpanExt};
@@ -546,4 +546,43 @@ fn enter_context_enters_a_stand_in_each_time() {
         count += 1;
     }
     assert_eq!(count, 2);
+}
+
+#[tokio::test]
+async fn baggage_sampling_and_w3c_of_a_continued_context_reach_tracing_children() {
+    let (client, mut rx) = Client::channel_sampled(16, Sampler::always().parent_based());
+    let _guard = tracing::subscriber::set_default(subscriber(SsfLayer::new(client.clone())));
+
+    let mut ctx = SpanContext::new(77, 88).with_w3c(W3cTrace {
+        trace_id_high: 5,
+        flags: 1,
+        tracestate: "k=v".into(),
+    });
+    ctx.baggage.set("tenant", "acme").unwrap();
+    // The caller decided "not sampled": the parent-based sampler follows, for the
+    // `tracing` spans too.
+    let (outer, inner) = trace_client::context::in_span(ctx.clone().with_sampled(false), async {
+        let outer = tracing::info_span!("outer");
+        let inner = outer.in_scope(|| tracing::info_span!("inner"));
+        (outer.ssf_context(), inner.ssf_context())
+    })
+    .await;
+    let inner = inner.expect("exported");
+    assert_eq!(inner.baggage.get("tenant"), Some("acme"));
+    assert_eq!(
+        (inner.sampled, inner.w3c.as_ref()),
+        (Some(false), ctx.w3c.as_ref())
+    );
+    assert_eq!(outer.expect("exported").parent_id, 88);
+    assert!(rx.try_recv().is_err(), "unsampled spans were sent");
+    assert_eq!(client.stats().unsampled(), 2);
+
+    // The same context decided "sampled": both are sent.
+    trace_client::context::in_span(ctx.with_sampled(true), async {
+        let outer = tracing::info_span!("outer");
+        outer.in_scope(|| drop(tracing::info_span!("inner")));
+    })
+    .await;
+    let spans = drain(&mut rx);
+    assert_eq!(spans.len(), 2, "{spans:?}");
 }
