@@ -173,11 +173,15 @@ pub enum DropReason {
     /// Recording was switched off ([`Client::disable`](crate::Client::disable) or the
     /// process-wide [`disable`](crate::disable)): the span was discarded unencoded.
     Disabled,
+    /// The receiver answered the span's gRPC call with a status other than OK (the
+    /// receipt's error names the status code and the receiver's message). The connection
+    /// is kept: the receiver is reachable, it refused this span.
+    GrpcStatus,
 }
 
 impl DropReason {
     /// A short lowercase name (`closed`, `write_error`, `connect_timeout`, `oversize`,
-    /// `panicked`, `write_timeout`, `disabled`), as used in the [`DropCounts`](crate::DropCounts)
+    /// `panicked`, `write_timeout`, `disabled`, `grpc_status`), as used in the [`DropCounts`](crate::DropCounts)
     /// accessors.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -188,6 +192,7 @@ impl DropReason {
             DropReason::Panicked => "panicked",
             DropReason::WriteTimeout => "write_timeout",
             DropReason::Disabled => "disabled",
+            DropReason::GrpcStatus => "grpc_status",
         }
     }
 }
@@ -237,6 +242,9 @@ impl fmt::Display for DeliveryError {
                 "span dropped: the receiver took nothing within the write timeout"
             }
             DropReason::Disabled => "span dropped: recording is disabled",
+            DropReason::GrpcStatus => {
+                "span dropped: the receiver answered with a grpc error status"
+            }
         })
     }
 }

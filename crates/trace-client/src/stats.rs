@@ -28,7 +28,7 @@ pub(crate) struct Counters {
     reported_records: [AtomicU64; 2],
 }
 
-const DROP_REASONS: usize = 7;
+const DROP_REASONS: usize = 8;
 const REFUSED_FULL: usize = 0;
 const REFUSED_CLOSED: usize = 1;
 const REPORT_FLUSHES_FAILED: usize = 0;
@@ -45,6 +45,7 @@ fn drop_index(reason: DropReason) -> usize {
         DropReason::Panicked => 4,
         DropReason::WriteTimeout => 5,
         DropReason::Disabled => 6,
+        DropReason::GrpcStatus => 7,
     }
 }
 
@@ -133,6 +134,7 @@ impl Counters {
             panicked: d(DropReason::Panicked),
             write_timeout: d(DropReason::WriteTimeout),
             disabled: d(DropReason::Disabled),
+            grpc_status: d(DropReason::GrpcStatus),
         };
         // Spans discarded while disabled were never queued: counted once, in both.
         let accepted = self.accepted.load(Ordering::Acquire) + dropped.disabled;
@@ -184,6 +186,7 @@ pub struct DropCounts {
     panicked: u64,
     write_timeout: u64,
     disabled: u64,
+    grpc_status: u64,
 }
 
 impl DropCounts {
@@ -224,6 +227,11 @@ impl DropCounts {
         self.disabled
     }
 
+    /// Dropped because the receiver answered their gRPC call with an error status.
+    pub fn grpc_status(&self) -> u64 {
+        self.grpc_status
+    }
+
     /// The count for one reason.
     pub fn get(&self, reason: DropReason) -> u64 {
         match reason {
@@ -234,6 +242,7 @@ impl DropCounts {
             DropReason::Panicked => self.panicked,
             DropReason::WriteTimeout => self.write_timeout,
             DropReason::Disabled => self.disabled,
+            DropReason::GrpcStatus => self.grpc_status,
         }
     }
 
@@ -246,6 +255,7 @@ impl DropCounts {
             + self.panicked
             + self.write_timeout
             + self.disabled
+            + self.grpc_status
     }
 }
 
