@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Buf;
 use hyper::body::Incoming;
@@ -31,6 +32,10 @@ use crate::task::{Ctx, ERROR_PAUSE};
 /// Concurrent calls per connection, at most (the HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`
 /// the listener announces).
 const MAX_STREAMS: u32 = 256;
+
+/// After shutdown is requested, how long a connection's calls in flight may take to
+/// finish before the connection is closed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Accepts connections until shutdown, at most `max_connections` at a time, and serves
 /// each; then lets the calls in flight finish.
@@ -90,8 +95,13 @@ async fn serve(stream: TcpStream, peer: String, ctx: Ctx) {
     let ended = match ended {
         Some(r) => r,
         None => {
+            // GOAWAY, then the calls in flight finish; a peer that never completes its
+            // handshake (or holds a call open) is cut off after the grace period.
             conn.as_mut().graceful_shutdown();
-            conn.await
+            match tokio::time::timeout(SHUTDOWN_GRACE, conn).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
         }
     };
     // A peer that goes away without a goodbye is an I/O error to hyper; either way the

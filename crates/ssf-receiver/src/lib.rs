@@ -72,6 +72,7 @@
 //! still take what is already queued (datagrams the kernel holds, bytes already readable on
 //! a connection) and hand it over; once they are done, [`Receiver::recv`] returns `None`.
 //! Dropping the [`Receiver`] stops everything at once.
+//! A gRPC connection answers the calls it has in flight (for at most 2 s) and then closes.
 //!
 //! # Feature flags
 //!
