@@ -162,8 +162,8 @@ pub enum DropReason {
     /// No connection: a connect sequence ran out its connect timeout, or the backend is
     /// down after one and its next connect attempt has not succeeded yet.
     ConnectTimeout,
-    /// The span's encoding is larger than the datagram limit (UDP) or the 16 MiB frame
-    /// limit (streams). Spans are never truncated.
+    /// The span's encoding is larger than the datagram limit (UDP), the 16 MiB frame
+    /// limit (streams) or the 4 MiB message limit (gRPC). Spans are never truncated.
     Oversize,
     /// A user-supplied [`Backend`](crate::Backend) panicked while sending it.
     Panicked,
