@@ -166,9 +166,17 @@ setting "reused span, queue of 65 536, buffered" unix --buffered --spans "$SPANS
 setting "reused span, 1 backend (one socket, as one raw writer)" udp --spans "$Q" --reuse --backends 1
 setting "built spans, encoded by the backends" udp --spans "$Q" --encode-in-backend
 
-for t in unix tcp udp; do
-  args="--in-process $t --spans $((SPANS / 4)) --reuse"
-  [ "$t" != udp ] && args+=" --buffered"
+# gRPC has no counting receiver (its receiver decodes every call): it runs here only,
+# with fewer spans (one unary call per span costs far more than a frame), at the
+# default 8 backends and at 2 (one HTTP/2 connection per core of a 2-CPU machine).
+DECODING_KEYS="unix tcp udp grpc grpc-2"
+for t in $DECODING_KEYS; do
+  case "$t" in
+    grpc) args="--in-process grpc --spans $((SPANS / 20)) --reuse" ;;
+    grpc-2) args="--in-process grpc --spans $((SPANS / 20)) --reuse --backends 2" ;;
+    *) args="--in-process $t --spans $((SPANS / 4)) --reuse" ;;
+  esac
+  [ "$t" = unix ] || [ "$t" = tcp ] && args+=" --buffered"
   job "decoding-$t" $args
 done
 
@@ -230,7 +238,7 @@ for key in "${SETTING_KEYS[@]}"; do
 done
 
 DECODING=""
-for t in unix tcp udp; do
+for t in $DECODING_KEYS; do
   r=$(median "decoding-$t")
   DECODING+="| $t | $(rate "$(sps "$r")") | $(jq .cpu_s <<<"$r") "
   DECODING+="| $(mib "$(jq .peak_rss_bytes <<<"$r")") | $(ds "$r") "
@@ -247,7 +255,7 @@ echo "== overload ${OVER_ARGS[*]}" >&2
 OVER=$("$SSF" bench --json "${OVER_ARGS[@]}")
 
 IDLE_ROWS=""
-for t in unix tcp udp; do
+for t in unix tcp udp grpc; do
   echo "== idle $t" >&2
   r=$("$SSF" bench --json --idle "$IDLE_SECS" --in-process "$t")
   IDLE_ROWS+="| $t | $(jq .idle_s <<<"$r") | $(jq .idle_cpu_s <<<"$r") | $(jq .accepted <<<"$r") "
@@ -345,7 +353,11 @@ ${RAW_ROWS}
 |---|---|---|---|---|---|---|---|
 ${SETTINGS}
 **With the decoding receiver** (\`ssf-receiver\` decodes and normalises every span in the
-same process, so it competes with the client for the CPUs):
+same process, so it competes with the client for the CPUs). gRPC is one unary call per
+span: the time goes to HTTP/2 (a HEADERS, a DATA and a trailers frame each way per span,
+hyper's per-stream state and task wake-ups) on both sides of the loopback, not to the
+SSF encoding, which is the same bare protobuf UDP sends; \`grpc-2\` is 2 backends
+(2 HTTP/2 connections) instead of 8:
 
 | transport | spans/s | cpu s | peak RSS MiB | delivered / sent | command |
 |---|---|---|---|---|---|

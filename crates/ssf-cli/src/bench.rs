@@ -172,6 +172,10 @@ pub(crate) enum Transport {
     Unix,
     /// TCP on 127.0.0.1, a free port.
     Tcp,
+    /// gRPC (`ssf.SSFGRPC/SendSpan` over HTTP/2) on 127.0.0.1, a free port. Needs the
+    /// decoding receiver (not --count-only); --raw has no gRPC mode.
+    #[cfg(feature = "grpc")]
+    Grpc,
 }
 
 impl Transport {
@@ -180,6 +184,8 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Unix => "unix",
             Transport::Tcp => "tcp",
+            #[cfg(feature = "grpc")]
+            Transport::Grpc => "grpc",
         }
     }
 }
@@ -528,6 +534,13 @@ async fn absent(transport: Transport) -> Result<(Address, Option<std::path::Path
                 .await
                 .map_err(io)?;
             Ok((Address::tcp(l.local_addr().map_err(io)?), None))
+        }
+        #[cfg(feature = "grpc")]
+        Transport::Grpc => {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(io)?;
+            Ok((Address::grpc(l.local_addr().map_err(io)?), None))
         }
         Transport::Udp => {
             let s = tokio::net::UdpSocket::bind("127.0.0.1:0")
@@ -908,6 +921,7 @@ struct Dropped {
     connect_timeout: u64,
     oversize: u64,
     panicked: u64,
+    grpc_status: u64,
     /// Every reason, these and any the client adds.
     total: u64,
 }
@@ -921,6 +935,7 @@ impl From<DropCounts> for Dropped {
             connect_timeout: d.connect_timeout(),
             oversize: d.oversize(),
             panicked: d.panicked(),
+            grpc_status: d.grpc_status(),
             total: d.total(),
         }
     }
@@ -995,7 +1010,7 @@ impl Report {
                 text,
                 "attempted {}, accepted {accepted}, refused {refused}, dropped {} \
                  (closed {}, write_error {}, write_timeout {}, connect_timeout {}, oversize {}, \
-                 panicked {})",
+                 panicked {}, grpc_status {})",
                 self.attempted,
                 d.total,
                 d.closed,
@@ -1004,6 +1019,7 @@ impl Report {
                 d.connect_timeout,
                 d.oversize,
                 d.panicked,
+                d.grpc_status,
             );
             if let Some(n) = self.full_retries.filter(|&n| n > 0) {
                 let _ = writeln!(

@@ -36,7 +36,7 @@ ssf emit waits until the span is written and flushed (at most --timeout). If tha
 says why on one line and exits with code 1, or with the command's code when the command \
 failed.")]
 pub(crate) struct EmitArgs {
-    /// Where to send: an SSF address URL (udp://, unix://, tcp://) or a bare host:port (UDP).
+    /// Where to send: an SSF address URL (udp://, unix://, tcp://, grpc://) or a bare host:port (UDP).
     #[arg(long, value_name = "URL", value_parser = args::address, default_value = DEFAULT_ADDRESS)]
     pub(crate) addr: Address,
     /// The span's name; with --command it defaults to the command's file name.

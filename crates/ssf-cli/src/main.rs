@@ -13,8 +13,9 @@
 //!   an error (exit code 2) rather than a warning, so a broken trace does not go unnoticed;
 //! * a span with a trace ID needs a name (with `--command`, the command's file name);
 //! * the command's timing keeps fractions of a millisecond;
-//! * `tcp://` addresses are accepted; there is no gRPC, statsd or explicit start/end time
-//!   mode.
+//! * `tcp://` and `grpc://` addresses are accepted (gRPC is veneur's `ssf.SSFGRPC`
+//!   service, for a veneur on another host; feature `grpc`, on by default); there is no
+//!   statsd or explicit start/end time mode.
 //!
 //! Run `ssf <command> --help` for the options. Bad arguments print one line on standard
 //! error and exit with code 2; failures at run time (an address that cannot be bound, a

@@ -26,7 +26,8 @@ const BATCH: usize = 512;
 /// Options of `ssf tail`.
 #[derive(Debug, Args)]
 pub(crate) struct TailArgs {
-    /// Address to listen on; repeat for several. Port 0 picks a free port.
+    /// Address to listen on (udp://, unix://, tcp://, grpc://); repeat for several. Port
+    /// 0 picks a free port.
     /// [default: udp://127.0.0.1:8128]
     #[arg(long = "listen", value_name = "URL", value_parser = args::address)]
     listen: Vec<Address>,

@@ -236,6 +236,20 @@ fn tail_receives_emit_over_tcp() {
 }
 
 #[test]
+fn tail_receives_emit_over_grpc() {
+    let tail = Tail::start(&[
+        "--listen",
+        "grpc://127.0.0.1:0",
+        "--count",
+        "2",
+        "--idle-timeout",
+        "3",
+    ]);
+    assert!(tail.addrs[0].starts_with("grpc://127.0.0.1:"));
+    emit_and_check(tail);
+}
+
+#[test]
 fn bare_host_port_is_udp() {
     let tail = Tail::start(&[
         "--listen",
@@ -652,6 +666,17 @@ fn bench_without_waiting_counts_refusals() {
     assert_eq!(n("accepted") + n("refused"), 2000);
     assert_eq!(n("sent"), n("accepted"));
     assert_eq!(n("delivered"), n("sent"));
+}
+
+#[test]
+fn bench_over_grpc_accounts_for_every_span() {
+    let r = bench_json(&["--in-process", "grpc", "--spans", "3000"]);
+    assert_eq!(r["transport"], "grpc", "{r}");
+    assert_eq!(field(&r, "attempted"), 3000, "{r}");
+    assert_eq!(field(&r, "sent"), 3000, "{r}");
+    assert_eq!(field(&r, "delivered"), 3000, "{r}");
+    assert_eq!(r["dropped"]["grpc_status"], 0, "{r}");
+    assert_eq!(r["dropped"]["total"], 0, "{r}");
 }
 
 /// Runs `ssf bench` with `args` plus `--json` and parses its report.

@@ -58,6 +58,9 @@ pub enum Scheme {
     Unixgram,
     /// `unixpacket`: a unix sequenced-packet socket.
     Unixpacket,
+    /// `grpc`: veneur's `ssf.SSFGRPC` service over HTTP/2 (plain TCP, no TLS), one unary
+    /// call per span. The transport for a veneur on another host.
+    Grpc,
 }
 
 impl Scheme {
@@ -73,6 +76,7 @@ impl Scheme {
             Scheme::Unix => "unix",
             Scheme::Unixgram => "unixgram",
             Scheme::Unixpacket => "unixpacket",
+            Scheme::Grpc => "grpc",
         }
     }
 
@@ -87,6 +91,7 @@ impl Scheme {
             "unix" => Scheme::Unix,
             "unixgram" => Scheme::Unixgram,
             "unixpacket" => Scheme::Unixpacket,
+            "grpc" => Scheme::Grpc,
             _ => return None,
         })
     }
@@ -149,6 +154,18 @@ impl Address {
         Address::ip(Scheme::Tcp, addr)
     }
 
+    /// The gRPC address of `addr` (`grpc://host:port`).
+    ///
+    /// ```
+    /// use ssf_codec::Address;
+    /// let a = Address::grpc("127.0.0.1:8128".parse().unwrap());
+    /// assert_eq!(a.to_string(), "grpc://127.0.0.1:8128");
+    /// assert!(a.is_grpc());
+    /// ```
+    pub fn grpc(addr: SocketAddr) -> Address {
+        Address::ip(Scheme::Grpc, addr)
+    }
+
     fn ip(scheme: Scheme, addr: SocketAddr) -> Address {
         Address {
             scheme,
@@ -181,7 +198,7 @@ impl Address {
     }
 
     /// veneur's network name: `udp` for the three UDP schemes, `tcp` for the TCP ones,
-    /// and the scheme itself for unix sockets.
+    /// and the scheme itself for unix sockets and for `grpc`.
     pub fn network(&self) -> &'static str {
         match self.scheme {
             Scheme::Udp | Scheme::Udp4 | Scheme::Udp6 => "udp",
@@ -193,6 +210,11 @@ impl Address {
     /// Whether this is a UDP address.
     pub fn is_udp(&self) -> bool {
         self.network() == "udp"
+    }
+
+    /// Whether this is a gRPC address (`grpc://`).
+    pub fn is_grpc(&self) -> bool {
+        self.scheme == Scheme::Grpc
     }
 
     /// Whether this is a TCP address.
@@ -454,6 +476,8 @@ mod tests {
             ("unixgram:///tmp/foo.sock", "unixgram", "/tmp/foo.sock"),
             ("unixpacket:///tmp/foo.sock", "unixpacket", "/tmp/foo.sock"),
             ("unix:relative.sock", "unix", "relative.sock"),
+            ("grpc://127.0.0.1:8128", "grpc", "127.0.0.1:8128"),
+            ("grpc://[::1]:8128", "grpc", "[::1]:8128"),
         ];
         for (url, network, addr) in cases {
             let a = ok(url);

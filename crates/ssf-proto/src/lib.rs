@@ -65,6 +65,7 @@
 )]
 mod generated;
 
+pub mod grpc;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod json;

@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, UdpSocket};
 pub(crate) enum Bound {
     Udp(UdpSocket),
     Tcp(TcpListener),
+    #[cfg(feature = "grpc")]
+    Grpc(TcpListener),
     #[cfg(unix)]
     Unix(UnixListener, Option<std::sync::Arc<SocketFile>>),
 }
@@ -53,6 +55,15 @@ pub(crate) async fn bind(
                 .map_err(context)?;
             let local = listener.local_addr().map_err(context)?;
             Ok((Bound::Tcp(listener), Address::tcp(local)))
+        }
+        #[cfg(feature = "grpc")]
+        Scheme::Grpc => {
+            let candidates = addr.resolve().await.map_err(context)?;
+            let listener = first_ok(&candidates, |a| async move { TcpListener::bind(a).await })
+                .await
+                .map_err(context)?;
+            let local = listener.local_addr().map_err(context)?;
+            Ok((Bound::Grpc(listener), Address::grpc(local)))
         }
         Scheme::Unix => bind_unix(addr, unix_mode).await.map_err(context),
         Scheme::Unixgram | Scheme::Unixpacket => Err(io::Error::new(

@@ -6,7 +6,11 @@
 //! * unix stream sockets (`unix:///path`, `unix:@abstract` on Linux) and TCP (`tcp://`, a
 //!   convenience veneur does not offer): SSF framing, one reader per connection. A corrupt
 //!   frame body is counted and skipped; a framing error closes that connection only;
-//! * every span is normalised as veneur's ingest normalises it
+//! * gRPC (`grpc://host:port`, feature `grpc`): veneur's `ssf.SSFGRPC` service, one span
+//!   per `SendSpan` call, with the stream listeners' limits (message size, connections);
+//!   a call is answered once its span is in the channel. As in veneur, these spans are
+//!   not normalised;
+//! * every other span is normalised as veneur's ingest normalises it
 //!   ([`ssf_proto::normalize`]), unless [`ReceiverBuilder::normalize`] turns it off;
 //! * spans go through a bounded channel: a slow consumer makes the readers wait
 //!   (backpressure), so memory stays bounded;
@@ -68,10 +72,12 @@
 //! still take what is already queued (datagrams the kernel holds, bytes already readable on
 //! a connection) and hand it over; once they are done, [`Receiver::recv`] returns `None`.
 //! Dropping the [`Receiver`] stops everything at once.
+//! A gRPC connection answers the calls it has in flight (for at most 2 s) and then closes.
 //!
 //! # Feature flags
 //!
-//! None.
+//! * `grpc`: the `grpc://` listener (tonic's call layer over hyper's HTTP/2 server; no
+//!   TLS).
 //!
 //! # Minimum supported Rust version
 //!
@@ -80,6 +86,8 @@
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
 mod bind;
+#[cfg(feature = "grpc")]
+mod grpc;
 mod reject;
 mod stats;
 mod task;
@@ -207,7 +215,8 @@ impl fmt::Debug for ReceiverBuilder {
 
 impl ReceiverBuilder {
     /// Adds a listen address URL (see [`ssf_codec::addr`]): `udp://host:port` (also
-    /// `udp4`, `udp6`), `unix:///path`, `unix:@name` or `tcp://host:port`. Port 0 picks a
+    /// `udp4`, `udp6`), `unix:///path`, `unix:@name`, `tcp://host:port` or (feature `grpc`)
+    /// `grpc://host:port`. Port 0 picks a
     /// free port. Can be called several times; the listeners are reported in this order
     /// by [`Receiver::local_addrs`].
     ///
@@ -411,6 +420,10 @@ impl ReceiverBuilder {
                 }
                 Bound::Tcp(l) => {
                     tasks.spawn(task::run_listener(StreamListener::Tcp(l), ctx));
+                }
+                #[cfg(feature = "grpc")]
+                Bound::Grpc(l) => {
+                    tasks.spawn(grpc::run_grpc(l, ctx));
                 }
                 #[cfg(unix)]
                 Bound::Unix(listener, file) => {

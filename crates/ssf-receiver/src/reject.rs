@@ -20,6 +20,10 @@ pub enum RejectReason {
     /// A stream connection closed because no whole frame arrived within the
     /// [`read_timeout`](crate::ReceiverBuilder::read_timeout): idle, or too slow.
     Timeout,
+    /// A gRPC call refused with an error status: a message over the
+    /// [`max_frame_length`](crate::ReceiverBuilder::max_frame_length) (refused from its
+    /// length prefix) or a method other than `SendSpan`. The connection goes on.
+    RejectedCall,
 }
 
 impl RejectReason {
@@ -40,6 +44,7 @@ impl RejectReason {
             RejectReason::CorruptFrame => "processing",
             RejectReason::ConnectionLimit => "connection_limit",
             RejectReason::Timeout => "timeout",
+            RejectReason::RejectedCall => "rejected_call",
         }
     }
 }

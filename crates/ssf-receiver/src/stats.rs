@@ -5,7 +5,8 @@ use crate::RejectReason;
 /// A snapshot of a [`Receiver`](crate::Receiver)'s counters.
 ///
 /// Every counter only grows. Datagram counters concern UDP listeners, frame and
-/// connection counters the stream listeners (unix and TCP); `spans` and `bytes` cover all
+/// connection counters the stream listeners (unix, TCP and gRPC, where each message of a
+/// call counts as a frame); `spans` and `bytes` cover all
 /// of them.
 ///
 /// | counter | counts |
@@ -23,6 +24,7 @@ use crate::RejectReason;
 /// | `timeouts` | connections closed by the [`read_timeout`](crate::ReceiverBuilder::read_timeout) |
 /// | `disconnects` | streams that ended cleanly (end of input between frames) |
 /// | `bytes` | payload bytes read from every socket |
+/// | `rejected_calls` | gRPC calls refused with an error status (message over the limit, unknown method) |
 ///
 /// Each [`RejectReason`] has its counter; [`rejects`](Self::rejects) picks it by reason.
 #[non_exhaustive]
@@ -54,6 +56,9 @@ pub struct ReceiverStats {
     pub disconnects: u64,
     /// Payload bytes read from all sockets.
     pub bytes: u64,
+    /// gRPC calls refused with an error status: a message over the size limit, or a
+    /// method other than `SendSpan`.
+    pub rejected_calls: u64,
 }
 
 impl ReceiverStats {
@@ -73,6 +78,7 @@ impl ReceiverStats {
             RejectReason::CorruptFrame => self.corrupt_frames,
             RejectReason::ConnectionLimit => self.connections_rejected,
             RejectReason::Timeout => self.timeouts,
+            RejectReason::RejectedCall => self.rejected_calls,
         }
     }
 
@@ -86,6 +92,7 @@ impl ReceiverStats {
             self.corrupt_frames,
             self.connections_rejected,
             self.timeouts,
+            self.rejected_calls,
         ]
         .into_iter()
         .fold(0, u64::saturating_add)
@@ -108,6 +115,7 @@ pub(crate) struct Counters {
     pub(crate) timeouts: AtomicU64,
     pub(crate) disconnects: AtomicU64,
     pub(crate) bytes: AtomicU64,
+    pub(crate) rejected_calls: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -137,6 +145,7 @@ impl Counters {
             timeouts: get(&self.timeouts),
             disconnects: get(&self.disconnects),
             bytes: get(&self.bytes),
+            rejected_calls: get(&self.rejected_calls),
         }
     }
 }
@@ -162,6 +171,7 @@ mod tests {
             &c.timeouts,
             &c.disconnects,
             &c.bytes,
+            &c.rejected_calls,
         ];
         for (i, counter) in all.iter().enumerate() {
             add(counter, i as u64 + 1);
@@ -182,8 +192,9 @@ mod tests {
             s.timeouts,
             s.disconnects,
             s.bytes,
+            s.rejected_calls,
         ];
-        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14]);
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 14]);
     }
 
     #[test]
@@ -197,6 +208,7 @@ mod tests {
             (RejectReason::CorruptFrame, &c.corrupt_frames),
             (RejectReason::ConnectionLimit, &c.connections_rejected),
             (RejectReason::Timeout, &c.timeouts),
+            (RejectReason::RejectedCall, &c.rejected_calls),
         ];
         for (i, (_, counter)) in by_reason.iter().enumerate() {
             add(counter, 1 << i);

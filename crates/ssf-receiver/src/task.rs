@@ -34,7 +34,7 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// How long an accept loop pauses after an accept error (for instance out of file
 /// descriptors) or a UDP reader after a receive error.
-const ERROR_PAUSE: Duration = Duration::from_millis(10);
+pub(crate) const ERROR_PAUSE: Duration = Duration::from_millis(10);
 
 /// What every reader task shares.
 #[derive(Clone)]
@@ -51,7 +51,12 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn reject(&self, reason: RejectReason, peer: &dyn Fn() -> String, detail: &dyn Fn() -> String) {
+    pub(crate) fn reject(
+        &self,
+        reason: RejectReason,
+        peer: &dyn Fn() -> String,
+        detail: &dyn Fn() -> String,
+    ) {
         if let Some(hook) = &self.on_reject {
             hook(&Reject {
                 reason,

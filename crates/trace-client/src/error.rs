@@ -162,8 +162,8 @@ pub enum DropReason {
     /// No connection: a connect sequence ran out its connect timeout, or the backend is
     /// down after one and its next connect attempt has not succeeded yet.
     ConnectTimeout,
-    /// The span's encoding is larger than the datagram limit (UDP) or the 16 MiB frame
-    /// limit (streams). Spans are never truncated.
+    /// The span's encoding is larger than the datagram limit (UDP), the 16 MiB frame
+    /// limit (streams) or the 4 MiB message limit (gRPC). Spans are never truncated.
     Oversize,
     /// A user-supplied [`Backend`](crate::Backend) panicked while sending it.
     Panicked,
@@ -176,11 +176,16 @@ pub enum DropReason {
     /// The client's [sampler](crate::Sampler) left the span's trace out: it was discarded
     /// unencoded.
     Unsampled,
+    /// The receiver answered the span's gRPC call with a status other than OK (the
+    /// receipt's error names the status code and the receiver's message). The connection
+    /// is kept: the receiver is reachable, it refused this span.
+    GrpcStatus,
 }
 
 impl DropReason {
     /// A short lowercase name (`closed`, `write_error`, `connect_timeout`, `oversize`,
-    /// `panicked`, `write_timeout`, `disabled`, `unsampled`), as used in the [`DropCounts`](crate::DropCounts)
+    /// `panicked`, `write_timeout`, `disabled`, `unsampled`, `grpc_status`), as used in the
+    /// [`DropCounts`](crate::DropCounts)
     /// accessors.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -192,6 +197,7 @@ impl DropReason {
             DropReason::WriteTimeout => "write_timeout",
             DropReason::Disabled => "disabled",
             DropReason::Unsampled => "unsampled",
+            DropReason::GrpcStatus => "grpc_status",
         }
     }
 }
@@ -242,6 +248,9 @@ impl fmt::Display for DeliveryError {
             }
             DropReason::Disabled => "span dropped: recording is disabled",
             DropReason::Unsampled => "span dropped: its trace is not sampled",
+            DropReason::GrpcStatus => {
+                "span dropped: the receiver answered with a grpc error status"
+            }
         })
     }
 }

@@ -50,6 +50,7 @@
 //! | `udp://host:port` (`udp4`, `udp6`; bare `host:port`) | one unframed span per datagram; spans over [`max_datagram_size`](ClientBuilder::max_datagram_size) are dropped, never truncated |
 //! | `unix:///path`, `unix:@abstract` | stream with SSF framing (5-byte header per span) |
 //! | `tcp://host:port` (`tcp4`, `tcp6`) | the same framing over TCP (veneur reads SSF over TCP only as gRPC; other receivers, such as `ssf-receiver`, read it) |
+//! | `grpc://host:port` (feature `grpc`) | veneur's `ssf.SSFGRPC` service over HTTP/2 (no TLS): one unary `SendSpan` call per span, the calls of a batch in flight together on one connection per backend; a span is sent once the receiver answered OK, dropped with [`DropReason::GrpcStatus`] on any other status. The transport for a veneur on another host |
 //! | `unixgram://`, `unixpacket://` | refused by [`build`](ClientBuilder::build): veneur does not read SSF from them |
 //!
 //! A frame is never split across writes of its own: a backend writes the frames of all the
@@ -237,6 +238,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `cadence` | no | [`StatsCounter`] for `cadence::StatsdClient` |
+//! | `grpc` | no | `grpc://` addresses (tonic's call layer over hyper's HTTP/2 client; no TLS) |
 //!
 //! # Minimum supported Rust version
 //!

@@ -29,7 +29,7 @@ pub(crate) struct Counters {
     reported_records: [AtomicU64; 2],
 }
 
-const DROP_REASONS: usize = 8;
+const DROP_REASONS: usize = 9;
 const REFUSED_FULL: usize = 0;
 const REFUSED_CLOSED: usize = 1;
 const REPORT_FLUSHES_FAILED: usize = 0;
@@ -47,6 +47,7 @@ fn drop_index(reason: DropReason) -> usize {
         DropReason::WriteTimeout => 5,
         DropReason::Disabled => 6,
         DropReason::Unsampled => 7,
+        DropReason::GrpcStatus => 8,
     }
 }
 
@@ -147,6 +148,7 @@ impl Counters {
             write_timeout: d(DropReason::WriteTimeout),
             disabled: d(DropReason::Disabled),
             unsampled: d(DropReason::Unsampled),
+            grpc_status: d(DropReason::GrpcStatus),
         };
         // Spans discarded while disabled or unsampled were never queued: counted once, in
         // both.
@@ -202,6 +204,7 @@ pub struct DropCounts {
     write_timeout: u64,
     disabled: u64,
     unsampled: u64,
+    grpc_status: u64,
 }
 
 impl DropCounts {
@@ -247,6 +250,11 @@ impl DropCounts {
         self.unsampled
     }
 
+    /// Dropped because the receiver answered their gRPC call with an error status.
+    pub fn grpc_status(&self) -> u64 {
+        self.grpc_status
+    }
+
     /// The count for one reason.
     pub fn get(&self, reason: DropReason) -> u64 {
         match reason {
@@ -258,6 +266,7 @@ impl DropCounts {
             DropReason::WriteTimeout => self.write_timeout,
             DropReason::Disabled => self.disabled,
             DropReason::Unsampled => self.unsampled,
+            DropReason::GrpcStatus => self.grpc_status,
         }
     }
 
@@ -271,6 +280,7 @@ impl DropCounts {
             + self.write_timeout
             + self.disabled
             + self.unsampled
+            + self.grpc_status
     }
 }
 

@@ -47,6 +47,7 @@ const FOLDERS: &[(&str, &[&str])] = &[
             "link",
             "stream",
             "udp",
+            "grpc",
             "user",
             "mod",
         ],

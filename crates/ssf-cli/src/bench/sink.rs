@@ -128,7 +128,7 @@ impl Local {
     pub(crate) async fn start(transport: Transport, kind: Kind) -> Result<Local, Failure> {
         let dir = match transport {
             Transport::Unix => Some(socket_dir()?),
-            Transport::Udp | Transport::Tcp => None,
+            _ => None,
         };
         let started = match kind {
             Kind::Counting { rate } => Self::start_counting(transport, dir.clone(), rate).await,
@@ -152,6 +152,8 @@ impl Local {
         let url = match (&dir, transport) {
             (Some(d), _) => format!("unix://{}", d.join("ssf.sock").display()),
             (None, Transport::Tcp) => "tcp://127.0.0.1:0".to_owned(),
+            #[cfg(feature = "grpc")]
+            (None, Transport::Grpc) => "grpc://127.0.0.1:0".to_owned(),
             (None, _) => "udp://127.0.0.1:0".to_owned(),
         };
         let mut receiver = Receiver::builder()
@@ -202,6 +204,13 @@ impl Local {
                 let local = listener.local_addr()?;
                 tasks.spawn(accept_all(listener, count));
                 Address::tcp(local)
+            }
+            #[cfg(feature = "grpc")]
+            (None, Transport::Grpc) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a grpc receiver decodes every span: drop --count-only",
+                ));
             }
             (None, _) => {
                 let socket = UdpSocket::bind("127.0.0.1:0").await?;

@@ -62,6 +62,8 @@ pub(super) struct Options {
 pub(super) enum Destination {
     Udp(Address),
     Stream(Address),
+    #[cfg(feature = "grpc")]
+    Grpc(Address),
     User,
 }
 
@@ -73,6 +75,8 @@ impl Destination {
             Scheme::Tcp | Scheme::Tcp4 | Scheme::Tcp6 => Ok(Destination::Stream(addr)),
             #[cfg(unix)]
             Scheme::Unix => Ok(Destination::Stream(addr)),
+            #[cfg(feature = "grpc")]
+            Scheme::Grpc => Ok(Destination::Grpc(addr)),
             other => Err(BuildError::UnsupportedScheme(other)),
         }
     }
@@ -176,6 +180,12 @@ impl Options {
             (Destination::Stream(_), false) => Encoding::OnRecord {
                 framing: Framing::Stream,
                 max: ssf_codec::MAX_FRAME_LENGTH,
+            },
+            // The bare protobuf bytes, as UDP sends them: the message of a call.
+            #[cfg(feature = "grpc")]
+            (Destination::Grpc(_), false) => Encoding::OnRecord {
+                framing: Framing::Datagram,
+                max: crate::transport::grpc::MAX_MESSAGE,
             },
         };
         Ok(Config {

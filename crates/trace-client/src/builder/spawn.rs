@@ -98,6 +98,17 @@ pub(super) fn start(
                 spawn_worker(handle, i, t, &shared, control, batch);
             }
         }
+        #[cfg(feature = "grpc")]
+        Destination::Grpc(addr) => {
+            for (i, control) in control_rxs.into_iter().enumerate() {
+                let Some(t) =
+                    crate::transport::GrpcTransport::new(&addr, &config.net, shared.clone())
+                else {
+                    return Err(BuildError::UnsupportedScheme(addr.scheme()));
+                };
+                spawn_worker(handle, i, t, &shared, control, batch);
+            }
+        }
     }
     if let Some(every) = config.flush_interval {
         handle.spawn(periodic_flush(shared.clone(), every));

@@ -7,7 +7,8 @@
 //!   capped backoff, "down" while the receiver cannot be reached;
 //! * [`write`]: writes with a stall timeout, cut short by an abort;
 //! * [`stream`] (unix and TCP, framed), [`udp`] (datagrams; [`sys_linux`] sends them
-//!   64 per system call) and [`user`] (a user's [`Backend`](crate::Backend)).
+//!   64 per system call), `grpc` (feature `grpc`: one unary call per span, the calls
+//!   of a batch in flight together) and [`user`] (a user's [`Backend`](crate::Backend)).
 //!
 //! A transport belongs to one worker and owns at most one connection. The worker hands
 //! it the spans of a batch taken from the queue ([`Transport::stage`]) and then has it
@@ -19,6 +20,8 @@
 
 pub(crate) mod api;
 pub(crate) mod backoff;
+#[cfg(feature = "grpc")]
+pub(crate) mod grpc;
 pub(crate) mod ledger;
 pub(crate) mod link;
 pub(crate) mod stream;
@@ -28,6 +31,8 @@ pub(crate) mod user;
 pub(crate) mod write;
 
 pub(crate) use api::{NetConfig, Transport};
+#[cfg(feature = "grpc")]
+pub(crate) use grpc::GrpcTransport;
 pub(crate) use ledger::oversize_error;
 pub(crate) use stream::StreamTransport;
 pub(crate) use udp::UdpTransport;
