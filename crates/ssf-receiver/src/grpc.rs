@@ -4,9 +4,15 @@
 //! Limits are the stream listener's: at most `max_connections` connections at once (one
 //! over is closed on arrival and counted), a message over `max_frame_length` is refused
 //! from its length prefix before its body is buffered (tonic's
-//! `max_decoding_message_size`), and a call waits for room in the span channel before it
-//! is answered, so a slow consumer slows the senders down. As veneur does, spans received
-//! over gRPC are not normalised.
+//! `max_decoding_message_size`), the messages a connection's calls are reading hold at
+//! most `max_frame_length` bytes together (a call that does not fit is refused with
+//! `resource_exhausted`; see `budget.rs`), `read_timeout` closes a connection on which no
+//! message arrived in time (waiting for the consumer does not count), and a call waits
+//! for room in the span channel before it is answered, so a slow consumer slows the
+//! senders down. Spans are normalised as the stream listener's are (veneur skips this for
+//! gRPC, so a sample rate of 0 stays 0 there).
+
+mod budget;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,13 +27,15 @@ use hyper_util::service::TowerToHyperService;
 use ssf_proto::SsfSpan;
 use ssf_proto::grpc::SEND_SPAN_PATH;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
 use crate::reject::RejectReason;
 use crate::stats::{add, incr};
-use crate::task::{Ctx, ERROR_PAUSE};
+use crate::task::{Ctx, Deadline, ERROR_PAUSE, expired};
+use budget::{Budget, OVER_BUDGET};
 
 /// Concurrent calls per connection, at most (the HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`
 /// the listener announces).
@@ -74,13 +82,18 @@ pub(crate) async fn run_grpc(listener: TcpListener, ctx: Ctx) {
     while conns.join_next().await.is_some() {}
 }
 
-/// Serves one connection until the peer closes it, or until shutdown (a graceful one:
-/// the calls in flight are answered).
+/// Serves one connection until the peer closes it, until no message arrives within the
+/// read timeout, or until shutdown (a graceful one: the calls in flight are answered).
 async fn serve(stream: TcpStream, peer: String, ctx: Ctx) {
     let _ = stream.set_nodelay(true);
+    // The calls waiting for room in the span channel; every change (and every message
+    // decoded) is progress that restarts the read timeout.
+    let (progress, mut progress_rx) = watch::channel(0usize);
     let service = SendSpanService {
         ctx: ctx.clone(),
-        peer,
+        peer: peer.clone(),
+        budget: Budget::new(ctx.max_frame_length),
+        progress,
     };
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -88,9 +101,26 @@ async fn serve(stream: TcpStream, peer: String, ctx: Ctx) {
         .max_concurrent_streams(MAX_STREAMS);
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::pin!(conn);
-    let ended = tokio::select! {
-        r = conn.as_mut() => Some(r),
-        () = ctx.cancel.cancelled() => None,
+    let mut deadline = Deadline::new(ctx.read_timeout);
+    let mut delivering = false;
+    let ended = loop {
+        tokio::select! {
+            r = conn.as_mut() => break Some(r),
+            () = ctx.cancel.cancelled() => break None,
+            Ok(()) = progress_rx.changed(), if deadline.is_some() => {
+                delivering = *progress_rx.borrow_and_update() > 0;
+                if let Some(d) = deadline.as_mut() {
+                    d.restart();
+                }
+            }
+            after = expired(&mut deadline), if !delivering => {
+                incr(&ctx.counters.timeouts);
+                ctx.reject(RejectReason::Timeout, &|| peer.clone(), &|| {
+                    format!("no grpc message within {after:?}; connection closed")
+                });
+                break None;
+            }
+        }
     };
     let ended = match ended {
         Some(r) => r,
@@ -115,6 +145,8 @@ async fn serve(stream: TcpStream, peer: String, ctx: Ctx) {
 struct SendSpanService {
     ctx: Ctx,
     peer: String,
+    budget: Budget,
+    progress: watch::Sender<usize>,
 }
 
 type ResponseFuture =
@@ -132,6 +164,9 @@ impl tower_service::Service<http::Request<Incoming>> for SendSpanService {
     fn call(&mut self, req: http::Request<Incoming>) -> ResponseFuture {
         let ctx = self.ctx.clone();
         let peer = self.peer.clone();
+        let progress = self.progress.clone();
+        let limit = ctx.max_frame_length;
+        let req = req.map(|body| self.budget.wrap(body, limit));
         Box::pin(async move {
             let path = req.uri().path();
             if path != SEND_SPAN_PATH {
@@ -145,10 +180,14 @@ impl tower_service::Service<http::Request<Incoming>> for SendSpanService {
             let codec = SpanCodec {
                 ctx: ctx.clone(),
                 peer: peer.clone(),
+                progress: progress.clone(),
             };
-            let mut grpc =
-                tonic::server::Grpc::new(codec).max_decoding_message_size(ctx.max_frame_length);
-            let response = grpc.unary(Deliver { ctx: ctx.clone() }, req).await;
+            let mut grpc = tonic::server::Grpc::new(codec).max_decoding_message_size(limit);
+            let deliver = Deliver {
+                ctx: ctx.clone(),
+                progress,
+            };
+            let response = grpc.unary(deliver, req).await;
             // A message over the limit is answered by tonic before our decoder runs.
             let code = response
                 .headers()
@@ -159,9 +198,14 @@ impl tower_service::Service<http::Request<Incoming>> for SendSpanService {
             if code == Some(Code::OutOfRange) {
                 incr(&ctx.counters.rejected_calls);
                 ctx.reject(RejectReason::RejectedCall, &|| peer.clone(), &|| {
+                    format!("message over the limit of {limit} bytes; refused before reading it")
+                });
+            } else if code == Some(OVER_BUDGET) {
+                incr(&ctx.counters.rejected_calls);
+                ctx.reject(RejectReason::RejectedCall, &|| peer.clone(), &|| {
                     format!(
-                        "message over the limit of {} bytes; refused before reading it",
-                        ctx.max_frame_length
+                        "message refused before reading it: the connection's calls already \
+                         hold {limit} bytes of messages"
                     )
                 });
             }
@@ -175,11 +219,13 @@ impl tower_service::Service<http::Request<Incoming>> for SendSpanService {
 struct SpanCodec {
     ctx: Ctx,
     peer: String,
+    progress: watch::Sender<usize>,
 }
 
 struct SpanDecoder {
     ctx: Ctx,
     peer: String,
+    progress: watch::Sender<usize>,
 }
 
 struct EmptyEncoder;
@@ -198,6 +244,7 @@ impl Codec for SpanCodec {
         SpanDecoder {
             ctx: self.ctx.clone(),
             peer: self.peer.clone(),
+            progress: self.progress.clone(),
         }
     }
 }
@@ -221,6 +268,8 @@ impl Decoder for SpanDecoder {
         let len = src.remaining();
         incr(&c.frames);
         add(&c.bytes, len as u64);
+        // A whole message arrived: the connection is not idle.
+        self.progress.send_modify(|_| {});
         // tonic hands over one whole message, already checked against the limit.
         match ssf_proto::wire::decode(&mut *src) {
             Ok(span) => Ok(Some(span)),
@@ -238,9 +287,27 @@ impl Decoder for SpanDecoder {
     }
 }
 
-/// Hands a decoded span to the consumer, waiting for room; answers once it is queued.
+/// Hands a decoded span to the consumer (normalised, as the stream listener's are),
+/// waiting for room; answers once it is queued.
 struct Deliver {
     ctx: Ctx,
+    progress: watch::Sender<usize>,
+}
+
+/// Counts a call as waiting for the consumer while it lives.
+struct Waiting(watch::Sender<usize>);
+
+impl Waiting {
+    fn new(progress: watch::Sender<usize>) -> Waiting {
+        progress.send_modify(|n| *n += 1);
+        Waiting(progress)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl tonic::server::UnaryService<SsfSpan> for Deliver {
@@ -249,9 +316,10 @@ impl tonic::server::UnaryService<SsfSpan> for Deliver {
 
     fn call(&mut self, request: tonic::Request<SsfSpan>) -> Self::Future {
         let ctx = self.ctx.clone();
+        let progress = self.progress.clone();
         Box::pin(async move {
-            if ctx.tx.send(request.into_inner()).await.is_ok() {
-                incr(&ctx.counters.spans);
+            let _waiting = Waiting::new(progress);
+            if ctx.deliver(request.into_inner()).await {
                 Ok(tonic::Response::new(()))
             } else {
                 Err(Status::unavailable("the receiver is shutting down"))

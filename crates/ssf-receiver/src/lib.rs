@@ -55,6 +55,10 @@
 //!   [`max_connections`](ReceiverBuilder::max_connections) per listener, memory is bounded
 //!   by the frame limit times the connections (16 MiB × 1024 by default; lower both for an
 //!   exposed listener);
+//! * a gRPC connection's calls hold at most the frame limit of messages between them
+//!   (a call that does not fit is refused with `resource_exhausted`, counted, before its
+//!   message is read), so the bound above holds for `grpc://` listeners too, plus
+//!   HTTP/2's flow-control window (1 MiB) per connection;
 //! * a connection over the limit is closed on arrival, and
 //!   [`read_timeout`](ReceiverBuilder::read_timeout) closes connections that idle or
 //!   dribble a frame too slowly, so that they cannot hold the places for ever;
@@ -248,6 +252,13 @@ impl ReceiverBuilder {
     /// default) [`MAX_FRAME_LENGTH`]. A connection's read buffer holds at most one frame,
     /// so this (plus a few KiB) bounds the memory each connection can make the receiver
     /// use; with [`max_connections`](Self::max_connections) it bounds the total.
+    ///
+    /// On a `grpc://` listener it is the largest message (a longer one is refused with
+    /// `out_of_range` from its length prefix) and also what all of one connection's calls
+    /// may hold at once while their messages arrive: a call whose message does not fit
+    /// beside the others' is refused with `resource_exhausted` before any of it is read.
+    /// Both are counted as `rejected_calls`. A connection also holds up to hyper's HTTP/2
+    /// flow-control window (1 MiB) of bytes not yet read.
     pub fn max_frame_length(mut self, n: usize) -> Self {
         self.max_frame_length = n.min(MAX_FRAME_LENGTH);
         self
@@ -261,15 +272,16 @@ impl ReceiverBuilder {
         self
     }
 
-    /// How many connections each stream listener reads at once; a connection beyond
-    /// that is closed on arrival and counted as `connections_rejected`. At least 1.
+    /// How many connections each stream or gRPC listener reads at once; a connection
+    /// beyond that is closed on arrival and counted as `connections_rejected`. At least 1.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
     }
 
-    /// How long a stream connection may take to deliver each whole frame; `None` (the
-    /// default) for no limit.
+    /// How long a stream connection may take to deliver each whole frame, or a gRPC
+    /// connection each whole message (of any of its calls); `None` (the default) for no
+    /// limit.
     ///
     /// The clock starts when the connection is accepted and again each time a frame is
     /// complete, so this closes a connection that sends nothing for that long as well as
@@ -327,6 +339,10 @@ impl ReceiverBuilder {
 
     /// Whether to apply veneur's ingest normalisation ([`ssf_proto::normalize`]) to every
     /// span. Turn it off to see spans exactly as they were sent.
+    ///
+    /// Spans received over gRPC are normalised too, where veneur hands them on as they
+    /// came (so there a sample rate of 0 stays 0 and an empty name is not taken from the
+    /// `name` tag).
     pub fn normalize(mut self, yes: bool) -> Self {
         self.normalize = yes;
         self

@@ -17,12 +17,15 @@ pub enum RejectReason {
     CorruptFrame,
     /// A connection closed on arrival because its listener was at its limit.
     ConnectionLimit,
-    /// A stream connection closed because no whole frame arrived within the
+    /// A stream connection closed because no whole frame (on gRPC, no whole message)
+    /// arrived within the
     /// [`read_timeout`](crate::ReceiverBuilder::read_timeout): idle, or too slow.
     Timeout,
     /// A gRPC call refused with an error status: a message over the
     /// [`max_frame_length`](crate::ReceiverBuilder::max_frame_length) (refused from its
-    /// length prefix) or a method other than `SendSpan`. The connection goes on.
+    /// length prefix), a message that does not fit in what the connection's other calls
+    /// leave of that limit (`resource_exhausted`), or a method other than `SendSpan`. The
+    /// connection goes on.
     RejectedCall,
 }
 

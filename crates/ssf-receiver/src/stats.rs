@@ -24,7 +24,7 @@ use crate::RejectReason;
 /// | `timeouts` | connections closed by the [`read_timeout`](crate::ReceiverBuilder::read_timeout) |
 /// | `disconnects` | streams that ended cleanly (end of input between frames) |
 /// | `bytes` | payload bytes read from every socket |
-/// | `rejected_calls` | gRPC calls refused with an error status (message over the limit, unknown method) |
+/// | `rejected_calls` | gRPC calls refused with an error status (message over the limit or the connection's budget, unknown method) |
 ///
 /// Each [`RejectReason`] has its counter; [`rejects`](Self::rejects) picks it by reason.
 #[non_exhaustive]

@@ -67,7 +67,7 @@ impl Ctx {
     }
 
     /// Normalises and queues a span, waiting for room. `false` when the consumer is gone.
-    async fn deliver(&self, mut span: SsfSpan) -> bool {
+    pub(crate) async fn deliver(&self, mut span: SsfSpan) -> bool {
         if self.normalize {
             ssf_proto::normalize(&mut span);
         }
@@ -308,13 +308,13 @@ pub(crate) async fn run_stream<S: AsyncRead + Dup + Unpin>(io: S, peer: String, 
 
 /// The read timeout's clock: reset at each whole frame, it fires when the next one takes
 /// too long.
-struct Deadline {
+pub(crate) struct Deadline {
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
 }
 
 impl Deadline {
-    fn new(timeout: Option<Duration>) -> Option<Deadline> {
+    pub(crate) fn new(timeout: Option<Duration>) -> Option<Deadline> {
         let timeout = timeout?;
         // A timeout beyond the clock's range is no timeout.
         let at = Instant::now().checked_add(timeout)?;
@@ -324,7 +324,7 @@ impl Deadline {
         })
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         if let Some(at) = Instant::now().checked_add(self.timeout) {
             self.sleep.as_mut().reset(at);
         }
@@ -332,7 +332,7 @@ impl Deadline {
 }
 
 /// Waits for the deadline, if there is one, for ever otherwise.
-async fn expired(deadline: &mut Option<Deadline>) -> Duration {
+pub(crate) async fn expired(deadline: &mut Option<Deadline>) -> Duration {
     match deadline {
         Some(d) => {
             d.sleep.as_mut().await;

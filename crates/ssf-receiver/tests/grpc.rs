@@ -43,3 +43,31 @@ async fn a_grpc_listener_reports_its_real_port() {
     assert!(r.local_addr().is_grpc());
     assert_ne!(r.local_addr().host_port().unwrap().1, 0);
 }
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_by_the_read_timeout_and_counted() {
+    let receiver = Receiver::builder()
+        .listen("grpc://127.0.0.1:0")
+        .unwrap()
+        .read_timeout(Duration::from_millis(100))
+        .bind()
+        .await
+        .unwrap();
+    let (_, port) = receiver.local_addr().host_port().unwrap();
+    // Connected, and never a byte: not even the HTTP/2 preface.
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {} // the server's SETTINGS, GOAWAY
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection was closed");
+    let stats = receiver.shutdown().await;
+    assert_eq!(stats.timeouts, 1, "{stats:?}");
+    assert_eq!(stats.rejects(RejectReason::Timeout), 1);
+}
