@@ -502,7 +502,8 @@ pub enum BuildError {
     /// The address could not be parsed.
     Address(AddrError),
     /// The address's scheme is one the client does not send to (`unixgram`,
-    /// `unixpacket`: veneur does not listen for SSF on them).
+    /// `unixpacket`: veneur does not listen for SSF on them), or `grpc` in a build
+    /// without the `grpc` feature.
     UnsupportedScheme(Scheme),
     /// `build` was called outside a tokio runtime.
     NoRuntime,
@@ -516,6 +517,9 @@ impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::Address(_) => f.write_str("invalid client address"),
+            BuildError::UnsupportedScheme(Scheme::Grpc) if !cfg!(feature = "grpc") => f.write_str(
+                "can not connect to grpc addresses: trace-client was built without its `grpc` feature",
+            ),
             BuildError::UnsupportedScheme(s) => {
                 write!(f, "can not connect to {s} addresses")
             }

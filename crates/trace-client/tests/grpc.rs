@@ -243,3 +243,202 @@ async fn a_span_over_the_receivers_limit_is_dropped_with_its_grpc_status() {
     let stats = receiver.shutdown().await;
     assert_eq!(stats.rejects(RejectReason::RejectedCall), 1);
 }
+
+// One thread: the spans are all queued before the worker first runs, so they make one
+// batch, whose calls meet the stall together.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stalled_receiver_fails_the_rest_of_the_batch_at_once_and_shutdown_keeps_its_deadline() {
+    const N: i64 = 2000;
+    // Room for one span, and nobody reading: every call after the first waits.
+    let receiver = Receiver::builder()
+        .listen("grpc://127.0.0.1:0")
+        .unwrap()
+        .capacity(1)
+        .bind()
+        .await
+        .unwrap();
+    let addr = receiver.local_addr().to_string();
+    let write_timeout = Duration::from_millis(300);
+    let client = Client::builder(&addr)
+        .parallel_backends(1)
+        .capacity(4096)
+        .write_timeout(write_timeout)
+        .build()
+        .unwrap();
+    let receipts: Vec<Receipt> = (0..N)
+        .map(|id| client.record_with_receipt(span(id)).expect("room"))
+        .collect();
+    let start = Instant::now();
+    let _ = client.flush().await;
+    // Without failing fast, each wave of 64 calls would wait out its own timeout: about
+    // 31 waves of 300 ms for 2000 spans.
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    let (mut ok, mut timed_out, mut down, mut not_tried) = (0u64, 0u64, 0u64, 0u64);
+    for r in receipts {
+        match r.await {
+            Ok(()) => ok += 1,
+            // Later batches find the backend down after the stall, until its backoff.
+            Err(e) if e.reason() == DropReason::ConnectTimeout => down += 1,
+            Err(e) => {
+                assert_eq!(e.reason(), DropReason::WriteTimeout, "{e}");
+                timed_out += 1;
+                let cause = std::error::Error::source(&e).map(|c| c.to_string());
+                if cause.is_some_and(|c| c.contains("an earlier call failed")) {
+                    not_tried += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(ok + timed_out + down, N as u64);
+    assert!(ok >= 1, "the first span fits the receiver's channel");
+    assert!(not_tried > 0, "the spans behind the stall were not tried");
+    let stats = client.stats();
+    assert_eq!(stats.sent(), ok, "{stats:?}");
+    assert_eq!(stats.dropped().write_timeout(), timed_out, "{stats:?}");
+    assert_eq!(stats.dropped().connect_timeout(), down, "{stats:?}");
+    assert_settled(&stats);
+
+    // More spans while the receiver is still stuck; shutdown gives up at its deadline.
+    for id in N..N + 200 {
+        let _ = client.try_record(span(id));
+    }
+    let start = Instant::now();
+    let report = client.shutdown(Duration::from_secs(1)).await;
+    assert!(start.elapsed() < Duration::from_secs(6), "{report:?}");
+    assert_report_settled(&report);
+    drop(receiver);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_does_not_trip_the_read_timeout() {
+    const N: i64 = 20;
+    let mut receiver = Receiver::builder()
+        .listen("grpc://127.0.0.1:0")
+        .unwrap()
+        .capacity(1)
+        .read_timeout(Duration::from_millis(200))
+        .bind()
+        .await
+        .unwrap();
+    let addr = receiver.local_addr().to_string();
+    let client = Client::builder(&addr).build().unwrap();
+    for id in 0..N {
+        client.record(span(id)).await.unwrap();
+    }
+    // The calls wait for the consumer, which starts late and reads slowly: longer in
+    // all than the read timeout, which must not count that waiting against the client.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut got = Vec::new();
+    while got.len() < N as usize {
+        let s = tokio::time::timeout(PATIENCE, receiver.recv())
+            .await
+            .expect("the span")
+            .expect("open");
+        got.push(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.flush().await.expect("every span answered OK");
+    let mut ids = ids(&got);
+    ids.sort_unstable();
+    assert_eq!(ids, (0..N).collect::<Vec<_>>());
+    let report = client.shutdown(PATIENCE).await;
+    assert_eq!(report.sent(), N as u64, "{report:?}");
+    let stats = receiver.shutdown().await;
+    assert_eq!(stats.timeouts, 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_while_idle_is_replaced_without_losing_a_span() {
+    let mut receiver = Receiver::builder()
+        .listen("grpc://127.0.0.1:0")
+        .unwrap()
+        .read_timeout(Duration::from_millis(100))
+        .bind()
+        .await
+        .unwrap();
+    let addr = receiver.local_addr().to_string();
+    let client = Client::builder(&addr).parallel_backends(1).build().unwrap();
+    for round in 0..3 {
+        client.record(span(round)).await.unwrap();
+        client.flush().await.expect("answered OK");
+        let got = receiver.collect(1, PATIENCE).await.unwrap();
+        assert_eq!(got[0].id, round);
+        // Idle past the receiver's read timeout: it closes the connection.
+        let h = receiver.handle();
+        let before = h.stats().timeouts;
+        let start = Instant::now();
+        while h.stats().timeouts == before {
+            assert!(start.elapsed() < PATIENCE, "the idle connection was closed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = client.shutdown(PATIENCE).await;
+    assert_eq!(
+        (report.sent(), report.dropped_total()),
+        (3, 0),
+        "{report:?}"
+    );
+    let stats = receiver.shutdown().await;
+    assert_eq!(stats.timeouts, 3, "{stats:?}");
+    assert_eq!(stats.connections_accepted, 3, "{stats:?}");
+}
+
+#[tokio::test]
+async fn grpc_spans_are_normalised_as_stream_spans_are() {
+    let (mut receiver, addr) = grpc_receiver().await;
+    let client = Client::builder(&addr).build().unwrap();
+    let mut s = span(1);
+    s.name.clear();
+    s.tags.insert("name".into(), "from-the-tag".into());
+    let mut sample = local_sample();
+    sample.sample_rate = 0.0;
+    s.metrics.push(sample);
+    client.record(s).await.unwrap();
+    client.flush().await.unwrap();
+    let got = receiver.collect(1, PATIENCE).await.unwrap();
+    assert_eq!(got[0].name, "from-the-tag");
+    assert!(!got[0].tags.contains_key("name"));
+    assert_eq!(got[0].metrics[0].sample_rate, 1.0);
+    let _ = client.shutdown(PATIENCE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_the_connections_budget_are_refused_and_counted_on_both_sides() {
+    const N: i64 = 400;
+    // Room for about two of these spans' messages at once on a connection. Whether a
+    // call finds the budget spent depends on timing (the budget itself is pinned by the
+    // unit tests of `ssf-receiver`'s `grpc/budget.rs`); the accounting must hold either
+    // way.
+    let receiver = Receiver::builder()
+        .listen("grpc://127.0.0.1:0")
+        .unwrap()
+        .max_frame_length(10_000)
+        .bind()
+        .await
+        .unwrap();
+    let addr = receiver.local_addr().to_string();
+    let (handle, seen) = consume(receiver);
+    let client = Client::builder(&addr).parallel_backends(1).build().unwrap();
+    for id in 0..N {
+        client.record(big_span(id, 4000)).await.unwrap();
+    }
+    let _ = client.flush().await;
+    let report = client.shutdown(PATIENCE).await;
+    assert_report_settled(&report);
+    let refused = report.dropped().grpc_status();
+    assert_eq!(report.sent() + refused, N as u64, "{report:?}");
+    handle.shutdown();
+    let got = seen.await.unwrap();
+    let stats = handle.stats();
+    assert_eq!(got.len() as u64, report.sent(), "sent == received");
+    assert_eq!(
+        stats.rejects(RejectReason::RejectedCall),
+        refused,
+        "{stats:?}"
+    );
+}

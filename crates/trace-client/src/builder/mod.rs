@@ -177,7 +177,8 @@ impl ClientBuilder {
     /// bytes: frames collect in it and are written together when it is full, on
     /// [`flush`](Client::flush), on a [`flush_interval`](Self::flush_interval) tick and at
     /// shutdown. Without [`flush`](Client::flush) or a flush interval, spans may wait in
-    /// the buffer indefinitely. UDP clients ignore it (one datagram per span). Network
+    /// the buffer indefinitely. UDP clients ignore it (one datagram per span), and so do
+    /// gRPC clients (one call per span, all of a batch answered before it ends). Network
     /// only.
     pub fn buffered(mut self, buffered: bool) -> Self {
         self.network("buffered");
@@ -187,7 +188,7 @@ impl ClientBuilder {
 
     /// Size of the write buffer of [`buffered`](Self::buffered) stream backends, in bytes
     /// (setting it turns buffering on). A span larger than the buffer is written on its
-    /// own. Network only.
+    /// own. UDP and gRPC clients ignore it. Network only.
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.network("buffer_size");
         self.options.buffered = true;
@@ -266,6 +267,10 @@ impl ClientBuilder {
     /// is closed and the backend is down until its next backoff time (see
     /// [`connect_timeout`](Self::connect_timeout)). A slow receiver that keeps reading
     /// never trips it. Network only.
+    ///
+    /// Over `grpc://` it is the time a call may wait for its answer, so a receiver that
+    /// reads but answers late (its queue full) does trip it; the calls of the batch not
+    /// yet started are then dropped at once, for the same reason.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.network("write_timeout");
         self.options.write_timeout = Some(timeout);
@@ -393,7 +398,8 @@ impl ClientBuilder {
     ///
     /// * [`BuildError::Address`]: the address does not parse;
     /// * [`BuildError::UnsupportedScheme`]: `unixgram`/`unixpacket` (veneur does not read
-    ///   SSF from them), or unix sockets on a platform without them;
+    ///   SSF from them), unix sockets on a platform without them, or `grpc://` without
+    ///   the `grpc` feature;
     /// * [`BuildError::Invalid`]: a zero capacity, backend count, buffer size, backoff,
     ///   connect, write or flush timeout, flush or statistics interval; a backoff above the maximum; a
     ///   datagram limit of 0 or above 65 507 bytes;
@@ -423,7 +429,8 @@ impl ClientBuilder {
 /// The ways to start building a client.
 impl Client {
     /// A builder for a client sending to `addr`, an SSF address URL such as
-    /// `udp://127.0.0.1:8128`, `tcp://collector:8128` or `unix:///run/veneur/ssf.sock`
+    /// `udp://127.0.0.1:8128`, `tcp://collector:8128`, `unix:///run/veneur/ssf.sock` or
+    /// (feature `grpc`) `grpc://veneur.internal:8126`
     /// (see [`ssf_codec::addr`]). The address is parsed by
     /// [`build`](ClientBuilder::build).
     pub fn builder(addr: impl AsRef<str>) -> ClientBuilder {

@@ -47,6 +47,9 @@ pub(crate) const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 /// HTTP/2 servers commonly allow, so no call waits for a stream.
 const IN_FLIGHT: usize = 64;
 
+/// The longest answer read: `Empty` is no bytes, but a newer receiver may add fields.
+const MAX_ANSWER: usize = 64 * 1024;
+
 /// Encoded spans held before their calls start, at most (bytes).
 const STAGED_BYTES: usize = 256 * 1024;
 
@@ -132,7 +135,8 @@ async fn connect_grpc(addr: Address) -> io::Result<H2Conn> {
     for a in addr.resolve().await? {
         match TcpStream::connect(a).await {
             Ok(s) => {
-                s.set_nodelay(true)?;
+                // Latency only: a socket that refuses the option still carries calls.
+                let _ = s.set_nodelay(true);
                 let (send, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .handshake(TokioIo::new(s))
@@ -306,6 +310,9 @@ impl GrpcTransport {
         receipts: &mut [Option<ReceiptSender>],
     ) -> Result<(), Aborted> {
         let n = ends.len();
+        // A connection the receiver closed since the last batch (an idle timeout, a
+        // GOAWAY) is replaced before any call is lost on it.
+        self.link.forget_closed(|c| c.send.is_closed());
         let conn = match self.link.get().await {
             Ok(c) => c.clone(),
             Err(e) => {
@@ -321,7 +328,9 @@ impl GrpcTransport {
                 return if aborting { Err(Aborted) } else { Ok(()) };
             }
         };
-        let grpc = tonic::client::Grpc::with_origin(conn.clone(), self.origin.clone());
+        // `Empty` answers: anything longer than this is refused before it is buffered.
+        let grpc = tonic::client::Grpc::with_origin(conn.clone(), self.origin.clone())
+            .max_decoding_message_size(MAX_ANSWER);
         let timeout = self.write_timeout;
         let call = |i: usize| {
             let start = if i == 0 { 0 } else { ends[i - 1] };
@@ -358,9 +367,13 @@ impl GrpcTransport {
         let mut settled = vec![false; n];
         let mut broken = false;
         let mut stalled = false;
+        // Once the receiver stalls or the connection breaks, no more calls start on it:
+        // the batch's other spans are dropped at once, for the same reason, instead of
+        // each waiting out its own timeout on a connection known to be bad.
+        let mut given_up: Option<(DropReason, String)> = None;
         let mut sent_bytes = 0;
         let aborted = loop {
-            while next < n && in_flight.len() < IN_FLIGHT {
+            while given_up.is_none() && next < n && in_flight.len() < IN_FLIGHT {
                 in_flight.push(call(next));
                 next += 1;
             }
@@ -386,6 +399,10 @@ impl GrpcTransport {
                         DropReason::WriteError => broken = true,
                         _ => {}
                     }
+                    let bad = stalled || (broken && conn.send.is_closed());
+                    if bad && given_up.is_none() {
+                        given_up = Some((reason, e.to_string()));
+                    }
                     self.ledger.settle(r, Err((reason, &e)));
                 }
             }
@@ -401,6 +418,17 @@ impl GrpcTransport {
             }
             drop(self.link.take());
             return Err(Aborted);
+        }
+        if let Some((reason, why)) = given_up {
+            let kind = if reason == DropReason::WriteTimeout {
+                io::ErrorKind::TimedOut
+            } else {
+                io::ErrorKind::ConnectionReset
+            };
+            let e = io::Error::new(kind, format!("not sent: an earlier call failed ({why})"));
+            for r in receipts[next..].iter_mut() {
+                self.ledger.settle(r.take(), Err((reason, &e)));
+            }
         }
         if stalled {
             self.link.stalled();

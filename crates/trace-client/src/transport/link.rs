@@ -194,6 +194,16 @@ impl<K: Connect> Link<K> {
         self.conn = Some(conn);
     }
 
+    /// Forgets the connection if `closed` says it is gone (the peer closed it while it
+    /// idled, say), so that the next [`get`](Self::get) opens a new one instead of
+    /// failing a write on it.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn forget_closed(&mut self, closed: impl FnOnce(&K::Conn) -> bool) {
+        if self.conn.as_ref().is_some_and(closed) {
+            self.conn = None;
+        }
+    }
+
     /// Forgets the connection after a write error: the next span reconnects at once.
     pub(crate) fn reset(&mut self) {
         self.conn = None;
