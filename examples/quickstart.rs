@@ -8,7 +8,7 @@
 //! Without `SSF_ADDR`, it starts an SSF receiver in this process on a unix socket in a
 //! temporary directory, sends a trace of four spans there (a root with three children:
 //! tags, one error, counter, gauge and timing samples), flushes, and prints the trace as the
-//! receiver got it. With `SSF_ADDR` (any address URL: `udp://`, `unix://`, `tcp://`, or a
+//! receiver got it. With `SSF_ADDR` (any address URL: `udp://`, `unix://`, `tcp://`, `grpc://`, or a
 //! bare `host:port` for UDP) it sends the same trace there and prints the client's delivery
 //! report instead.
 

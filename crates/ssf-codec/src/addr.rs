@@ -1,10 +1,11 @@
-//! veneur-style address URLs: `udp://host:port`, `tcp://host:port`, `unix:///path`,
-//! `unix:@abstract`, and a bare `host:port` meaning UDP.
+//! veneur-style address URLs: `udp://host:port`, `tcp://host:port`, `grpc://host:port`,
+//! `unix:///path`, `unix:@abstract`, and a bare `host:port` meaning UDP.
 //!
 //! | form | meaning |
 //! |---|---|
 //! | `udp://127.0.0.1:8128`, `udp4://…`, `udp6://…` | UDP datagrams; the digit restricts name resolution to IPv4 or IPv6 |
 //! | `tcp://…`, `tcp4://…`, `tcp6://…` | a TCP stream with SSF framing |
+//! | `grpc://host:port` | veneur's `ssf.SSFGRPC` gRPC service over HTTP/2 (no TLS) |
 //! | `unix:///tmp/veneur.sock` | a unix stream socket with SSF framing; `unix:relative.sock` is a relative path |
 //! | `unix:@name` | a socket in Linux's abstract namespace |
 //! | `unixgram://…`, `unixpacket://…` | parsed for completeness; veneur does not listen for SSF on them |
