@@ -180,6 +180,14 @@ for t in $DECODING_KEYS; do
   job "decoding-$t" $args
 done
 
+# gRPC's two ways to have spans on their way at once: calls in flight on one HTTP/2
+# connection, or connections (backends). The first three keep 64 in flight in all.
+GRPC_SHAPES="1x64 8x8 64x1 2x64 8x64"
+for shape in $GRPC_SHAPES; do
+  b=${shape%x*}; c=${shape#*x}
+  job "grpc-shape-$shape" --in-process grpc --spans $((SPANS / 20)) --reuse --backends "$b" --grpc-calls "$c"
+done
+
 # A receiver that takes SINK_RATE spans/s: what the client sustains to it.
 SLOW_ARGS=(--in-process unix --count-only --sink-rate "$SINK_RATE")
 job sustained "${SLOW_ARGS[@]}" --spans "$SINK_RATE"
@@ -243,6 +251,14 @@ for t in $DECODING_KEYS; do
   DECODING+="| $t | $(rate "$(sps "$r")") | $(jq .cpu_s <<<"$r") "
   DECODING+="| $(mib "$(jq .peak_rss_bytes <<<"$r")") | $(ds "$r") "
   DECODING+="| \`ssf bench ${JOB_ARGS[decoding-$t]}\` |"$'\n'
+done
+
+GRPC_ROWS=""
+for shape in $GRPC_SHAPES; do
+  r=$(median "grpc-shape-$shape")
+  GRPC_ROWS+="| ${shape%x*} | ${shape#*x} | $(( ${shape%x*} * ${shape#*x} )) | $(rate "$(sps "$r")") "
+  GRPC_ROWS+="| $(jq .cpu_s <<<"$r") | $(mib "$(jq .peak_rss_bytes <<<"$r")") | $(ds "$r") "
+  GRPC_ROWS+="| \`ssf bench ${JOB_ARGS[grpc-shape-$shape]}\` |"$'\n'
 done
 
 # The producers offer ten times what the client sustains to the slow receiver, without
@@ -362,6 +378,14 @@ SSF encoding, which is the same bare protobuf UDP sends; \`grpc-2\` is 2 backend
 | transport | spans/s | cpu s | peak RSS MiB | delivered / sent | command |
 |---|---|---|---|---|---|
 ${DECODING}
+**gRPC: connections or calls in flight** (the same decoding receiver; *backends* is the
+number of HTTP/2 connections, *calls* the \`SendSpan\` calls each keeps in flight,
+\`--grpc-calls\`, the client's \`grpc_calls_in_flight\`; the first three rows have 64
+spans on their way at once):
+
+| backends | calls per backend | in flight | spans/s | cpu s | peak RSS MiB | delivered / sent | command |
+|---|---|---|---|---|---|---|---|
+${GRPC_ROWS}
 **Overload**: a unix receiver taking $(rate "$SINK_RATE") spans/s (the client sustains
 $(rate "$SUSTAINED") spans/s to it: \`ssf bench ${SLOW_ARGS[*]} --spans $SINK_RATE\`), and two
 producers offering ten times that without waiting

@@ -121,6 +121,10 @@ pub(crate) struct BenchArgs {
     /// The client's number of parallel backends [default: the client's default].
     #[arg(long, value_name = "N", value_parser = args::positive_usize)]
     backends: Option<usize>,
+    /// With a grpc:// address, the calls each backend keeps in flight (1 to 1024)
+    /// [default: the client's default, 64].
+    #[arg(long, value_name = "N", value_parser = args::positive_usize)]
+    grpc_calls: Option<usize>,
     /// Count refusals instead of waiting for room in the queue.
     #[arg(long)]
     no_wait: bool,
@@ -142,14 +146,14 @@ pub(crate) struct BenchArgs {
     /// Write a pre-encoded span in a plain loop, without the client: the ceiling.
     #[arg(long, conflicts_with_all = [
         "rate", "buffered", "capacity", "backends", "no_wait", "reuse", "encode_in_backend",
-        "span_api",
+        "span_api", "grpc_calls",
     ])]
     raw: bool,
     /// Run a producer's loop without the client: make and encode --spans spans (or for
     /// --duration) on one thread, as the producers and the client would.
     #[arg(long, conflicts_with_all = [
         "addr", "in_process", "count_only", "rate", "producers", "buffered", "capacity",
-        "backends", "no_wait", "raw", "encode_in_backend",
+        "backends", "no_wait", "raw", "encode_in_backend", "grpc_calls",
     ])]
     encode_only: bool,
     /// Offer --spans spans to a client whose receiver is absent, then report the CPU
@@ -358,6 +362,9 @@ fn build_client(a: &BenchArgs, addr: Address) -> Result<Client, Failure> {
     }
     if let Some(n) = a.backends {
         builder = builder.parallel_backends(n);
+    }
+    if let Some(n) = a.grpc_calls {
+        builder = builder.grpc_calls_in_flight(n);
     }
     builder
         .build()

@@ -679,6 +679,23 @@ fn bench_over_grpc_accounts_for_every_span() {
     assert_eq!(r["dropped"]["total"], 0, "{r}");
 }
 
+#[test]
+fn bench_over_grpc_with_few_calls_in_flight_accounts_for_every_span() {
+    let r = bench_json(&[
+        "--in-process",
+        "grpc",
+        "--spans",
+        "2000",
+        "--backends",
+        "2",
+        "--grpc-calls",
+        "4",
+    ]);
+    assert_eq!(field(&r, "sent"), 2000, "{r}");
+    assert_eq!(field(&r, "delivered"), 2000, "{r}");
+    assert_eq!(r["dropped"]["total"], 0, "{r}");
+}
+
 /// Runs `ssf bench` with `args` plus `--json` and parses its report.
 fn bench_json(args: &[&str]) -> Value {
     let mut all = vec!["bench", "--json"];

@@ -442,3 +442,23 @@ async fn calls_over_the_connections_budget_are_refused_and_counted_on_both_sides
         "{stats:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_call_in_flight_on_one_backend_delivers_in_order() {
+    const N: i64 = 300;
+    let (mut receiver, addr) = grpc_receiver().await;
+    let client = Client::builder(&addr)
+        .parallel_backends(1)
+        .grpc_calls_in_flight(1)
+        .build()
+        .unwrap();
+    for id in 0..N {
+        client.record(span(id)).await.unwrap();
+    }
+    client.flush().await.expect("every span answered OK");
+    // One call at a time: the receiver sees the spans in the order they were recorded.
+    let got = receiver.collect(N as usize, PATIENCE).await.unwrap();
+    assert_eq!(ids(&got), (0..N).collect::<Vec<_>>());
+    let report = client.shutdown(PATIENCE).await;
+    assert_eq!(report.sent(), N as u64, "{report:?}");
+}

@@ -34,6 +34,14 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default limit on a UDP span's encoded size: 16 384 bytes.
 pub const DEFAULT_MAX_DATAGRAM_SIZE: usize = ssf_codec::DEFAULT_MAX_DATAGRAM_SIZE;
+/// Default number of gRPC calls each backend keeps in flight on its connection: 64,
+/// under the 100 concurrent streams HTTP/2 servers commonly allow, so no call waits for
+/// a stream.
+pub const DEFAULT_GRPC_CALLS_IN_FLIGHT: usize = 64;
+/// The most gRPC calls in flight per backend that
+/// [`ClientBuilder::grpc_calls_in_flight`](crate::ClientBuilder::grpc_calls_in_flight)
+/// accepts.
+pub const MAX_GRPC_CALLS_IN_FLIGHT: usize = 1024;
 /// The largest queue capacity [`ClientBuilder::build`](crate::ClientBuilder::build) accepts: 1 048 576 spans, whose
 /// slots take 576 MiB (see [`ClientBuilder::capacity`](crate::ClientBuilder::capacity)).
 pub const MAX_CAPACITY: usize = 1 << 20;
@@ -52,6 +60,7 @@ pub(super) struct Options {
     pub(super) write_timeout: Option<Duration>,
     pub(super) flush_timeout: Option<Duration>,
     pub(super) max_datagram_size: Option<usize>,
+    pub(super) grpc_calls_in_flight: Option<usize>,
     /// The first network option set (an error for a user backend).
     pub(super) network_option: Option<&'static str>,
     pub(super) encode_in_backend: bool,
@@ -164,6 +173,14 @@ impl Options {
                 "max_datagram_size must be between 1 and 65507 bytes",
             ));
         }
+        let grpc_calls_in_flight = self
+            .grpc_calls_in_flight
+            .unwrap_or(DEFAULT_GRPC_CALLS_IN_FLIGHT);
+        if !(1..=MAX_GRPC_CALLS_IN_FLIGHT).contains(&grpc_calls_in_flight) {
+            return Err(BuildError::Invalid(
+                "grpc_calls_in_flight must be between 1 and 1024",
+            ));
+        }
         if let Some(every) = self.flush_interval {
             positive(every, "flush_interval must be greater than zero")?;
         }
@@ -201,6 +218,7 @@ impl Options {
                 write_timeout,
                 buffer_size: self.buffered.then_some(buffer_size),
                 max_datagram_size,
+                grpc_calls_in_flight,
             },
             flush_timeout,
             flush_interval: self.flush_interval,
@@ -249,5 +267,27 @@ mod tests {
             o.validate(&udp(), Some(Duration::ZERO)),
             Err(BuildError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn grpc_calls_in_flight_is_between_1_and_the_maximum() {
+        for bad in [0, MAX_GRPC_CALLS_IN_FLIGHT + 1] {
+            let o = Options {
+                grpc_calls_in_flight: Some(bad),
+                ..Options::default()
+            };
+            assert!(matches!(
+                o.validate(&udp(), None),
+                Err(BuildError::Invalid(m)) if m.contains("grpc_calls_in_flight")
+            ));
+        }
+        let o = Options {
+            grpc_calls_in_flight: Some(MAX_GRPC_CALLS_IN_FLIGHT),
+            ..Options::default()
+        };
+        let c = o.validate(&udp(), None).unwrap();
+        assert_eq!(c.net.grpc_calls_in_flight, MAX_GRPC_CALLS_IN_FLIGHT);
+        let c = Options::default().validate(&udp(), None).unwrap();
+        assert_eq!(c.net.grpc_calls_in_flight, DEFAULT_GRPC_CALLS_IN_FLIGHT);
     }
 }

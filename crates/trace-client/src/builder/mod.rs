@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 
 pub use config::{
     DEFAULT_BACKEND_CAPACITY, DEFAULT_BACKOFF, DEFAULT_BUFFER_SIZE, DEFAULT_CAPACITY,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_DATAGRAM_SIZE,
-    DEFAULT_PARALLEL_BACKENDS, DEFAULT_WRITE_TIMEOUT, MAX_CAPACITY,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT, DEFAULT_GRPC_CALLS_IN_FLIGHT,
+    DEFAULT_MAX_BACKOFF, DEFAULT_MAX_DATAGRAM_SIZE, DEFAULT_PARALLEL_BACKENDS,
+    DEFAULT_WRITE_TIMEOUT, MAX_CAPACITY, MAX_GRPC_CALLS_IN_FLIGHT,
 };
 use config::{Destination, Options};
 use spawn::{FlushTicks, SpawnUser, StatsReporting};
@@ -51,6 +52,7 @@ enum Target {
 /// | [`write_timeout`](Self::write_timeout) | 5 s ([`DEFAULT_WRITE_TIMEOUT`]) | network |
 /// | [`flush_timeout`](Self::flush_timeout) | 15 s ([`DEFAULT_FLUSH_TIMEOUT`]) | all |
 /// | [`max_datagram_size`](Self::max_datagram_size) | 16 384 bytes ([`DEFAULT_MAX_DATAGRAM_SIZE`]) | network (UDP) |
+/// | [`grpc_calls_in_flight`](Self::grpc_calls_in_flight) | 64 per backend ([`DEFAULT_GRPC_CALLS_IN_FLIGHT`]) | network (gRPC) |
 /// | [`normalize_samples`](Self::normalize_samples) | none | all |
 /// | [`report_statistics`](Self::report_statistics) | none | all |
 ///
@@ -292,6 +294,30 @@ impl ClientBuilder {
     pub fn max_datagram_size(mut self, bytes: usize) -> Self {
         self.network("max_datagram_size");
         self.options.max_datagram_size = Some(bytes);
+        self
+    }
+
+    /// How many `SendSpan` calls each backend keeps in flight on its HTTP/2 connection,
+    /// 1 to [`MAX_GRPC_CALLS_IN_FLIGHT`]; with
+    /// [`parallel_backends`](Self::parallel_backends) (one connection each) it sets how
+    /// many spans are on their way at once. Keep it at or under the receiver's
+    /// concurrent-stream limit, or the calls over it wait for a stream (and for their
+    /// write timeout). Only `grpc://` clients use it. Network only.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), trace_client::BuildError> {
+    /// let client = trace_client::Client::builder("grpc://127.0.0.1:8126")
+    ///     .parallel_backends(2)
+    ///     .grpc_calls_in_flight(32)
+    ///     .build()?;
+    /// # drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn grpc_calls_in_flight(mut self, calls: usize) -> Self {
+        self.network("grpc_calls_in_flight");
+        self.options.grpc_calls_in_flight = Some(calls);
         self
     }
 

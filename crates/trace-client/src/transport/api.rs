@@ -48,6 +48,9 @@ pub(crate) struct NetConfig {
     /// Write-buffer size for streams; `None` = every frame is written on its own.
     pub(crate) buffer_size: Option<usize>,
     pub(crate) max_datagram_size: usize,
+    /// gRPC calls of one backend in flight at once, at most.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) grpc_calls_in_flight: usize,
 }
 
 /// Keeps a scratch buffer from staying huge after one very large span.

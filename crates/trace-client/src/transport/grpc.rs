@@ -43,10 +43,6 @@ use crate::transport::link::{Connect, ConnectFuture, Link};
 /// default (veneur's included).
 pub(crate) const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
-/// Calls of one backend in flight at once, at most: under the 100 concurrent streams
-/// HTTP/2 servers commonly allow, so no call waits for a stream.
-const IN_FLIGHT: usize = 64;
-
 /// The longest answer read: `Empty` is no bytes, but a newer receiver may add fields.
 const MAX_ANSWER: usize = 64 * 1024;
 
@@ -238,7 +234,7 @@ type Outcome = Result<(), (DropReason, io::Error)>;
 struct Aborted;
 
 /// One unary call per span over one HTTP/2 connection; the calls of a batch run
-/// together (at most [`IN_FLIGHT`] at a time), and `send_staged` returns once each has
+/// together (at most `in_flight` at a time), and `send_staged` returns once each has
 /// its answer.
 #[derive(Debug)]
 pub(crate) struct GrpcTransport {
@@ -252,6 +248,8 @@ pub(crate) struct GrpcTransport {
     /// The receipt of each span.
     receipts: Vec<Option<ReceiptSender>>,
     write_timeout: Duration,
+    /// Calls in flight at once, at most.
+    in_flight: usize,
     ledger: Ledger,
 }
 
@@ -280,6 +278,7 @@ impl GrpcTransport {
             ends: Vec::new(),
             receipts: Vec::new(),
             write_timeout: config.write_timeout,
+            in_flight: config.grpc_calls_in_flight,
             ledger: Ledger::new(shared),
         })
     }
@@ -362,6 +361,7 @@ impl GrpcTransport {
                 (i, outcome)
             }
         };
+        let max_in_flight = self.in_flight;
         let mut in_flight = FuturesUnordered::new();
         let mut next = 0;
         let mut settled = vec![false; n];
@@ -373,7 +373,7 @@ impl GrpcTransport {
         let mut given_up: Option<(DropReason, String)> = None;
         let mut sent_bytes = 0;
         let aborted = loop {
-            while given_up.is_none() && next < n && in_flight.len() < IN_FLIGHT {
+            while given_up.is_none() && next < n && in_flight.len() < max_in_flight {
                 in_flight.push(call(next));
                 next += 1;
             }
