@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the measured part of BENCHMARKS.md with `ssf bench` (about six minutes).
+# Regenerates the measured part of BENCHMARKS.md with `ssf bench` (about seven minutes).
 #
 #   scripts/bench.sh            # build, run, rewrite BENCHMARKS.md between its markers
 #   scripts/bench.sh --print    # build, run, print the section instead
