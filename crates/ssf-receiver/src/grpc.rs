@@ -208,10 +208,33 @@ impl tower_service::Service<http::Request<Incoming>> for SendSpanService {
                          hold {limit} bytes of messages"
                     )
                 });
+            } else if let Some(code) = code.filter(|c| !counted_elsewhere(*c)) {
+                // What tonic refused on its own: a compressed message, an unknown
+                // encoding, a call without its message.
+                incr(&ctx.counters.rejected_calls);
+                let message = response
+                    .headers()
+                    .get("grpc-message")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                ctx.reject(RejectReason::RejectedCall, &|| peer.clone(), &|| {
+                    format!("call refused with grpc status {code:?}: {message}")
+                });
             }
             Ok(response)
         })
     }
+}
+
+/// Whether an answer's status was counted where it was made: `Ok` (a span), `OutOfRange`
+/// and the budget's status (by the call), `InvalidArgument` (a corrupt span, by the
+/// decoder); `Unavailable` is the receiver shutting down, not the peer's fault.
+fn counted_elsewhere(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Ok | Code::OutOfRange | Code::InvalidArgument | Code::Unavailable
+    ) || code == OVER_BUDGET
 }
 
 /// Decodes each message as a span (counting it as a frame, or as a corrupt one);

@@ -24,8 +24,9 @@ pub enum RejectReason {
     /// A gRPC call refused with an error status: a message over the
     /// [`max_frame_length`](crate::ReceiverBuilder::max_frame_length) (refused from its
     /// length prefix), a message that does not fit in what the connection's other calls
-    /// leave of that limit (`resource_exhausted`), or a method other than `SendSpan`. The
-    /// connection goes on.
+    /// leave of that limit (`resource_exhausted`), a method other than `SendSpan`, or a
+    /// call the gRPC layer refuses on its own (a compressed message, a call without its
+    /// message). The connection goes on.
     RejectedCall,
 }
 

@@ -56,8 +56,9 @@ pub struct ReceiverStats {
     pub disconnects: u64,
     /// Payload bytes read from all sockets.
     pub bytes: u64,
-    /// gRPC calls refused with an error status: a message over the size limit, or a
-    /// method other than `SendSpan`.
+    /// gRPC calls refused with an error status: a message over the size limit or the
+    /// connection's budget, a method other than `SendSpan`, a compressed message or a
+    /// call without its message.
     pub rejected_calls: u64,
 }
 
