@@ -86,7 +86,7 @@ fn consume(mut receiver: Receiver) -> (ReceiverHandle, tokio::task::JoinHandle<V
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receiver_restart_under_load_accounts_for_every_span_exactly() {
+async fn receiver_restart_under_load_sends_refused_calls_again_and_accounts_exactly() {
     const N: i64 = 20_000;
     let (receiver, addr) = grpc_receiver().await;
     let (handle_a, seen_a) = consume(receiver);
@@ -128,18 +128,25 @@ async fn receiver_restart_under_load_accounts_for_every_span_exactly() {
     let b = seen_b.await.unwrap();
 
     let mut sent = BTreeSet::new();
+    let mut why = BTreeSet::new();
     for (id, r) in receipts {
         match r.await {
             Ok(()) => {
                 sent.insert(id);
             }
-            Err(e) => assert!(
-                matches!(
-                    e.reason(),
-                    DropReason::WriteError | DropReason::ConnectTimeout | DropReason::GrpcStatus
-                ),
-                "{e}"
-            ),
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.reason(),
+                        DropReason::WriteError
+                            | DropReason::ConnectTimeout
+                            | DropReason::GrpcStatus
+                    ),
+                    "{e}"
+                );
+                let cause = std::error::Error::source(&e).map(|c| c.to_string());
+                why.insert(format!("{e}: {cause:?}"));
+            }
         }
     }
     assert_eq!(
@@ -152,9 +159,23 @@ async fn receiver_restart_under_load_accounts_for_every_span_exactly() {
     // An OK answer comes only once the span is in the receiver's channel, and a
     // stopping receiver answers the calls in flight: the sent spans are exactly those
     // that arrived.
-    assert_eq!(received, sent, "sent == received");
+    assert!(
+        received == sent,
+        "sent == received: {} arrived but were not counted sent, {} counted sent did not \
+         arrive; {report:?}: {why:#?}",
+        received.difference(&sent).count(),
+        sent.difference(&received).count(),
+    );
     assert!(!b.is_empty(), "the client reconnected to the new receiver");
     assert!(report.stats().reconnects() >= 1, "{report:?}");
+    // A graceful stop answers the calls it took and refuses the rest with a GOAWAY,
+    // which says they were not processed: those go again on the new connection, and so
+    // do the batch's calls not yet started. What can still be lost is bounded by the
+    // calls in flight (2 backends × 64): a call the stopping receiver took but had not
+    // answered when its connection ended (seen only with the machine's cores busy
+    // elsewhere: a few dozen, once in twenty runs). Without the second round, a
+    // restart dropped the rest of the batch too, up to 960 spans here.
+    assert!(report.dropped_total() <= 2 * 64, "{report:?}: {why:#?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -325,7 +346,10 @@ async fn a_slow_consumer_does_not_trip_the_read_timeout() {
         .await
         .unwrap();
     let addr = receiver.local_addr().to_string();
-    let client = Client::builder(&addr).build().unwrap();
+    // One connection, so that every call waits on it (with more, one whose calls were
+    // all answered would idle while the consumer reads the others', and be closed, as
+    // it should be).
+    let client = Client::builder(&addr).parallel_backends(1).build().unwrap();
     for id in 0..N {
         client.record(span(id)).await.unwrap();
     }

@@ -9,9 +9,13 @@
 //! decoded or encoded again here.
 //!
 //! A span is sent once its call answered OK. Any other answer drops it with
-//! [`DropReason::GrpcStatus`]; a call that failed on the connection (reset, refused
-//! stream, the receiver going away) with [`DropReason::WriteError`]; no answer within the
-//! write timeout with [`DropReason::WriteTimeout`].
+//! [`DropReason::GrpcStatus`]; a call that failed on the connection (reset, the receiver
+//! going away) with [`DropReason::WriteError`]; no answer within the write timeout with
+//! [`DropReason::WriteTimeout`]. A call that HTTP/2 says the receiver never processed
+//! (never sent, its stream refused, or beyond the last stream of a graceful GOAWAY), and
+//! the batch's calls not yet started when the connection broke, are sent once more on a
+//! new connection before they count as dropped: a receiver restarting gracefully loses
+//! none of them, and none can arrive twice.
 
 use std::future::Future;
 use std::io;
@@ -106,20 +110,52 @@ pub(crate) struct H2Conn {
     send: http2::SendRequest<tonic::body::Body>,
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 type ResponseFuture =
-    Pin<Box<dyn Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<http::Response<hyper::body::Incoming>, BoxError>> + Send>>;
+
+/// A request the connection never sent (it was closed, or closing, before the request
+/// left): safe to send again on another connection.
+#[derive(Debug)]
+struct NotSent(hyper::Error);
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the call was not sent: {}", self.0)
+    }
+}
+
+impl std::error::Error for NotSent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
 
 impl tower_service::Service<http::Request<tonic::body::Body>> for H2Conn {
     type Response = http::Response<hyper::body::Incoming>;
-    type Error = hyper::Error;
+    type Error = BoxError;
     type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
-        self.send.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Not ready means closed: nothing was sent.
+        self.send
+            .poll_ready(cx)
+            .map_err(|e| Box::new(NotSent(e)) as BoxError)
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> ResponseFuture {
-        Box::pin(self.send.send_request(req))
+        let sent = self.send.try_send_request(req);
+        Box::pin(async move {
+            sent.await.map_err(|mut e| {
+                // hyper hands the request back when it never reached the connection.
+                if e.take_message().is_some() {
+                    Box::new(NotSent(e.into_error())) as BoxError
+                } else {
+                    Box::new(e.into_error()) as BoxError
+                }
+            })
+        })
     }
 }
 
@@ -196,17 +232,42 @@ fn code_kind(code: Code) -> io::ErrorKind {
     }
 }
 
+/// Whether a failed call's error shows that the receiver never processed it, so that
+/// sending it again cannot make a duplicate: it never left ([`NotSent`]), the receiver
+/// refused its stream (`REFUSED_STREAM`), or its stream came after the last one a
+/// graceful GOAWAY let through (HTTP/2, RFC 9113 §6.8 and §8.7).
+fn unprocessed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<NotSent>() {
+            return true;
+        }
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away()
+                    && h2.is_remote()
+                    && h2.reason() == Some(h2::Reason::NO_ERROR));
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// A failed call as a drop reason and an error: a status the receiver sent, or a
 /// failure of the connection (a status tonic made from an HTTP/2 error, with its
-/// source).
-fn classify(status: &Status) -> (DropReason, io::Error) {
+/// source), and whether the receiver can not have processed it.
+fn classify(status: &Status) -> Failure {
     let code = code_name(status.code());
     if let Some(source) = std::error::Error::source(status) {
         let e = io::Error::new(
             io::ErrorKind::ConnectionReset,
             format!("the grpc call failed on its connection ({code}): {source}"),
         );
-        return (DropReason::WriteError, e);
+        return Failure {
+            reason: DropReason::WriteError,
+            error: e,
+            unprocessed: unprocessed(source),
+        };
     }
     let e = if status.message().is_empty() {
         io::Error::new(
@@ -222,13 +283,26 @@ fn classify(status: &Status) -> (DropReason, io::Error) {
             ),
         )
     };
-    (DropReason::GrpcStatus, e)
+    Failure {
+        reason: DropReason::GrpcStatus,
+        error: e,
+        unprocessed: false,
+    }
 }
 
 // ===== the transport =====
 
+/// Why a call failed.
+#[derive(Debug)]
+struct Failure {
+    reason: DropReason,
+    error: io::Error,
+    /// The receiver can not have processed it: it may be sent again.
+    unprocessed: bool,
+}
+
 /// The outcome of one call.
-type Outcome = Result<(), (DropReason, io::Error)>;
+type Outcome = Result<(), Failure>;
 
 /// A batch's calls cut short by an abort.
 struct Aborted;
@@ -308,7 +382,29 @@ impl GrpcTransport {
         ends: &[usize],
         receipts: &mut [Option<ReceiptSender>],
     ) -> Result<(), Aborted> {
-        let n = ends.len();
+        let all: Vec<usize> = (0..ends.len()).collect();
+        let again = self.round(bytes, ends, receipts, &all, true).await?;
+        if !again.is_empty() {
+            // Calls the receiver can not have processed (the connection closed or went
+            // away under them) go once more, on a new connection: a receiver restarting
+            // gracefully loses none of them, and none can arrive twice.
+            self.round(bytes, ends, receipts, &again, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Calls `SendSpan` for the spans `todo` (indices into `ends`) on the backend's
+    /// connection, settling each as its answer comes; except, when `retry` is set, the
+    /// calls the receiver can not have processed, which are left unsettled and returned.
+    async fn round(
+        &mut self,
+        bytes: &Bytes,
+        ends: &[usize],
+        receipts: &mut [Option<ReceiptSender>],
+        todo: &[usize],
+        retry: bool,
+    ) -> Result<Vec<usize>, Aborted> {
+        let mut again = Vec::new();
         // A connection the receiver closed since the last batch (an idle timeout, a
         // GOAWAY) is replaced before any call is lost on it.
         self.link.forget_closed(|c| c.send.is_closed());
@@ -321,10 +417,10 @@ impl GrpcTransport {
                 } else {
                     DropReason::ConnectTimeout
                 };
-                for r in receipts.iter_mut() {
-                    self.ledger.settle(r.take(), Err((reason, &e)));
+                for &i in todo {
+                    self.ledger.settle(receipts[i].take(), Err((reason, &e)));
                 }
-                return if aborting { Err(Aborted) } else { Ok(()) };
+                return if aborting { Err(Aborted) } else { Ok(again) };
             }
         };
         // `Empty` answers: anything longer than this is refused before it is buffered.
@@ -338,10 +434,9 @@ impl GrpcTransport {
             async move {
                 let path = http::uri::PathAndQuery::from_static(ssf_proto::grpc::SEND_SPAN_PATH);
                 let call = async {
-                    grpc.ready().await.map_err(|e| {
-                        let s = Status::from_error(Box::new(e));
-                        classify(&s)
-                    })?;
+                    grpc.ready()
+                        .await
+                        .map_err(|e| classify(&Status::from_error(e)))?;
                     let request = tonic::Request::new(span);
                     match grpc.unary(request, path, EncodedSpanCodec).await {
                         Ok(_) => Ok(()),
@@ -350,13 +445,14 @@ impl GrpcTransport {
                 };
                 let outcome: Outcome = match tokio::time::timeout(timeout, call).await {
                     Ok(r) => r,
-                    Err(_) => Err((
-                        DropReason::WriteTimeout,
-                        io::Error::new(
+                    Err(_) => Err(Failure {
+                        reason: DropReason::WriteTimeout,
+                        error: io::Error::new(
                             io::ErrorKind::TimedOut,
                             format!("the receiver did not answer within {timeout:?}"),
                         ),
-                    )),
+                        unprocessed: false,
+                    }),
                 };
                 (i, outcome)
             }
@@ -364,17 +460,18 @@ impl GrpcTransport {
         let max_in_flight = self.in_flight;
         let mut in_flight = FuturesUnordered::new();
         let mut next = 0;
-        let mut settled = vec![false; n];
+        let mut settled = vec![false; ends.len()];
         let mut broken = false;
         let mut stalled = false;
         // Once the receiver stalls or the connection breaks, no more calls start on it:
-        // the batch's other spans are dropped at once, for the same reason, instead of
-        // each waiting out its own timeout on a connection known to be bad.
+        // the round's other spans are dropped at once, for the same reason, instead of
+        // each waiting out its own timeout on a connection known to be bad (or, after a
+        // break, sent again on a new one).
         let mut given_up: Option<(DropReason, String)> = None;
         let mut sent_bytes = 0;
         let aborted = loop {
-            while given_up.is_none() && next < n && in_flight.len() < max_in_flight {
-                in_flight.push(call(next));
+            while given_up.is_none() && next < todo.len() && in_flight.len() < max_in_flight {
+                in_flight.push(call(todo[next]));
                 next += 1;
             }
             let answered = tokio::select! {
@@ -385,25 +482,30 @@ impl GrpcTransport {
             let Some((i, outcome)) = answered else {
                 break false;
             };
-            settled[i] = true;
-            let r = receipts[i].take();
             match outcome {
                 Ok(()) => {
+                    settled[i] = true;
                     let start = if i == 0 { 0 } else { ends[i - 1] };
                     sent_bytes += ends[i] - start;
-                    self.ledger.settle(r, Ok(()));
+                    self.ledger.settle(receipts[i].take(), Ok(()));
                 }
-                Err((reason, e)) => {
-                    match reason {
+                Err(f) => {
+                    match f.reason {
                         DropReason::WriteTimeout => stalled = true,
                         DropReason::WriteError => broken = true,
                         _ => {}
                     }
                     let bad = stalled || (broken && conn.send.is_closed());
                     if bad && given_up.is_none() {
-                        given_up = Some((reason, e.to_string()));
+                        given_up = Some((f.reason, f.error.to_string()));
                     }
-                    self.ledger.settle(r, Err((reason, &e)));
+                    if retry && f.unprocessed {
+                        again.push(i);
+                    } else {
+                        settled[i] = true;
+                        self.ledger
+                            .settle(receipts[i].take(), Err((f.reason, &f.error)));
+                    }
                 }
             }
         };
@@ -411,23 +513,30 @@ impl GrpcTransport {
         self.ledger.shared().counters.wrote(sent_bytes);
         if aborted {
             let e = io::Error::other("the client shut down before the receiver answered");
-            for (i, r) in receipts.iter_mut().enumerate() {
+            for &i in todo {
                 if !settled[i] {
-                    self.ledger.settle(r.take(), Err((DropReason::Closed, &e)));
+                    self.ledger
+                        .settle(receipts[i].take(), Err((DropReason::Closed, &e)));
                 }
             }
             drop(self.link.take());
             return Err(Aborted);
         }
         if let Some((reason, why)) = given_up {
-            let kind = if reason == DropReason::WriteTimeout {
-                io::ErrorKind::TimedOut
+            let rest = &todo[next..];
+            if retry && !stalled {
+                // Never started, so never sent: they go again with the others.
+                again.extend_from_slice(rest);
             } else {
-                io::ErrorKind::ConnectionReset
-            };
-            let e = io::Error::new(kind, format!("not sent: an earlier call failed ({why})"));
-            for r in receipts[next..].iter_mut() {
-                self.ledger.settle(r.take(), Err((reason, &e)));
+                let kind = if reason == DropReason::WriteTimeout {
+                    io::ErrorKind::TimedOut
+                } else {
+                    io::ErrorKind::ConnectionReset
+                };
+                let e = io::Error::new(kind, format!("not sent: an earlier call failed ({why})"));
+                for &i in rest {
+                    self.ledger.settle(receipts[i].take(), Err((reason, &e)));
+                }
             }
         }
         if stalled {
@@ -435,7 +544,7 @@ impl GrpcTransport {
         } else if broken || conn.send.is_closed() {
             self.link.reset();
         }
-        Ok(())
+        Ok(again)
     }
 }
 
@@ -491,16 +600,20 @@ mod tests {
 
     #[test]
     fn a_status_from_the_receiver_is_a_grpc_status_drop() {
-        let (reason, e) = classify(&Status::resource_exhausted("queue full"));
-        assert_eq!(reason, DropReason::GrpcStatus);
-        assert_eq!(e.kind(), io::ErrorKind::QuotaExceeded);
+        let f = classify(&Status::resource_exhausted("queue full"));
+        assert_eq!(f.reason, DropReason::GrpcStatus);
+        assert!(
+            !f.unprocessed,
+            "the receiver answered: it processed the call"
+        );
+        assert_eq!(f.error.kind(), io::ErrorKind::QuotaExceeded);
         assert_eq!(
-            e.to_string(),
+            f.error.to_string(),
             "the receiver answered grpc status resource_exhausted: queue full"
         );
-        let (_, e) = classify(&Status::unimplemented(""));
+        let f = classify(&Status::unimplemented(""));
         assert_eq!(
-            e.to_string(),
+            f.error.to_string(),
             "the receiver answered grpc status unimplemented"
         );
     }
@@ -508,6 +621,24 @@ mod tests {
     #[test]
     fn a_status_with_a_source_is_a_connection_failure() {
         let s = Status::from_error(Box::new(io::Error::from(io::ErrorKind::BrokenPipe)));
-        assert_eq!(classify(&s).0, DropReason::WriteError);
+        let f = classify(&s);
+        assert_eq!(f.reason, DropReason::WriteError);
+        assert!(!f.unprocessed, "a broken pipe says nothing of the receiver");
+    }
+
+    #[test]
+    fn a_refused_stream_is_unprocessed_other_resets_are_not() {
+        let refused = Status::from_error(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM)));
+        let f = classify(&refused);
+        assert_eq!(f.reason, DropReason::WriteError);
+        assert!(f.unprocessed);
+        for reason in [
+            h2::Reason::INTERNAL_ERROR,
+            h2::Reason::CANCEL,
+            h2::Reason::NO_ERROR,
+        ] {
+            let s = Status::from_error(Box::new(h2::Error::from(reason)));
+            assert!(!classify(&s).unprocessed, "{reason:?}");
+        }
     }
 }
