@@ -63,19 +63,10 @@ pub(crate) async fn run_grpc(listener: TcpListener, ctx: Ctx) {
             continue;
         };
         let peer = peer.to_string();
-        while conns.try_join_next().is_some() {}
-        if conns.len() >= ctx.max_connections {
-            incr(&ctx.counters.connections_rejected);
-            ctx.reject(RejectReason::ConnectionLimit, &|| peer.clone(), &|| {
-                format!(
-                    "closed on arrival: {} connections are open on this listener",
-                    ctx.max_connections
-                )
-            });
+        if !ctx.admit(&mut conns, &peer) {
             drop(stream);
             continue;
         }
-        incr(&ctx.counters.connections_accepted);
         conns.spawn(serve(stream, peer, ctx.clone()));
     }
     drop(listener);

@@ -66,6 +66,25 @@ impl Ctx {
         }
     }
 
+    /// Whether a connection just accepted from `peer` may be served beside the open
+    /// ones in `conns` (whose finished tasks are reaped first, so that only open
+    /// connections count): counted as accepted, or as rejected and reported.
+    pub(crate) fn admit(&self, conns: &mut JoinSet<()>, peer: &str) -> bool {
+        while conns.try_join_next().is_some() {}
+        if conns.len() >= self.max_connections {
+            incr(&self.counters.connections_rejected);
+            self.reject(RejectReason::ConnectionLimit, &|| peer.to_owned(), &|| {
+                format!(
+                    "closed on arrival: {} connections are open on this listener",
+                    self.max_connections
+                )
+            });
+            return false;
+        }
+        incr(&self.counters.connections_accepted);
+        true
+    }
+
     /// Normalises and queues a span, waiting for room. `false` when the consumer is gone.
     pub(crate) async fn deliver(&self, mut span: SsfSpan) -> bool {
         if self.normalize {
@@ -203,20 +222,10 @@ pub(crate) async fn run_listener(listener: StreamListener, ctx: Ctx) {
             }
             continue;
         };
-        // Reap the readers that have finished, so that only open connections count.
-        while conns.try_join_next().is_some() {}
-        if conns.len() >= ctx.max_connections {
-            incr(&ctx.counters.connections_rejected);
-            ctx.reject(RejectReason::ConnectionLimit, &|| peer.clone(), &|| {
-                format!(
-                    "closed on arrival: {} connections are open on this listener",
-                    ctx.max_connections
-                )
-            });
+        if !ctx.admit(&mut conns, &peer) {
             drop(conn);
             continue;
         }
-        incr(&ctx.counters.connections_accepted);
         let ctx = ctx.clone();
         match conn {
             Conn::Tcp(s) => conns.spawn(run_stream(s, peer, ctx)),
