@@ -45,6 +45,7 @@ const FOLDERS: &[(&str, &[&str])] = &[
             "ledger",
             "api",
             "link",
+            "staged",
             "stream",
             "udp",
             "grpc",

@@ -34,7 +34,6 @@ use tokio::net::TcpStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
-use crate::encode::Framing;
 use crate::error::DropReason;
 use crate::message::{Message, ReceiptSender};
 use crate::shared::Shared;
@@ -42,6 +41,7 @@ use crate::transport::api::{NetConfig, Transport};
 use crate::transport::backoff::Backoff;
 use crate::transport::ledger::Ledger;
 use crate::transport::link::{Connect, ConnectFuture, Link};
+use crate::transport::staged::{Staged, span_range};
 
 /// The largest span a gRPC client sends: 4 MiB, the message limit gRPC servers apply by
 /// default (veneur's included).
@@ -315,12 +315,8 @@ pub(crate) struct GrpcTransport {
     link: Link<GrpcTarget>,
     /// `http://host:port`, the origin of each call.
     origin: http::Uri,
-    /// Encoded spans, back to back.
-    buf: Vec<u8>,
-    /// End offset in `buf` of each span.
-    ends: Vec<usize>,
-    /// The receipt of each span.
-    receipts: Vec<Option<ReceiptSender>>,
+    /// The spans of the batch.
+    staged: Staged,
     write_timeout: Duration,
     /// Calls in flight at once, at most.
     in_flight: usize,
@@ -348,9 +344,7 @@ impl GrpcTransport {
                 shared.clone(),
             ),
             origin,
-            buf: Vec::new(),
-            ends: Vec::new(),
-            receipts: Vec::new(),
+            staged: Staged::default(),
             write_timeout: config.write_timeout,
             in_flight: config.grpc_calls_in_flight,
             ledger: Ledger::new(shared),
@@ -359,20 +353,22 @@ impl GrpcTransport {
 
     /// Calls `SendSpan` for each staged span, counting each as its answer comes.
     async fn send_calls(&mut self) -> Result<(), Aborted> {
-        let n = self.ends.len();
-        if n == 0 {
+        if self.staged.ends.is_empty() {
             return Ok(());
         }
-        let room = STAGED_BYTES.min(self.buf.len());
-        let bytes = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(room)));
-        let mut ends = std::mem::take(&mut self.ends);
-        let mut receipts = std::mem::take(&mut self.receipts);
+        // The calls share the bytes (each sends a slice of them) while the buffer starts
+        // again for the next batch.
+        let room = STAGED_BYTES.min(self.staged.buf.len());
+        let buf = std::mem::replace(&mut self.staged.buf, Vec::with_capacity(room));
+        let bytes = Bytes::from(buf);
+        let mut ends = std::mem::take(&mut self.staged.ends);
+        let mut receipts = std::mem::take(&mut self.staged.receipts);
         let result = self.calls(&bytes, &ends, &mut receipts).await;
         ends.clear();
         receipts.clear();
         // The vectors keep their room for the next batch.
-        self.ends = ends;
-        self.receipts = receipts;
+        self.staged.ends = ends;
+        self.staged.receipts = receipts;
         result
     }
 
@@ -428,8 +424,7 @@ impl GrpcTransport {
             .max_decoding_message_size(MAX_ANSWER);
         let timeout = self.write_timeout;
         let call = |i: usize| {
-            let start = if i == 0 { 0 } else { ends[i - 1] };
-            let span = bytes.slice(start..ends[i]);
+            let span = bytes.slice(span_range(ends, i));
             let mut grpc = grpc.clone();
             async move {
                 let path = http::uri::PathAndQuery::from_static(ssf_proto::grpc::SEND_SPAN_PATH);
@@ -485,8 +480,7 @@ impl GrpcTransport {
             match outcome {
                 Ok(()) => {
                     settled[i] = true;
-                    let start = if i == 0 { 0 } else { ends[i - 1] };
-                    sent_bytes += ends[i] - start;
+                    sent_bytes += span_range(ends, i).len();
                     self.ledger.settle(receipts[i].take(), Ok(()));
                 }
                 Err(f) => {
@@ -551,15 +545,8 @@ impl GrpcTransport {
 impl Transport for GrpcTransport {
     #[inline]
     fn stage(&mut self, msg: Message, inline: &[u8]) -> bool {
-        let Some(receipt) =
-            self.ledger
-                .stage(msg, inline, Framing::Datagram, MAX_MESSAGE, &mut self.buf)
-        else {
-            return true;
-        };
-        self.ends.push(self.buf.len());
-        self.receipts.push(receipt);
-        self.buf.len() < STAGED_BYTES
+        self.staged
+            .stage(&mut self.ledger, msg, inline, MAX_MESSAGE, STAGED_BYTES)
     }
 
     async fn send_staged(&mut self) {
@@ -581,12 +568,7 @@ impl Transport for GrpcTransport {
 
     fn abort(&mut self) -> u64 {
         drop(self.link.take());
-        let n = self.ends.len();
-        self.buf.clear();
-        self.ends.clear();
-        // Their receipts resolve as dropped (closed) when their senders go.
-        self.receipts.clear();
-        n as u64
+        self.staged.abort()
     }
 
     fn ledger(&mut self) -> &mut Ledger {

@@ -6,6 +6,7 @@
 //! * [`backoff`] and [`link`]: one backend's connection, opened lazily, re-opened with
 //!   capped backoff, "down" while the receiver cannot be reached;
 //! * [`write`]: writes with a stall timeout, cut short by an abort;
+//! * [`staged`]: a batch of spans sent one by one (the bytes, the ends, the receipts);
 //! * [`stream`] (unix and TCP, framed), [`udp`] (datagrams; [`sys_linux`] sends them
 //!   64 per system call), `grpc` (feature `grpc`: one unary call per span, the calls
 //!   of a batch in flight together) and [`user`] (a user's [`Backend`](crate::Backend)).
@@ -24,6 +25,7 @@ pub(crate) mod backoff;
 pub(crate) mod grpc;
 pub(crate) mod ledger;
 pub(crate) mod link;
+pub(crate) mod staged;
 pub(crate) mod stream;
 pub(crate) mod sys_linux;
 pub(crate) mod udp;

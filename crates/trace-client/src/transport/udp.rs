@@ -8,14 +8,14 @@ use ssf_codec::addr::Address;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::encode::Framing;
 use crate::error::DropReason;
-use crate::message::{Message, ReceiptSender};
+use crate::message::Message;
 use crate::shared::Shared;
 use crate::transport::api::{NetConfig, Transport};
 use crate::transport::backoff::Backoff;
 use crate::transport::ledger::Ledger;
 use crate::transport::link::{Connect, ConnectFuture, Link};
+use crate::transport::staged::Staged;
 use crate::transport::sys_linux::{self as sys, DATAGRAMS_PER_CALL};
 use crate::transport::write::{TryWrite, wait_writable};
 
@@ -68,12 +68,8 @@ impl TryWrite for UdpSocket {
 #[derive(Debug)]
 pub(crate) struct UdpTransport {
     link: Link<UdpTarget>,
-    /// Encoded datagrams, back to back.
-    buf: Vec<u8>,
-    /// End offset in `buf` of each datagram.
-    ends: Vec<usize>,
-    /// The receipt of each datagram.
-    receipts: Vec<Option<ReceiptSender>>,
+    /// The datagrams of the batch.
+    staged: Staged,
     max_size: usize,
     write_timeout: Duration,
     ledger: Ledger,
@@ -89,9 +85,7 @@ impl UdpTransport {
                 config.max_backoff,
                 shared.clone(),
             ),
-            buf: Vec::new(),
-            ends: Vec::new(),
-            receipts: Vec::new(),
+            staged: Staged::default(),
             max_size: config.max_datagram_size,
             write_timeout: config.write_timeout,
             ledger: Ledger::new(shared),
@@ -101,7 +95,7 @@ impl UdpTransport {
     /// Sends the encoded datagrams, counting each. `Err` when the client aborted (the
     /// datagrams not sent are counted as closed).
     async fn send_datagrams(&mut self) -> Result<(), Aborted> {
-        let n = self.ends.len();
+        let n = self.staged.ends.len();
         let mut i = 0;
         let mut deadline: Option<Instant> = None;
         let result = loop {
@@ -124,14 +118,15 @@ impl UdpTransport {
                     };
                 }
             };
-            let start = if i == 0 { 0 } else { self.ends[i - 1] };
-            let group = &self.ends[i..n.min(i + DATAGRAMS_PER_CALL)];
-            match sys::send_datagrams(socket, &self.buf, start, group) {
+            let start = self.staged.span(i).start;
+            let group = &self.staged.ends[i..n.min(i + DATAGRAMS_PER_CALL)];
+            match sys::send_datagrams(socket, &self.staged.buf, start, group) {
                 Ok(k) => {
-                    let bytes = self.ends[i + k - 1] - start;
+                    let bytes = self.staged.ends[i + k - 1] - start;
                     self.ledger.shared().counters.wrote(bytes);
                     self.ledger.sent(k as u64);
-                    for r in self.receipts[i..i + k].iter_mut().filter_map(Option::take) {
+                    let receipts = &mut self.staged.receipts[i..i + k];
+                    for r in receipts.iter_mut().filter_map(Option::take) {
                         let _ = r.send(Ok(()));
                     }
                     i += k;
@@ -161,26 +156,23 @@ impl UdpTransport {
                     if e.kind() != io::ErrorKind::ConnectionRefused {
                         self.link.reset();
                     }
-                    let r = self.receipts[i].take();
+                    let r = self.staged.receipts[i].take();
                     self.ledger.settle(r, Err((DropReason::WriteError, &e)));
                     i += 1;
                 }
             }
         };
-        self.buf.clear();
-        self.ends.clear();
-        self.receipts.clear();
-        if self.buf.capacity() > 4 * DATAGRAM_BYTES {
-            self.buf = Vec::new();
+        self.staged.abort();
+        if self.staged.buf.capacity() > 4 * DATAGRAM_BYTES {
+            self.staged.buf = Vec::new();
         }
         result
     }
 
     /// Counts datagrams `from..` as dropped.
     fn settle_from(&mut self, from: usize, reason: DropReason, e: &io::Error) {
-        for j in from..self.ends.len() {
-            let r = self.receipts[j].take();
-            self.ledger.settle(r, Err((reason, e)));
+        for r in self.staged.receipts[from..].iter_mut() {
+            self.ledger.settle(r.take(), Err((reason, e)));
         }
     }
 }
@@ -189,15 +181,8 @@ impl Transport for UdpTransport {
     #[inline]
     fn stage(&mut self, msg: Message, inline: &[u8]) -> bool {
         let max = self.max_size;
-        let Some(receipt) = self
-            .ledger
-            .stage(msg, inline, Framing::Datagram, max, &mut self.buf)
-        else {
-            return true;
-        };
-        self.ends.push(self.buf.len());
-        self.receipts.push(receipt);
-        self.buf.len() < DATAGRAM_BYTES
+        self.staged
+            .stage(&mut self.ledger, msg, inline, max, DATAGRAM_BYTES)
     }
 
     async fn send_staged(&mut self) {
@@ -215,12 +200,7 @@ impl Transport for UdpTransport {
 
     fn abort(&mut self) -> u64 {
         drop(self.link.take());
-        // Their receipts resolve as dropped (closed) when their senders go.
-        let n = self.ends.len();
-        self.buf.clear();
-        self.ends.clear();
-        self.receipts.clear();
-        n as u64
+        self.staged.abort()
     }
 
     fn ledger(&mut self) -> &mut Ledger {
