@@ -77,14 +77,16 @@ pub(crate) async fn run_grpc(listener: TcpListener, ctx: Ctx) {
 /// read timeout, or until shutdown (a graceful one: the calls in flight are answered).
 async fn serve(stream: TcpStream, peer: String, ctx: Ctx) {
     let _ = stream.set_nodelay(true);
+    let mut deadline = Deadline::new(ctx.read_timeout);
     // The calls waiting for room in the span channel; every change (and every message
-    // decoded) is progress that restarts the read timeout.
+    // decoded) is progress that restarts the read timeout. Without a timeout the calls
+    // track nothing (and the receiving end is never polled).
     let (progress, mut progress_rx) = watch::channel(0usize);
     let service = SendSpanService {
         ctx: ctx.clone(),
         peer: peer.clone(),
         budget: Budget::new(ctx.max_frame_length),
-        progress,
+        progress: Progress(deadline.is_some().then_some(progress)),
     };
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -92,7 +94,6 @@ async fn serve(stream: TcpStream, peer: String, ctx: Ctx) {
         .max_concurrent_streams(MAX_STREAMS);
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::pin!(conn);
-    let mut deadline = Deadline::new(ctx.read_timeout);
     let mut delivering = false;
     let ended = loop {
         tokio::select! {
@@ -137,7 +138,7 @@ struct SendSpanService {
     ctx: Ctx,
     peer: String,
     budget: Budget,
-    progress: watch::Sender<usize>,
+    progress: Progress,
 }
 
 type ResponseFuture =
@@ -179,53 +180,52 @@ impl tower_service::Service<http::Request<Incoming>> for SendSpanService {
                 progress,
             };
             let response = grpc.unary(deliver, req).await;
-            // A message over the limit is answered by tonic before our decoder runs.
+            // Each refusal is counted once: here those of tonic (a length over the limit,
+            // or its own checks) and of the budget, which answer before our code runs.
             let code = response
                 .headers()
                 .get("grpc-status")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
                 .map(Code::from_i32);
-            if code == Some(Code::OutOfRange) {
+            if let Some(code) = code.filter(|c| !counted_elsewhere(*c)) {
                 incr(&ctx.counters.rejected_calls);
-                ctx.reject(RejectReason::RejectedCall, &|| peer.clone(), &|| {
-                    format!("message over the limit of {limit} bytes; refused before reading it")
-                });
-            } else if code == Some(OVER_BUDGET) {
-                incr(&ctx.counters.rejected_calls);
-                ctx.reject(RejectReason::RejectedCall, &|| peer.clone(), &|| {
-                    format!(
-                        "message refused before reading it: the connection's calls already \
+                ctx.reject(
+                    RejectReason::RejectedCall,
+                    &|| peer.clone(),
+                    &|| match code {
+                        Code::OutOfRange => {
+                            format!(
+                                "message over the limit of {limit} bytes; refused before reading it"
+                            )
+                        }
+                        c if c == OVER_BUDGET => format!(
+                            "message refused before reading it: the connection's calls already \
                          hold {limit} bytes of messages"
-                    )
-                });
-            } else if let Some(code) = code.filter(|c| !counted_elsewhere(*c)) {
-                // What tonic refused on its own: a compressed message, an unknown
-                // encoding, a call without its message.
-                incr(&ctx.counters.rejected_calls);
-                let message = response
-                    .headers()
-                    .get("grpc-message")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                ctx.reject(RejectReason::RejectedCall, &|| peer.clone(), &|| {
-                    format!("call refused with grpc status {code:?}: {message}")
-                });
+                        ),
+                        // What tonic refused on its own: a compressed message, an unknown
+                        // encoding, a call without its message.
+                        _ => {
+                            let message = response
+                                .headers()
+                                .get("grpc-message")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("");
+                            format!("call refused with grpc status {code:?}: {message}")
+                        }
+                    },
+                );
             }
             Ok(response)
         })
     }
 }
 
-/// Whether an answer's status was counted where it was made: `Ok` (a span), `OutOfRange`
-/// and the budget's status (by the call), `InvalidArgument` (a corrupt span, by the
-/// decoder); `Unavailable` is the receiver shutting down, not the peer's fault.
+/// Whether an answer's status was counted where it was made, or is no refusal: `Ok` (a
+/// span), `InvalidArgument` (a corrupt span, counted by the decoder), `Unavailable` (the
+/// receiver shutting down, not the peer's fault).
 fn counted_elsewhere(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Ok | Code::OutOfRange | Code::InvalidArgument | Code::Unavailable
-    ) || code == OVER_BUDGET
+    matches!(code, Code::Ok | Code::InvalidArgument | Code::Unavailable)
 }
 
 /// Decodes each message as a span (counting it as a frame, or as a corrupt one);
@@ -233,13 +233,13 @@ fn counted_elsewhere(code: Code) -> bool {
 struct SpanCodec {
     ctx: Ctx,
     peer: String,
-    progress: watch::Sender<usize>,
+    progress: Progress,
 }
 
 struct SpanDecoder {
     ctx: Ctx,
     peer: String,
-    progress: watch::Sender<usize>,
+    progress: Progress,
 }
 
 struct EmptyEncoder;
@@ -282,8 +282,7 @@ impl Decoder for SpanDecoder {
         let len = src.remaining();
         incr(&c.frames);
         add(&c.bytes, len as u64);
-        // A whole message arrived: the connection is not idle.
-        self.progress.send_modify(|_| {});
+        self.progress.message();
         // tonic hands over one whole message, already checked against the limit.
         match ssf_proto::wire::decode(&mut *src) {
             Ok(span) => Ok(Some(span)),
@@ -305,22 +304,39 @@ impl Decoder for SpanDecoder {
 /// waiting for room; answers once it is queued.
 struct Deliver {
     ctx: Ctx,
-    progress: watch::Sender<usize>,
+    progress: Progress,
 }
 
-/// Counts a call as waiting for the consumer while it lives.
-struct Waiting(watch::Sender<usize>);
+/// A connection's progress, for its read timeout (none without one): each message
+/// decoded, and the number of calls waiting for room in the span channel (while one
+/// waits, the connection is not idle).
+#[derive(Clone)]
+struct Progress(Option<watch::Sender<usize>>);
 
-impl Waiting {
-    fn new(progress: watch::Sender<usize>) -> Waiting {
-        progress.send_modify(|n| *n += 1);
-        Waiting(progress)
+impl Progress {
+    /// A whole message arrived.
+    fn message(&self) {
+        if let Some(tx) = &self.0 {
+            tx.send_modify(|_| {});
+        }
+    }
+
+    /// Counts a call as waiting for the consumer while the guard lives.
+    fn waiting(&self) -> Waiting {
+        if let Some(tx) = &self.0 {
+            tx.send_modify(|n| *n += 1);
+        }
+        Waiting(self.0.clone())
     }
 }
 
+struct Waiting(Option<watch::Sender<usize>>);
+
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        if let Some(tx) = &self.0 {
+            tx.send_modify(|n| *n = n.saturating_sub(1));
+        }
     }
 }
 
@@ -332,7 +348,7 @@ impl tonic::server::UnaryService<SsfSpan> for Deliver {
         let ctx = self.ctx.clone();
         let progress = self.progress.clone();
         Box::pin(async move {
-            let _waiting = Waiting::new(progress);
+            let _waiting = progress.waiting();
             if ctx.deliver(request.into_inner()).await {
                 Ok(tonic::Response::new(()))
             } else {
