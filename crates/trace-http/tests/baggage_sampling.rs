@@ -130,27 +130,33 @@ async fn call_b(b_addr: SocketAddr, headers: &[(&str, &str)]) -> String {
     body
 }
 
-fn clients(addr: &str, sampler: Sampler) -> (Client, Client) {
+/// A UDP receiver, B's and C's clients sending to it with `sampler`, and the two
+/// services ([`start`]); B's address last.
+async fn services(
+    sampler: Sampler,
+    b_formats: &[HeaderFormat],
+    inject: &[HeaderFormat],
+    c_formats: &[HeaderFormat],
+) -> (Receiver, Client, Client, SocketAddr) {
+    let receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
+    let addr = receiver.local_addr().to_string();
     let build = || {
-        Client::builder(addr)
+        Client::builder(&addr)
             .sampler(sampler)
             .build()
             .expect("a client")
     };
-    (build(), build())
+    let (b_client, c_client) = (build(), build());
+    let b = start(&b_client, &c_client, b_formats, inject, c_formats).await;
+    (receiver, b_client, c_client, b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baggage_and_a_sampled_flag_cross_two_services_over_veneur_headers() {
-    let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
-    let addr = receiver.local_addr().to_string();
-    let (b_client, c_client) = clients(&addr, Sampler::never().parent_based());
-    let formats = [HeaderFormat::Envoy];
-    let b = start(
-        &b_client,
-        &c_client,
+    let (mut receiver, b_client, c_client, b) = services(
+        Sampler::never().parent_based(),
         DEFAULT_EXTRACT_FORMATS,
-        &formats,
+        &[HeaderFormat::Envoy],
         DEFAULT_EXTRACT_FORMATS,
     )
     .await;
@@ -189,15 +195,10 @@ async fn baggage_and_a_sampled_flag_cross_two_services_over_veneur_headers() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn an_unsampled_caller_is_followed_by_both_services_and_nothing_is_sent() {
-    let receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
-    let addr = receiver.local_addr().to_string();
-    let (b_client, c_client) = clients(&addr, Sampler::always().parent_based());
-    let formats = [HeaderFormat::Envoy];
-    let b = start(
-        &b_client,
-        &c_client,
+    let (receiver, b_client, c_client, b) = services(
+        Sampler::always().parent_based(),
         DEFAULT_EXTRACT_FORMATS,
-        &formats,
+        &[HeaderFormat::Envoy],
         DEFAULT_EXTRACT_FORMATS,
     )
     .await;
@@ -242,12 +243,8 @@ async fn an_unsampled_caller_is_followed_by_both_services_and_nothing_is_sent() 
 /// headers first): C continues the caller's 128-bit trace, flags and `tracestate`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_w3c_trace_stays_whole_through_services_that_mix_w3c_and_veneur_headers() {
-    let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
-    let addr = receiver.local_addr().to_string();
-    let (b_client, c_client) = clients(&addr, Sampler::always().parent_based());
-    let b = start(
-        &b_client,
-        &c_client,
+    let (mut receiver, b_client, c_client, b) = services(
+        Sampler::always().parent_based(),
         &[HeaderFormat::W3c, HeaderFormat::Envoy],
         &[HeaderFormat::W3c, HeaderFormat::Envoy],
         &[HeaderFormat::Envoy, HeaderFormat::W3c],
