@@ -13,12 +13,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-/// The system allocator, counting allocations (and reallocations) per thread.
+/// The system allocator, counting allocations (and reallocations) and frees per thread.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counting;
 
 thread_local! {
     static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    static FREES: Cell<usize> = const { Cell::new(0) };
 }
 
 // SAFETY: every call is forwarded to the system allocator with the caller's arguments;
@@ -32,6 +33,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = FREES.try_with(|c| c.set(c.get() + 1));
         // SAFETY: the caller's contract is `System.dealloc`'s; `ptr` came from `System`.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -49,4 +51,16 @@ pub fn allocations(f: impl FnOnce()) -> usize {
     let before = ALLOCS.with(Cell::get);
     f();
     ALLOCS.with(Cell::get) - before
+}
+
+/// How many times `f` allocated and how many times it freed, on this thread: equal when
+/// `f` freed everything it allocated (a reallocation counts as an allocation only).
+/// Meaningful only in a binary whose global allocator is [`Counting`].
+pub fn allocations_and_frees(f: impl FnOnce()) -> (usize, usize) {
+    let before = (ALLOCS.with(Cell::get), FREES.with(Cell::get));
+    f();
+    (
+        ALLOCS.with(Cell::get) - before.0,
+        FREES.with(Cell::get) - before.1,
+    )
 }

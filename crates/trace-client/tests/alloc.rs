@@ -212,3 +212,69 @@ async fn the_span_api_allocates_nothing_per_span_with_static_strings() {
         client.close();
     }
 }
+
+/// A span that owns strings frees each of them, however it ends, while one of static
+/// strings frees nothing (its tags and samples are not walked when it is dropped): owned
+/// keys, values and sample strings, tags and samples spilled to the heap, and spans
+/// finished, converted or dropped.
+#[tokio::test(flavor = "current_thread")]
+async fn spans_free_every_string_they_own() {
+    use ssf_test_support::alloc::allocations_and_frees;
+    use trace_client::{Span, SpanSample};
+
+    let client = Client::builder("udp://127.0.0.1:9")
+        .capacity(1024)
+        .build()
+        .unwrap();
+    type Shape = (&'static str, fn(&mut Span));
+    let shapes: [Shape; 7] = [
+        ("owned value", |s| {
+            s.set_tag("k", "v".to_owned());
+        }),
+        ("owned key", |s| {
+            s.set_tag("k".to_owned(), "v");
+        }),
+        ("spilled static tags", |s| {
+            for k in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+                s.set_tag(k, "v");
+            }
+        }),
+        ("replaced owned value", |s| {
+            s.set_tag("k", "1".to_owned()).set_tag("k", "2");
+        }),
+        ("owned sample name and tag", |s| {
+            s.add_sample(SpanSample::count("c".to_owned(), 1.0).with_tag("t", "x".to_owned()));
+        }),
+        ("spilled static samples", |s| {
+            for name in ["a", "b", "c", "d"] {
+                s.add_sample(SpanSample::gauge(name, 1.0).with_tag("t", "x"));
+            }
+        }),
+        ("sample from SSF", |s| {
+            s.add_sample(ssf_proto::sample::count("c", 1.0).with_tag("t", "x"));
+        }),
+    ];
+    use ssf_proto::sample::SampleExt;
+    for (shape, build) in shapes {
+        let (allocs, frees) = allocations_and_frees(|| {
+            for end in 0..3 {
+                let mut span = Span::root("op");
+                build(&mut span);
+                match end {
+                    0 => span.finish_with(&client).unwrap(),
+                    1 => drop(span.into_ssf()),
+                    _ => {
+                        span.set_finish_on_drop(false);
+                        drop(span);
+                    }
+                }
+            }
+        });
+        assert!(allocs > 0, "{shape}: nothing owned");
+        assert_eq!(
+            allocs, frees,
+            "{shape}: {allocs} allocations, {frees} frees"
+        );
+    }
+    client.close();
+}

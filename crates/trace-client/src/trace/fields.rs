@@ -19,6 +19,26 @@ pub type Str = Cow<'static, str>;
 /// Tags held inline before a span spills them to the heap.
 const INLINE_TAGS: usize = 6;
 
+/// Whether `s` owns its text (a `String` moved in) rather than borrowing a static one.
+#[inline]
+fn is_owned(s: &Str) -> bool {
+    matches!(s, Cow::Owned(_))
+}
+
+/// Empties `v` without running its elements' drops, when that frees nothing: it holds
+/// only borrowed strings (`holds_owned` false) and has not spilled to the heap. Dropping
+/// a span of static strings then costs no walk over its tags and samples.
+#[inline]
+#[expect(
+    clippy::mem_forget,
+    reason = "only inline storage and borrowed static strings are forgotten: nothing to free"
+)]
+pub(crate) fn forget_if_static<A: smallvec::Array>(v: &mut SmallVec<A>, holds_owned: bool) {
+    if !holds_owned && !v.spilled() {
+        std::mem::forget(std::mem::take(v));
+    }
+}
+
 /// Whether two strings are equal, trying the cheap answers first (lengths, then the
 /// same static string).
 #[inline]
@@ -30,22 +50,44 @@ fn same(a: &str, b: &str) -> bool {
 /// they are encoded in: a protobuf map's order is free (every decoder accepts any
 /// order; veneur's Go client writes its map in random order), and keeping them in
 /// order as they come costs nothing. [`Tags::to_map`] gives them in key order.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Tags(SmallVec<[(Str, Str); INLINE_TAGS]>);
+#[derive(Clone, Default)]
+pub struct Tags {
+    list: SmallVec<[(Str, Str); INLINE_TAGS]>,
+    /// One bit per key length (modulo 64) among the keys: a key whose length's bit is
+    /// clear is new, without comparing it to every key (a span's keys mostly differ in
+    /// length).
+    lengths: u64,
+    /// Whether a key or value set here was ever owned (see [`forget_if_static`]).
+    owned: bool,
+}
 
 impl Tags {
     /// Sets `key` to `value`, replacing an earlier value (in its place).
-    #[inline]
+    // Always inlined: with the strings' kinds known where it is called, the checks
+    // fold away (out of line it cost twice as much, callgrind).
+    #[inline(always)]
     pub(crate) fn set(&mut self, key: Str, value: Str) {
-        match self.0.iter_mut().find(|(k, _)| same(k, &key)) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((key, value)),
+        self.owned |= is_owned(&key) | is_owned(&value);
+        let bit = 1u64 << (key.len() % 64);
+        if self.lengths & bit != 0 {
+            if let Some(slot) = self.list.iter_mut().find(|(k, _)| same(k, &key)) {
+                slot.1 = value;
+                return;
+            }
         }
+        self.lengths |= bit;
+        self.list.push((key, value));
+    }
+
+    /// Empties the tags without walking them when they hold only static strings.
+    #[inline]
+    pub(crate) fn forget_if_static(&mut self) {
+        forget_if_static(&mut self.list, self.owned);
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
+        self.list
             .iter()
             .find(|(k, _)| same(k, key))
             .map(|(_, v)| v.as_ref())
@@ -53,17 +95,17 @@ impl Tags {
 
     /// The tags, in the order they were first set.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+        self.list.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
 
     /// How many tags there are.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.list.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
     }
 
     /// The tags as an SSF map.
@@ -75,12 +117,21 @@ impl Tags {
 
     /// The tags as an SSF map, moving the owned strings.
     pub(crate) fn take_map(&mut self) -> BTreeMap<String, String> {
-        std::mem::take(&mut self.0)
+        self.lengths = 0;
+        std::mem::take(&mut self.list)
             .into_iter()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
     }
 }
+
+impl PartialEq for Tags {
+    fn eq(&self, other: &Tags) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Tags {}
 
 impl fmt::Debug for Tags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,7 +180,7 @@ impl PartialEq<BTreeMap<String, String>> for Tags {
 /// assert_eq!(c.to_ssf(), ssf_proto::sample::count("requests", 1.0).with_tag("route", "/checkout"));
 /// # use ssf_proto::sample::SampleExt;
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SpanSample {
     metric: Metric,
     name: Str,
@@ -141,11 +192,15 @@ pub struct SpanSample {
     tags: SmallVec<[(Str, Str); 1]>,
     unit: Str,
     scope: i32,
+    /// Whether any of its strings is owned (see [`forget_if_static`]).
+    owned: bool,
 }
 
 impl SpanSample {
+    #[inline]
     fn base(metric: Metric, name: Str, value: f32) -> Self {
         SpanSample {
+            owned: is_owned(&name),
             metric,
             name,
             value,
@@ -159,29 +214,42 @@ impl SpanSample {
         }
     }
 
+    /// Whether freeing the sample frees nothing: its strings are all static and its tags
+    /// inline.
+    #[inline]
+    pub(crate) fn is_static(&self) -> bool {
+        !self.owned && !self.tags.spilled()
+    }
+
     /// A counter sample: `value` is added to the counter called `name`.
+    #[inline]
     pub fn count(name: impl Into<Str>, value: f32) -> Self {
         Self::base(Metric::Counter, name.into(), value)
     }
 
     /// A gauge sample: the gauge called `name` is set to `value`.
+    #[inline]
     pub fn gauge(name: impl Into<Str>, value: f32) -> Self {
         Self::base(Metric::Gauge, name.into(), value)
     }
 
     /// A histogram sample: `value` is one observation of the distribution `name`.
+    #[inline]
     pub fn histogram(name: impl Into<Str>, value: f32) -> Self {
         Self::base(Metric::Histogram, name.into(), value)
     }
 
     /// A set sample: `member` is counted once in the set of unique values called `name`.
+    #[inline]
     pub fn set(name: impl Into<Str>, member: impl Into<Str>) -> Self {
         let mut s = Self::base(Metric::Set, name.into(), 0.0);
         s.message = member.into();
+        s.owned |= is_owned(&s.message);
         s
     }
 
     /// A status-check sample reporting `state` for the check called `name`.
+    #[inline]
     pub fn status(name: impl Into<Str>, state: Status) -> Self {
         let mut s = Self::base(Metric::Status, name.into(), 0.0);
         s.status = state as i32;
@@ -190,6 +258,7 @@ impl SpanSample {
 
     /// A histogram of `duration` in units of `resolution`, keeping the fraction, with
     /// the unit [`ssf_proto::sample::time_unit`] names (as [`ssf_proto::sample::timing`]).
+    #[inline]
     pub fn timing(name: impl Into<Str>, duration: Duration, resolution: Duration) -> Self {
         let resolution = if resolution.is_zero() {
             Duration::from_nanos(1)
@@ -206,8 +275,10 @@ impl SpanSample {
 
     /// Adds a tag (a later value for the same key replaces the earlier one).
     #[must_use]
+    #[inline]
     pub fn with_tag(mut self, key: impl Into<Str>, value: impl Into<Str>) -> Self {
         let (key, value) = (key.into(), value.into());
+        self.owned |= is_owned(&key) | is_owned(&value);
         match self.tags.iter_mut().find(|(k, _)| same(k, &key)) {
             Some(slot) => slot.1 = value,
             None => self.tags.push((key, value)),
@@ -217,8 +288,10 @@ impl SpanSample {
 
     /// Sets the unit.
     #[must_use]
+    #[inline]
     pub fn with_unit(mut self, unit: impl Into<Str>) -> Self {
         self.unit = unit.into();
+        self.owned |= is_owned(&self.unit);
         self
     }
 
@@ -292,9 +365,26 @@ impl SpanSample {
     }
 }
 
+/// Equal when every field is (whether the strings are owned does not matter).
+impl PartialEq for SpanSample {
+    fn eq(&self, o: &SpanSample) -> bool {
+        self.metric == o.metric
+            && self.name == o.name
+            && self.value == o.value
+            && self.timestamp == o.timestamp
+            && self.message == o.message
+            && self.status == o.status
+            && self.sample_rate == o.sample_rate
+            && self.tags == o.tags
+            && self.unit == o.unit
+            && self.scope == o.scope
+    }
+}
+
 impl From<SsfSample> for SpanSample {
     fn from(s: SsfSample) -> Self {
         SpanSample {
+            owned: true,
             metric: Metric::try_from(s.metric).unwrap_or(Metric::Counter),
             name: Str::Owned(s.name),
             value: s.value,
@@ -412,6 +502,36 @@ mod tests {
         assert_eq!(t, map);
         assert_eq!(t.take_map(), map);
         assert!(t.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Setting tags in any order, with keys of equal, different and 64-apart lengths,
+        /// static or owned, keeps each key once with its last value, in first-set order.
+        #[test]
+        fn tags_behave_as_an_ordered_map(
+            sets in proptest::collection::vec(
+                (0usize..8, 0usize..4, proptest::bool::ANY, proptest::bool::ANY),
+                0..24,
+            ),
+        ) {
+            const LONG: &str = "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
+            const KEYS: [&str; 8] = ["a", "b", "ab", "abc", "x", "", "a123456789", LONG];
+            const VALUES: [&str; 4] = ["0", "1", "22", ""];
+            let str = |s: &'static str, owned: bool| {
+                if owned { Str::Owned(s.to_owned()) } else { Str::Borrowed(s) }
+            };
+            let mut tags = Tags::default();
+            let mut want: Vec<(&str, &str)> = Vec::new();
+            for (key, value, key_owned, value_owned) in sets {
+                let (key, value) = (KEYS[key], VALUES[value]);
+                match want.iter_mut().find(|(k, _)| *k == key) {
+                    Some(slot) => slot.1 = value,
+                    None => want.push((key, value)),
+                }
+                tags.set(str(key, key_owned), str(value, value_owned));
+            }
+            proptest::prop_assert_eq!(tags.iter().collect::<Vec<_>>(), want);
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::error::TryRecordError;
 use crate::future::Receipt;
 use crate::trace::baggage::{Baggage, BaggageError};
 use crate::trace::context::{self, SpanContext, W3cTrace};
-use crate::trace::fields::{Resource, Samples, SpanSample, Str, Tags};
+use crate::trace::fields::{Resource, Samples, SpanSample, Str, Tags, forget_if_static};
 use crate::trace::id::new_id;
 
 static SERVICE: OnceLock<String> = OnceLock::new();
@@ -44,7 +44,29 @@ pub fn service_name() -> &'static str {
 
 /// Nanoseconds since the epoch, saturating at the ends of the SSF range (years 1677 and
 /// 2262) instead of wrapping.
+#[inline]
 fn nanos(time: SystemTime) -> i64 {
+    // The common case, a time after 1970 and before 2262, without the checked
+    // conversion of `to_nanos`.
+    if let Ok(d) = time.duration_since(UNIX_EPOCH) {
+        if d.as_secs() < MAX_SECS {
+            return d.as_secs() as i64 * 1_000_000_000 + i64::from(d.subsec_nanos());
+        }
+    }
+    nanos_slow(time)
+}
+
+/// Whole seconds below which any time since the epoch fits an `i64` of nanoseconds.
+const MAX_SECS: u64 = i64::MAX as u64 / 1_000_000_000;
+
+/// The current time in SSF nanoseconds, as a span keeps its start and end.
+#[inline]
+fn now() -> i64 {
+    nanos(SystemTime::now())
+}
+
+#[cold]
+fn nanos_slow(time: SystemTime) -> i64 {
     ssf_proto::time::to_nanos(time).unwrap_or(if time > UNIX_EPOCH {
         i64::MAX
     } else {
@@ -138,11 +160,14 @@ pub struct Span {
     resource: Resource,
     name: Str,
     service: Option<Str>,
-    start: SystemTime,
-    end: Option<SystemTime>,
+    /// Nanoseconds since the epoch (SSF's own unit: converted once, when set).
+    start: i64,
+    end: Option<i64>,
     tags: Tags,
     error: bool,
     samples: Samples,
+    /// Whether a sample added holds an owned string or spilled tags.
+    samples_owned: bool,
     indicator: bool,
     client: Option<Client>,
     finish_on_drop: bool,
@@ -186,11 +211,12 @@ impl Span {
             resource,
             name,
             service: None,
-            start: SystemTime::now(),
+            start: now(),
             end: None,
             tags: Tags::default(),
             error: false,
             samples: Samples::new(),
+            samples_owned: false,
             indicator: false,
             client,
             finish_on_drop: true,
@@ -316,14 +342,15 @@ impl Span {
         self.service.as_deref()
     }
 
-    /// When the span started.
+    /// When the span started (to the nanosecond, within SSF's range of years 1677 to
+    /// 2262: a span keeps its times as the nanoseconds it sends).
     pub fn start(&self) -> SystemTime {
-        self.start
+        ssf_proto::time::from_nanos(self.start)
     }
 
     /// When the span ended, if it was set or the span finished.
     pub fn end(&self) -> Option<SystemTime> {
-        self.end
+        self.end.map(ssf_proto::time::from_nanos)
     }
 
     /// The span's tags.
@@ -349,7 +376,11 @@ impl Span {
     /// End minus start once the span has an end time; zero if the clock went backwards.
     pub fn duration(&self) -> Option<Duration> {
         let end = self.end?;
-        Some(end.duration_since(self.start).unwrap_or(Duration::ZERO))
+        // i128: the difference of two i64s does not overflow it.
+        let nanos = (i128::from(end) - i128::from(self.start)).max(0);
+        Some(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        ))
     }
 
     /// This span's context, to create children elsewhere or to inject into a carrier.
@@ -432,7 +463,7 @@ impl Span {
 
     /// Sets tag `key` to `value`, replacing an earlier value. The SDK never adds tags of its
     /// own except the three of [`Span::error`].
-    #[inline]
+    #[inline(always)]
     pub fn set_tag(&mut self, key: impl Into<Str>, value: impl Into<Str>) -> &mut Self {
         self.tags.set(key.into(), value.into());
         self
@@ -505,7 +536,9 @@ impl Span {
     /// Adds a sample to send with the span.
     #[inline]
     pub fn add_sample(&mut self, sample: impl Into<SpanSample>) -> &mut Self {
-        self.samples.push(sample.into());
+        let sample = sample.into();
+        self.samples_owned |= !sample.is_static();
+        self.samples.push(sample);
         self
     }
 
@@ -514,20 +547,22 @@ impl Span {
         &mut self,
         samples: impl IntoIterator<Item = S>,
     ) -> &mut Self {
-        self.samples.extend(samples.into_iter().map(Into::into));
+        for sample in samples {
+            self.add_sample(sample);
+        }
         self
     }
 
     /// Sets the start time.
     pub fn set_start(&mut self, start: SystemTime) -> &mut Self {
-        self.start = start;
+        self.start = nanos(start);
         self
     }
 
     /// Sets the end time; finishing keeps it instead of using the finishing time.
     #[inline]
     pub fn set_end(&mut self, end: SystemTime) -> &mut Self {
-        self.end = Some(end);
+        self.end = Some(nanos(end));
         self
     }
 
@@ -682,7 +717,7 @@ impl Span {
     /// form.
     #[inline]
     fn record_on(&mut self, client: &Client) -> Result<(), TryRecordError> {
-        self.end.get_or_insert_with(SystemTime::now);
+        self.end.get_or_insert_with(now);
         self.sent = true;
         // The client's service name comes before the process-wide one.
         let client_service = match (&self.service, client.service()) {
@@ -749,8 +784,8 @@ impl Span {
             trace_id: self.trace_id,
             id: self.span_id,
             parent_id: self.parent_id,
-            start_timestamp: nanos(self.start),
-            end_timestamp: self.end.map_or(0, nanos),
+            start_timestamp: self.start,
+            end_timestamp: self.end.unwrap_or(0),
             error: self.error,
             service: self.service_or_default().to_owned(),
             metrics: self.samples.iter().map(SpanSample::to_ssf).collect(),
@@ -771,7 +806,7 @@ impl Span {
     /// Finishes the span (end time now unless set) and moves its SSF form out, marking it
     /// sent so that dropping it does nothing more.
     pub(crate) fn take_ssf(&mut self) -> SsfSpan {
-        let end = *self.end.get_or_insert_with(SystemTime::now);
+        let end = *self.end.get_or_insert_with(now);
         self.sent = true;
         let service = match self.service.take() {
             Some(own) => own.into_owned(),
@@ -781,8 +816,8 @@ impl Span {
             trace_id: self.trace_id,
             id: self.span_id,
             parent_id: self.parent_id,
-            start_timestamp: nanos(self.start),
-            end_timestamp: nanos(end),
+            start_timestamp: self.start,
+            end_timestamp: end,
             error: self.error,
             service,
             metrics: std::mem::take(&mut self.samples)
@@ -809,16 +844,18 @@ impl Drop for Span {
     /// [`Span::set_finish_on_drop`] turned that off. A refusal is ignored (the client counts
     /// it). Never panics and never blocks.
     fn drop(&mut self) {
-        if self.sent || !self.finish_on_drop {
-            return;
-        }
-        let _refused = match self.client.take() {
-            Some(client) => self.record_on(&client),
-            None => match default::get() {
+        if !self.sent && self.finish_on_drop {
+            let _refused = match self.client.take() {
                 Some(client) => self.record_on(&client),
-                None => Ok(()),
-            },
-        };
+                None => match default::get() {
+                    Some(client) => self.record_on(&client),
+                    None => Ok(()),
+                },
+            };
+        }
+        // Static tags and samples free nothing: they are not walked.
+        self.tags.forget_if_static();
+        forget_if_static(&mut self.samples, self.samples_owned);
     }
 }
 
@@ -841,11 +878,11 @@ impl SpanFields for Span {
     }
     #[inline]
     fn start_timestamp(&self) -> i64 {
-        nanos(self.start)
+        self.start
     }
     #[inline]
     fn end_timestamp(&self) -> i64 {
-        self.end.map_or(0, nanos)
+        self.end.unwrap_or(0)
     }
     #[inline]
     fn is_error(&self) -> bool {
