@@ -395,17 +395,19 @@ impl Client {
         }
         counters.pre_accept();
         let mut buf = [0u8; INLINE];
-        let (msg, inline) = match self.encode(span, framing, max, &mut buf) {
-            Ok(encoded) => Message::encoded(encoded, receipt),
+        let pushed = match self.encode(span, framing, max, &mut buf) {
+            Ok(encode::Encoded::Inline(len)) => {
+                shared.queue.try_push_frame(None, receipt, &buf[..len])
+            }
+            Ok(encode::Encoded::Heap(frame)) => {
+                shared.queue.try_push_frame(Some(frame), receipt, &[])
+            }
             Err(len) => {
                 oversize(counters, len, max, receipt);
                 return Ok(());
             }
         };
-        match shared.queue.try_push_inline(msg, &buf[..inline]) {
-            Ok(()) => Ok(()),
-            Err(refused) => Err(refused_frame(counters, refused)),
-        }
+        pushed.map_err(|refused| refused_frame(counters, refused))
     }
 
     /// Queues a span and returns a [`Receipt`] that resolves once a backend wrote it (or
@@ -821,7 +823,7 @@ fn refused_span(counters: &Counters, refused: Refused) -> TryRecordError {
 
 /// Counts a refusal of the queue of an encoded span (the caller still has the span).
 #[cold]
-fn refused_frame(counters: &Counters, refused: Refused) -> TryRecordError<()> {
+fn refused_frame<T>(counters: &Counters, refused: PushError<T>) -> TryRecordError<()> {
     let full = matches!(refused, PushError::Full(_));
     counters.unaccept(full);
     if full {

@@ -19,7 +19,7 @@ mod wake;
 #[cfg(all(ssf_loom, test))]
 mod loom;
 
-use crate::message::Message;
+use crate::message::{Message, ReceiptSender};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::waiters::WaitList;
 
@@ -94,6 +94,35 @@ impl Queue {
                 self.wake.refused_full();
             }
             return Err(e);
+        }
+        self.wake.pushed(urgent, || self.ring.len());
+        Ok(())
+    }
+
+    /// [`try_push_inline`](Self::try_push_inline) for an encoded span: its frame is
+    /// `inline` (at most [`INLINE`](crate::encode::INLINE) bytes) or `heap`. The parts
+    /// go into the slot as they are, without being moved as a [`Message`]; a refusal
+    /// hands them back.
+    #[inline]
+    pub(crate) fn try_push_frame(
+        &self,
+        heap: Option<Box<[u8]>>,
+        receipt: Option<ReceiptSender>,
+        inline: &[u8],
+    ) -> Result<(), PushError<()>> {
+        let urgent = receipt.is_some();
+        let pushed = self
+            .ring
+            .push_with((heap, receipt), |entry, (heap, receipt)| {
+                entry.fill_frame(heap, receipt, inline)
+            });
+        if let Err(e) = pushed {
+            let full = matches!(e, PushError::Full(_));
+            if full {
+                self.wake.refused_full();
+                return Err(PushError::Full(()));
+            }
+            return Err(PushError::Closed(()));
         }
         self.wake.pushed(urgent, || self.ring.len());
         Ok(())

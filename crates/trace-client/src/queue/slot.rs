@@ -47,21 +47,7 @@ impl Slot {
     #[inline]
     pub(super) fn fill(&mut self, msg: Message, inline: &[u8]) {
         match msg {
-            Message::Frame { mut heap, receipt } => {
-                // Callers give at most `INLINE` bytes; more would be a bug, which must
-                // cost an allocation, not the frame (nor a panic while the slot is
-                // claimed).
-                match self.frame.get_mut(..inline.len()) {
-                    Some(dst) => {
-                        dst.copy_from_slice(inline);
-                        self.len = inline.len() as u16;
-                    }
-                    None => heap = Some(inline.into()),
-                }
-                self.heap = heap;
-                self.receipt = receipt;
-                self.kind = Kind::Frame;
-            }
+            Message::Frame { heap, receipt } => self.fill_frame(heap, receipt, inline),
             other => {
                 self.other = Some(other);
                 self.kind = Kind::Other;
@@ -71,6 +57,30 @@ impl Slot {
 
     /// Empties the entry: its message and, for an encoded span, its inline frame (empty
     /// otherwise), valid until the entry is filled again.
+    /// Fills the slot with an encoded span's frame: `inline` (at most [`INLINE`] bytes)
+    /// copied in, or `heap`, with `receipt`. As [`Slot::fill`] for a
+    /// [`Message::Frame`], without the message's moves.
+    #[inline]
+    pub(super) fn fill_frame(
+        &mut self,
+        mut heap: Option<Box<[u8]>>,
+        receipt: Option<ReceiptSender>,
+        inline: &[u8],
+    ) {
+        // Callers give at most `INLINE` bytes; more would be a bug, which must cost an
+        // allocation, not the frame (nor a panic while the slot is claimed).
+        match self.frame.get_mut(..inline.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(inline);
+                self.len = inline.len() as u16;
+            }
+            None => heap = Some(inline.into()),
+        }
+        self.heap = heap;
+        self.receipt = receipt;
+        self.kind = Kind::Frame;
+    }
+
     #[inline]
     pub(super) fn take(&mut self) -> Option<(Message, &[u8])> {
         let kind = std::mem::replace(&mut self.kind, Kind::Empty);
