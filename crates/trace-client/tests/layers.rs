@@ -57,7 +57,7 @@ const FOLDERS: &[(&str, &[&str])] = &[
     (
         "trace",
         &[
-            "id", "baggage", "context", "fields", "span", "macros", "mod",
+            "clock", "id", "baggage", "context", "fields", "span", "macros", "mod",
         ],
     ),
     (

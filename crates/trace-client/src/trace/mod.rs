@@ -2,6 +2,7 @@
 //! ([`context`]), the [`Span`](span::Span) handle and the `span!` macros ([`macros`]).
 
 pub mod baggage;
+pub(crate) mod clock;
 pub mod context;
 pub(crate) mod fields;
 pub mod id;

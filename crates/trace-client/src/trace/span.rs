@@ -2,7 +2,7 @@
 
 use std::any::type_name;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use ssf_proto::SsfSpan;
 use ssf_proto::wire::SpanFields;
@@ -13,6 +13,7 @@ use crate::encode::WithService;
 use crate::error::TryRecordError;
 use crate::future::Receipt;
 use crate::trace::baggage::{Baggage, BaggageError};
+use crate::trace::clock::{nanos, now};
 use crate::trace::context::{self, SpanContext, W3cTrace};
 use crate::trace::fields::{Resource, Samples, SpanSample, Str, Tags, forget_if_static};
 use crate::trace::id::new_id;
@@ -40,38 +41,6 @@ pub fn set_service_name(name: &str) -> bool {
 /// The process-wide service name set by [`set_service_name`]; empty until then.
 pub fn service_name() -> &'static str {
     SERVICE.get().map_or("", String::as_str)
-}
-
-/// Nanoseconds since the epoch, saturating at the ends of the SSF range (years 1677 and
-/// 2262) instead of wrapping.
-#[inline]
-fn nanos(time: SystemTime) -> i64 {
-    // The common case, a time after 1970 and before 2262, without the checked
-    // conversion of `to_nanos`.
-    if let Ok(d) = time.duration_since(UNIX_EPOCH) {
-        if d.as_secs() < MAX_SECS {
-            return d.as_secs() as i64 * 1_000_000_000 + i64::from(d.subsec_nanos());
-        }
-    }
-    nanos_slow(time)
-}
-
-/// Whole seconds below which any time since the epoch fits an `i64` of nanoseconds.
-const MAX_SECS: u64 = i64::MAX as u64 / 1_000_000_000;
-
-/// The current time in SSF nanoseconds, as a span keeps its start and end.
-#[inline]
-fn now() -> i64 {
-    nanos(SystemTime::now())
-}
-
-#[cold]
-fn nanos_slow(time: SystemTime) -> i64 {
-    ssf_proto::time::to_nanos(time).unwrap_or(if time > UNIX_EPOCH {
-        i64::MAX
-    } else {
-        i64::MIN
-    })
 }
 
 /// The last path segment of a type name, without generic arguments: `my::Error<T>` →
@@ -717,7 +686,9 @@ impl Span {
     /// form.
     #[inline]
     fn record_on(&mut self, client: &Client) -> Result<(), TryRecordError> {
-        self.end.get_or_insert_with(now);
+        let start = self.start;
+        // Read on another thread than the start, the clock may be a little behind it.
+        self.end.get_or_insert_with(|| now().max(start));
         self.sent = true;
         // The client's service name comes before the process-wide one.
         let client_service = match (&self.service, client.service()) {
@@ -806,7 +777,8 @@ impl Span {
     /// Finishes the span (end time now unless set) and moves its SSF form out, marking it
     /// sent so that dropping it does nothing more.
     pub(crate) fn take_ssf(&mut self) -> SsfSpan {
-        let end = *self.end.get_or_insert_with(now);
+        let start = self.start;
+        let end = *self.end.get_or_insert_with(|| now().max(start));
         self.sent = true;
         let service = match self.service.take() {
             Some(own) => own.into_owned(),
@@ -920,6 +892,7 @@ impl From<&Span> for SpanContext {
 mod tests {
     use std::collections::BTreeMap;
     use std::fmt;
+    use std::time::UNIX_EPOCH;
 
     use super::*;
 

@@ -1,0 +1,244 @@
+//! The wall clock a span reads when it starts and when it ends, in SSF nanoseconds.
+//!
+//! Reading the system clock (`SystemTime::now`, a vDSO `clock_gettime`) costs about
+//! 25 ns on a virtual machine, twice per span. Where the kernel itself keeps time with
+//! the CPU's invariant time-stamp counter (x86_64 Linux with the `tsc` clocksource), a
+//! thread reads the counter instead (about 9 ns there) and scales it from its last
+//! reading of the system clock:
+//!
+//! * Each thread keeps an anchor, a reading of the system clock and the counter taken
+//!   together, and the counter's rate measured between its last two anchors.
+//! * An anchor is good for [`RESYNC`] (100 ms): a span read after that reads the system
+//!   clock again, so a step of the clock (NTP, an administrator) shows within 100 ms,
+//!   and the rate follows the clock's slewing. A thread that records seldom reads the
+//!   system clock every time, as without this module.
+//! * Until a thread has two anchors at least [`MIN_CALIBRATION`] (20 ms) apart, and
+//!   whenever a reading was disturbed (the two counter reads around the system clock's
+//!   are far apart: the thread was preempted), the system clock's own value is used. A
+//!   rate far from the last one (a step of the clock) is measured afresh.
+//!
+//! Between anchors the scaled time is off the system clock by the rate's error over at
+//! most 100 ms: a few microseconds after the first 20 ms measurement, well under one
+//! after that (each later rate is measured over 100 ms). A span started on one thread
+//! and finished on another reads two anchors; its end is never put before its start.
+//! Elsewhere (other systems, other clocksources, or a counter that is not invariant)
+//! every reading is the system clock's. Unlike a crate that calibrates once at start-up
+//! (fastant, for one, spins for 20 ms or more in every process that links it, then
+//! anchors once for good), nothing runs until a span is made, and wall time never
+//! drifts from the system clock by more than one anchor's interval allows.
+
+use std::cell::Cell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How long an anchor serves before the system clock is read again (nanoseconds).
+const RESYNC: i64 = 100_000_000;
+
+/// The shortest and longest intervals between anchors a rate is measured over
+/// (nanoseconds).
+const MIN_CALIBRATION: i64 = 20_000_000;
+const MAX_CALIBRATION: i64 = 60_000_000_000;
+
+/// The most counter ticks a reading of the system clock may take between the counter
+/// reads around it for the pair to be an anchor (under a microsecond at 2 GHz and more;
+/// a clean read takes a tenth of that, and more means the thread was interrupted).
+const MAX_READ_TICKS: u64 = 2_000;
+
+/// Nanoseconds since the epoch, saturating at the ends of the SSF range (years 1677 and
+/// 2262) instead of wrapping.
+#[inline]
+pub(crate) fn nanos(time: SystemTime) -> i64 {
+    // The common case, a time after 1970 and before 2262, without the checked
+    // conversion of `to_nanos`.
+    if let Ok(d) = time.duration_since(UNIX_EPOCH) {
+        if d.as_secs() < MAX_SECS {
+            return d.as_secs() as i64 * 1_000_000_000 + i64::from(d.subsec_nanos());
+        }
+    }
+    nanos_slow(time)
+}
+
+/// Whole seconds below which any time since the epoch fits an `i64` of nanoseconds.
+const MAX_SECS: u64 = i64::MAX as u64 / 1_000_000_000;
+
+#[cold]
+fn nanos_slow(time: SystemTime) -> i64 {
+    ssf_proto::time::to_nanos(time).unwrap_or(if time > UNIX_EPOCH {
+        i64::MAX
+    } else {
+        i64::MIN
+    })
+}
+
+/// The system clock, in SSF nanoseconds.
+#[inline]
+fn system_now() -> i64 {
+    nanos(SystemTime::now())
+}
+
+/// A thread's anchor: the system clock and the counter read together, and the counter's
+/// rate (0 until measured).
+#[derive(Clone, Copy)]
+struct Anchor {
+    ticks: u64,
+    nanos: i64,
+    nanos_per_tick: f64,
+    /// Ticks after `ticks` for which the anchor serves.
+    serves: u64,
+}
+
+thread_local! {
+    static ANCHOR: Cell<Anchor> = const {
+        Cell::new(Anchor { ticks: 0, nanos: 0, nanos_per_tick: 0.0, serves: 0 })
+    };
+}
+
+/// The current time in SSF nanoseconds, as a span keeps its start and end.
+#[inline]
+pub(crate) fn now() -> i64 {
+    match counter() {
+        Some(ticks) => {
+            let anchor = ANCHOR.try_with(Cell::get).ok();
+            match anchor {
+                Some(a) if ticks.wrapping_sub(a.ticks) < a.serves => {
+                    let since = ticks.wrapping_sub(a.ticks) as f64 * a.nanos_per_tick;
+                    a.nanos.saturating_add(since as i64)
+                }
+                _ => resync(),
+            }
+        }
+        None => system_now(),
+    }
+}
+
+/// Reads the system clock, and makes it the thread's anchor when the reading was not
+/// disturbed, measuring the counter's rate against the previous anchor.
+#[cold]
+fn resync() -> i64 {
+    let (Some(before), nanos, Some(after)) = (counter(), system_now(), counter()) else {
+        return system_now();
+    };
+    if after.wrapping_sub(before) > MAX_READ_TICKS {
+        return nanos;
+    }
+    // The middle of the two counter reads stands for the system clock's.
+    let ticks = before + after.wrapping_sub(before) / 2;
+    let _ = ANCHOR.try_with(|cell| {
+        let old = cell.get();
+        let elapsed = nanos.saturating_sub(old.nanos);
+        if old.ticks != 0 && (0..MIN_CALIBRATION).contains(&elapsed) {
+            // Too soon to measure a rate: the old anchor stays, so that the next
+            // measurement spans more time.
+            return;
+        }
+        let ticked = ticks.wrapping_sub(old.ticks);
+        let measured = (old.ticks != 0 && elapsed <= MAX_CALIBRATION && ticked > 0)
+            .then(|| elapsed as f64 / ticked as f64)
+            // Between 10 MHz and 10 GHz, and near the last rate: anything else is a
+            // step of the clock (or a counter gone wrong), and the rate is measured
+            // afresh.
+            .filter(|r| (0.1..=100.0).contains(r))
+            .filter(|r| old.nanos_per_tick == 0.0 || (r / old.nanos_per_tick - 1.0).abs() < 1e-3)
+            .unwrap_or(0.0);
+        let serves = if measured > 0.0 {
+            (RESYNC as f64 / measured) as u64
+        } else {
+            0
+        };
+        cell.set(Anchor {
+            ticks,
+            nanos,
+            nanos_per_tick: measured,
+            serves,
+        });
+    });
+    nanos
+}
+
+/// The time-stamp counter, where the kernel keeps time with it; `None` elsewhere.
+#[inline]
+fn counter() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(ssf_loom)))]
+    {
+        if tsc_is_the_clock() {
+            return Some(rdtsc());
+        }
+    }
+    None
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(ssf_loom)))]
+#[inline]
+#[allow(unsafe_code)]
+fn rdtsc() -> u64 {
+    // SAFETY: `rdtsc` reads the time-stamp counter into registers; it touches no memory
+    // and every x86_64 processor has it.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Whether the kernel's clocksource is the time-stamp counter (which it uses only when
+/// the counter is invariant and synchronised across CPUs). Read once per process.
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(ssf_loom)))]
+#[inline]
+fn tsc_is_the_clock() -> bool {
+    static TSC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TSC.get_or_init(|| {
+        std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+            .is_ok_and(|s| s.trim() == "tsc")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_follow_the_system_clock() {
+        // Over a quarter of a second, with resyncs and calibration on the way, every
+        // reading lies between the system clock's readings around it (give or take the
+        // error allowed between anchors) and readings never go back by more than that.
+        const SLACK: i64 = 50_000;
+        let end = system_now() + 250_000_000;
+        let mut last = i64::MIN;
+        let mut n = 0u64;
+        loop {
+            let before = system_now();
+            let t = now();
+            let after = system_now();
+            assert!(
+                before - SLACK <= t && t <= after + SLACK,
+                "{t} outside {before}..{after}"
+            );
+            assert!(
+                t >= last.saturating_sub(SLACK),
+                "went back from {last} to {t}"
+            );
+            last = t;
+            n += 1;
+            if after > end {
+                break;
+            }
+        }
+        assert!(n > 1000, "{n} readings");
+        if counter().is_some() {
+            // Where the counter is the clock, the readings were scaled from an anchor.
+            let anchor = ANCHOR.with(Cell::get);
+            assert!(anchor.nanos_per_tick > 0.0 && anchor.serves > 0);
+        }
+    }
+
+    #[test]
+    fn nanos_convert_and_saturate() {
+        use std::time::Duration;
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123);
+        assert_eq!(nanos(t), 1_700_000_000_000_000_123);
+        assert_eq!(nanos(UNIX_EPOCH - Duration::from_nanos(5)), -5);
+        assert_eq!(
+            nanos(UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400)),
+            i64::MAX
+        );
+        assert_eq!(
+            nanos(UNIX_EPOCH - Duration::from_secs(400 * 365 * 86_400)),
+            i64::MIN
+        );
+    }
+}
