@@ -339,6 +339,24 @@ fn entry_len_bytes(k: &[u8], v: &[u8]) -> usize {
     2 + varint_len(k.len() as u64) + k.len() + varint_len(v.len() as u64) + v.len()
 }
 
+/// The varint of `v` (`n` bytes long, as [`varint_len`] says) as little-endian words:
+/// its first eight bytes, then the last two (bytes past the varint's end are zero).
+/// Each group of seven bits is moved to a byte of its own by halving the spread three
+/// times (28 | 28 bits, then 14 | 14, then 7 | 7), without a loop.
+#[inline(always)]
+fn varint_words(v: u64, n: usize) -> (u64, u16) {
+    let mut x = v & 0x00ff_ffff_ffff_ffff;
+    x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x00ff_ffff_f000_0000) << 4);
+    x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x0fff_c000_0fff_c000) << 2);
+    x = (x & 0x007f_007f_007f_007f) | ((x & 0x3f80_3f80_3f80_3f80) << 1);
+    // Every byte but the last carries the continuation bit.
+    let continued = (n - 1).min(8) * 8;
+    let mask = ((1u128 << continued) - 1) as u64 & 0x8080_8080_8080_8080;
+    let b8 = ((v >> 56) as u16 & 0x7f) | if n > 9 { 0x80 } else { 0 };
+    let b9 = (v >> 63) as u16;
+    (x | mask, b8 | (b9 << 8))
+}
+
 /// Writes the varint of `v` into `buf` from `at`; returns where it ends. `buf` has room:
 /// a varint takes at most 10 bytes.
 #[inline]
@@ -423,15 +441,38 @@ impl Writer<'_> {
         self.byte((tag << 3) | wire_type);
     }
 
-    #[inline]
+    // Always inlined, with the rare case (near the end of `out`) out of line: a span's
+    // IDs and timestamps are nine-byte varints, written here without a loop.
+    #[inline(always)]
     fn int(&mut self, tag: u8, v: i64) {
-        if v != 0 {
-            // The key and the value with one bounds check.
-            let mut tmp = [0u8; 11];
-            tmp[0] = (tag << 3) | VARINT;
-            let n = put_varint(&mut tmp, 1, v as u64);
-            self.bytes(&tmp[..n]);
+        let v = v as u64;
+        if v == 0 {
+            return;
         }
+        // With room for the key and the longest varint, all eleven bytes are written at
+        // once; those past the varint are overwritten by what follows, or lie past the
+        // end of the encoding.
+        match self.out.get_mut(self.pos..self.pos + 11) {
+            Some(dst) => {
+                let n = varint_len(v);
+                let (lo, hi) = varint_words(v, n);
+                dst[0] = (tag << 3) | VARINT;
+                dst[1..9].copy_from_slice(&lo.to_le_bytes());
+                dst[9..11].copy_from_slice(&hi.to_le_bytes());
+                self.pos += 1 + n;
+            }
+            None => self.int_near_end(tag, v),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn int_near_end(&mut self, tag: u8, v: u64) {
+        // The key and the value with one bounds check.
+        let mut tmp = [0u8; 11];
+        tmp[0] = (tag << 3) | VARINT;
+        let n = put_varint(&mut tmp, 1, v);
+        self.bytes(&tmp[..n]);
     }
 
     #[inline]
@@ -643,6 +684,25 @@ mod tests {
             let mut out = vec![0u8; reference.len()];
             assert_eq!(encode_to_slice(&span, &mut out), Some(reference.len()));
             assert_eq!(out, reference, "name of {name_len}");
+        }
+    }
+
+    #[test]
+    fn varint_words_match_the_byte_loop() {
+        let mut values = vec![1u64, 0x7f, 0x80, u64::MAX, 1 << 63, (1 << 63) - 1];
+        for bits in 7..64 {
+            values.extend([(1u64 << bits) - 1, 1 << bits, (1 << bits) + 0x55]);
+        }
+        for v in values {
+            let n = varint_len(v);
+            let mut want = [0u8; 10];
+            assert_eq!(put_varint(&mut want, 0, v), n);
+            let (lo, hi) = varint_words(v, n);
+            let mut got = [0u8; 10];
+            got[..8].copy_from_slice(&lo.to_le_bytes());
+            got[8..].copy_from_slice(&hi.to_le_bytes());
+            assert_eq!(got[..n], want[..n], "{v:#x}");
+            assert!(got[n..].iter().all(|&b| b == 0), "{v:#x}");
         }
     }
 
