@@ -90,8 +90,30 @@ pub fn status(name: impl Into<String>, state: Status) -> SsfSample {
 /// ```
 pub fn timing(name: impl Into<String>, duration: Duration, resolution: Duration) -> SsfSample {
     let resolution = nonzero(resolution);
-    let value = duration.as_nanos() as f64 / resolution.as_nanos() as f64;
-    histogram(name, value as f32).with_time_unit(resolution)
+    histogram(name, timing_value(duration, resolution)).with_time_unit(resolution)
+}
+
+/// The value [`timing`] gives `duration` at `resolution` (a zero resolution is one
+/// nanosecond): the quotient of their nanoseconds, fraction kept.
+///
+/// ```
+/// use std::time::Duration;
+/// let v = ssf_proto::sample::timing_value(Duration::from_micros(1500), Duration::from_millis(1));
+/// assert_eq!(v, 1.5);
+/// ```
+#[inline]
+pub fn timing_value(duration: Duration, resolution: Duration) -> f32 {
+    (nanos_f64(duration) / nanos_f64(nonzero(resolution))) as f32
+}
+
+/// `d` in nanoseconds, as the nearest `f64`: through `u64` (a cheap conversion, and the
+/// same value) for anything under 584 years.
+#[inline]
+fn nanos_f64(d: Duration) -> f64 {
+    match u64::try_from(d.as_nanos()) {
+        Ok(n) => n as f64,
+        Err(_) => d.as_nanos() as f64,
+    }
 }
 
 /// Like [`timing`], but with veneur's integer division: the value is the number of whole
@@ -106,6 +128,7 @@ pub fn timing_truncated(
     histogram(name, value as f32).with_time_unit(resolution)
 }
 
+#[inline]
 fn nonzero(resolution: Duration) -> Duration {
     if resolution.is_zero() {
         Duration::from_nanos(1)
@@ -432,6 +455,40 @@ mod tests {
             assert_eq!(t.metric(), Metric::Histogram);
         }
         assert_eq!("\u{b5}s".as_bytes(), [0xc2, 0xb5, b's']);
+    }
+
+    #[test]
+    fn timing_values_are_the_quotient_of_the_nanoseconds() {
+        let durations = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(1500),
+            Duration::new(12_345, 678_901_234),
+            Duration::from_nanos(u64::MAX),
+            Duration::from_nanos(u64::MAX) + Duration::from_nanos(1),
+            Duration::from_secs(u64::MAX / 3),
+            Duration::MAX,
+        ];
+        for d in durations {
+            for r in [
+                Duration::ZERO,
+                Duration::from_nanos(3),
+                Duration::from_millis(1),
+                d,
+            ] {
+                let r1 = if r.is_zero() {
+                    Duration::from_nanos(1)
+                } else {
+                    r
+                };
+                let want = (d.as_nanos() as f64 / r1.as_nanos() as f64) as f32;
+                assert_eq!(
+                    timing_value(d, r).to_bits(),
+                    want.to_bits(),
+                    "{d:?} / {r:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -265,8 +265,8 @@ impl SpanSample {
         } else {
             resolution
         };
-        let value = duration.as_nanos() as f64 / resolution.as_nanos() as f64;
-        let mut s = Self::histogram(name, value as f32);
+        let value = ssf_proto::sample::timing_value(duration, resolution);
+        let mut s = Self::histogram(name, value);
         if let Some(unit) = ssf_proto::sample::time_unit(resolution) {
             s.unit = Str::Borrowed(unit);
         }
