@@ -96,16 +96,10 @@ thread_local! {
 #[inline]
 pub(crate) fn now() -> i64 {
     match counter() {
-        Some(ticks) => {
-            let anchor = ANCHOR.try_with(Cell::get).ok();
-            match anchor {
-                Some(a) if ticks.wrapping_sub(a.ticks) < a.serves => {
-                    let since = ticks.wrapping_sub(a.ticks) as f64 * a.nanos_per_tick;
-                    a.nanos.saturating_add(since as i64)
-                }
-                _ => resync(),
-            }
-        }
+        Some(ticks) => match ANCHOR.try_with(|a| scaled(a.get(), ticks)) {
+            Ok(Some(now)) => now,
+            _ => resync(),
+        },
         None => system_now(),
     }
 }
@@ -117,41 +111,59 @@ fn resync() -> i64 {
     let (Some(before), nanos, Some(after)) = (counter(), system_now(), counter()) else {
         return system_now();
     };
-    if after.wrapping_sub(before) > MAX_READ_TICKS {
-        return nanos;
-    }
-    // The middle of the two counter reads stands for the system clock's.
-    let ticks = before + after.wrapping_sub(before) / 2;
     let _ = ANCHOR.try_with(|cell| {
-        let old = cell.get();
-        let elapsed = nanos.saturating_sub(old.nanos);
-        if old.ticks != 0 && (0..MIN_CALIBRATION).contains(&elapsed) {
-            // Too soon to measure a rate: the old anchor stays, so that the next
-            // measurement spans more time.
-            return;
+        if let Some(anchor) = next_anchor(cell.get(), before, nanos, after) {
+            cell.set(anchor);
         }
-        let ticked = ticks.wrapping_sub(old.ticks);
-        let measured = (old.ticks != 0 && elapsed <= MAX_CALIBRATION && ticked > 0)
-            .then(|| elapsed as f64 / ticked as f64)
-            // Between 10 MHz and 10 GHz, and near the last rate: anything else is a
-            // step of the clock (or a counter gone wrong), and the rate is measured
-            // afresh.
-            .filter(|r| (0.1..=100.0).contains(r))
-            .filter(|r| old.nanos_per_tick == 0.0 || (r / old.nanos_per_tick - 1.0).abs() < 1e-3)
-            .unwrap_or(0.0);
-        let serves = if measured > 0.0 {
-            (RESYNC as f64 / measured) as u64
-        } else {
-            0
-        };
-        cell.set(Anchor {
-            ticks,
-            nanos,
-            nanos_per_tick: measured,
-            serves,
-        });
     });
     nanos
+}
+
+/// The time at counter reading `ticks` scaled from `anchor`, if the anchor serves it.
+#[inline]
+fn scaled(anchor: Anchor, ticks: u64) -> Option<i64> {
+    let since = ticks.wrapping_sub(anchor.ticks);
+    (since < anchor.serves).then(|| {
+        anchor
+            .nanos
+            .saturating_add((since as f64 * anchor.nanos_per_tick) as i64)
+    })
+}
+
+/// The anchor after a reading `nanos` of the system clock between counter readings
+/// `before` and `after`, given the thread's anchor `old`; `None` keeps `old` (the
+/// reading was disturbed, or came too soon after `old` to measure a rate over).
+fn next_anchor(old: Anchor, before: u64, nanos: i64, after: u64) -> Option<Anchor> {
+    let read = after.wrapping_sub(before);
+    if read > MAX_READ_TICKS {
+        return None;
+    }
+    // The middle of the two counter reads stands for the system clock's.
+    let ticks = before.wrapping_add(read / 2);
+    let first = old.ticks == 0 && old.nanos == 0;
+    let elapsed = nanos.saturating_sub(old.nanos);
+    if !first && (0..MIN_CALIBRATION).contains(&elapsed) {
+        return None;
+    }
+    let ticked = ticks.wrapping_sub(old.ticks);
+    let nanos_per_tick = (!first && elapsed <= MAX_CALIBRATION && ticked > 0)
+        .then(|| elapsed as f64 / ticked as f64)
+        // Between 10 MHz and 10 GHz, and near the last rate: anything else is a step of
+        // the clock (or a counter gone wrong), and the rate is measured afresh.
+        .filter(|r| (0.1..=100.0).contains(r))
+        .filter(|r| old.nanos_per_tick == 0.0 || (r / old.nanos_per_tick - 1.0).abs() < 1e-3)
+        .unwrap_or(0.0);
+    let serves = if nanos_per_tick > 0.0 {
+        (RESYNC as f64 / nanos_per_tick) as u64
+    } else {
+        0
+    };
+    Some(Anchor {
+        ticks,
+        nanos,
+        nanos_per_tick,
+        serves,
+    })
 }
 
 /// The time-stamp counter, where the kernel keeps time with it; `None` elsewhere.
@@ -224,6 +236,87 @@ mod tests {
             let anchor = ANCHOR.with(Cell::get);
             assert!(anchor.nanos_per_tick > 0.0 && anchor.serves > 0);
         }
+    }
+
+    /// Readings of a 3 GHz counter (a third of a nanosecond per tick) and a clock.
+    const GHZ3: f64 = 1.0 / 3.0;
+    const T0: u64 = 5_000_000_000;
+    const N0: i64 = 1_700_000_000_000_000_000;
+
+    fn anchored() -> Anchor {
+        let first = next_anchor(ANY, T0, N0, T0 + 100).expect("a first anchor");
+        // 100 ms later: 300 million ticks.
+        next_anchor(first, T0 + 300_000_000, N0 + 100_000_000, T0 + 300_000_100)
+            .expect("a measured anchor")
+    }
+
+    const ANY: Anchor = Anchor {
+        ticks: 0,
+        nanos: 0,
+        nanos_per_tick: 0.0,
+        serves: 0,
+    };
+
+    #[test]
+    fn a_thread_measures_the_rate_then_scales_for_100_ms() {
+        let first = next_anchor(ANY, T0, N0, T0 + 100).unwrap();
+        assert_eq!((first.nanos_per_tick, first.serves), (0.0, 0));
+        assert_eq!(
+            scaled(first, T0 + 1),
+            None,
+            "no rate yet: the system clock is read"
+        );
+        // Too soon after it to measure a rate over: the first anchor stays.
+        assert!(next_anchor(first, T0 + 3_000_000, N0 + 1_000_000, T0 + 3_000_100).is_none());
+        let a = anchored();
+        assert!(
+            (a.nanos_per_tick - GHZ3).abs() < 1e-9,
+            "{}",
+            a.nanos_per_tick
+        );
+        assert_eq!(a.ticks, T0 + 300_000_050, "the middle of the counter reads");
+        // 30 ms on: scaled; 100 ms on: the system clock again.
+        assert_eq!(scaled(a, a.ticks + 90_000_000), Some(a.nanos + 30_000_000));
+        assert_eq!(scaled(a, a.ticks + 300_000_000), None);
+    }
+
+    #[test]
+    fn a_reading_interrupted_between_the_counter_reads_is_no_anchor() {
+        let a = anchored();
+        let later = a.ticks + 300_000_000;
+        assert!(next_anchor(a, later, a.nanos + 100_000_000, later + MAX_READ_TICKS + 1).is_none());
+        assert!(next_anchor(a, later, a.nanos + 100_000_000, later + MAX_READ_TICKS).is_some());
+    }
+
+    #[test]
+    fn a_step_of_the_clock_starts_the_measurement_again() {
+        let a = anchored();
+        let later = a.ticks + 300_000_000;
+        for step in [1_000_000_000, -1_000_000_000, -200_000_000, 1_000_000] {
+            let b = next_anchor(a, later, a.nanos + 100_000_000 + step, later + 10).unwrap();
+            assert_eq!(
+                b.nanos,
+                a.nanos + 100_000_000 + step,
+                "the system clock's reading"
+            );
+            assert_eq!((b.nanos_per_tick, b.serves), (0.0, 0), "step {step}");
+        }
+        // A slewing clock (0.05 % fast) keeps its rate, measured anew.
+        let b = next_anchor(a, later, a.nanos + 100_050_000, later + 10).unwrap();
+        assert!(b.nanos_per_tick > GHZ3 && b.serves > 0);
+    }
+
+    #[test]
+    fn a_counter_that_went_back_is_not_scaled() {
+        let a = anchored();
+        assert_eq!(scaled(a, a.ticks - 1), None);
+        let b = next_anchor(
+            a,
+            a.ticks - 1_000_000,
+            a.nanos + 100_000_000,
+            a.ticks - 999_990,
+        );
+        assert_eq!(b.map(|b| b.nanos_per_tick), Some(0.0));
     }
 
     #[test]

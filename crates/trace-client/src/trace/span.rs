@@ -931,6 +931,21 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_span_never_ends_before_it_starts() {
+        // A start after the clock (set, or read on a thread whose clock is a little
+        // ahead): the end is the start.
+        let start = SystemTime::now() + Duration::from_secs(3600);
+        let mut span = quiet(Span::root("op"));
+        span.set_start(start);
+        let ssf = span.into_ssf();
+        assert_eq!(ssf.end_timestamp, ssf.start_timestamp);
+        // An end set explicitly is kept as it is.
+        let mut span = quiet(Span::root("op"));
+        span.set_start(start).set_end(UNIX_EPOCH);
+        assert_eq!(span.into_ssf().end_timestamp, 0);
+    }
+
+    #[test]
     fn root_links() {
         let before = SystemTime::now();
         let root = quiet(Span::root("op"));
