@@ -111,6 +111,14 @@ mode_args() {
   esac
 }
 MODES="span_api span_api_owned reused built"
+# mode -> its name in the tables
+mode_label() {
+  case "$1" in
+    span_api) echo "Span API" ;;
+    span_api_owned) echo "Span API, owned tag values" ;;
+    *) echo "$1" ;;
+  esac
+}
 
 declare -A RAW_ARGS
 for mode in $MODES; do
@@ -193,14 +201,20 @@ SLOW_ARGS=(--in-process unix --count-only --sink-rate "$SINK_RATE")
 job sustained "${SLOW_ARGS[@]}" --spans "$SINK_RATE"
 
 # Before/after: the runs whose flags an earlier `ssf` also has (reused and built spans,
-# one and two producers, every transport, buffered where there is a buffer).
+# and spans built through the Span API where it has `--span-api`; one and two
+# producers, every transport, buffered where there is a buffer).
 BASE_KEYS=()
+BASE_MODES=""
 if [ -n "$BASELINE" ]; then
-  for mode in reused built; do baseline_job "encode-$mode"; done
-  for mode in reused built; do
+  BASE_MODES="reused built"
+  "$BASELINE" bench --help 2>&1 | grep -q -- --span-api && BASE_MODES="span_api span_api_owned $BASE_MODES"
+  for mode in $BASE_MODES; do baseline_job "encode-$mode"; done
+  for mode in $BASE_MODES; do
     for t in unix tcp udp; do
       b=yes
       [ "$t" = udp ] && b=no
+      # Owned tag values: the buffered unix stream only, as above.
+      [ "$mode" = span_api_owned ] && [ "$t" != unix ] && continue
       for p in 1 2; do
         baseline_job "client-$mode-$t-$b-$p"
         BASE_KEYS+=("$mode $t $b $p")
@@ -286,16 +300,16 @@ if [ -n "$BASELINE" ]; then
   BEFORE_AFTER+=" an earlier commit, $BASELINE_REV; medians of $RUNS, spans/s):"$'\n\n'
   BEFORE_AFTER+="| run | before | after | after / before | command |"$'\n'
   BEFORE_AFTER+="|---|---|---|---|---|"$'\n'
-  for mode in reused built; do
+  for mode in $BASE_MODES; do
     a=$(sps "$(median "encode-$mode")"); o=$(sps "$(median "base-encode-$mode")")
-    BEFORE_AFTER+="| encode-only, $mode | $(rate "$o") | $(rate "$a") | $(ratio "$a" "$o") "
+    BEFORE_AFTER+="| encode-only, $(mode_label "$mode") | $(rate "$o") | $(rate "$a") | $(ratio "$a" "$o") "
     BEFORE_AFTER+="| \`ssf bench ${JOB_ARGS[encode-$mode]}\` |"$'\n'
   done
   for k in "${BASE_KEYS[@]}"; do
     read -r mode t b p <<<"$k"
     key="client-$mode-$t-$b-$p"
     a=$(sps "$(median "$key")"); o=$(sps "$(median "base-$key")")
-    label="$mode, $t"
+    label="$(mode_label "$mode"), $t"
     [ "$b" = yes ] && label+=", buffered"
     label+=", $p producer"
     [ "$p" = 2 ] && label+="s"
