@@ -83,7 +83,11 @@ fn short_type_name(full: &str) -> &str {
 /// inline; children share the trace's resource. A network client encodes a finished span
 /// straight from these fields into its queue ([`Client::try_record_fields`]); no
 /// [`SsfSpan`] is made. Tags are written in the order they were first set (a protobuf
-/// map's order is free; [`Span::to_ssf`] gives them as a map, in key order).
+/// map's order is free; [`Span::to_ssf`] gives them as a map, in key order). Dropping
+/// a span of static strings does not walk its tags and samples. Its start and end are
+/// read, on x86_64 Linux where the kernel keeps time with the time-stamp counter, from
+/// that counter, scaled from the system clock read at most 100 ms earlier on the same
+/// thread (about a third of the system clock's cost); elsewhere from the system clock.
 ///
 /// # Finishing
 ///
