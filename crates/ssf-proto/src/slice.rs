@@ -243,7 +243,9 @@ impl SampleFields for SsfSample {
 
 /// Writes the canonical encoding of `span` (the bytes of [`encode`](crate::wire::encode))
 /// at the start of `out`, in one pass; returns its length, or `None` when `out` is too
-/// small (what was written into `out` is then unspecified).
+/// small (what was written into `out` is then unspecified). Up to 10 bytes past the
+/// returned length may be overwritten too (integers are written a whole word at a time
+/// where there is room): encode into the end of what you keep, not into its middle.
 ///
 /// Nothing is measured first and nothing is allocated, which makes this the fastest way
 /// to encode a span into memory you already have: a buffer of
@@ -660,6 +662,10 @@ mod tests {
             let mut out = vec![0u8; reference.len() + slack];
             prop_assert_eq!(encode_to_slice(&span, &mut out), Some(reference.len()));
             prop_assert_eq!(&out[..reference.len()], &reference[..]);
+            // Nothing beyond 10 bytes past the end is touched.
+            let mut marked = vec![0xa5u8; reference.len() + 32];
+            prop_assert_eq!(encode_to_slice(&span, &mut marked), Some(reference.len()));
+            prop_assert!(marked[reference.len() + 10..].iter().all(|&b| b == 0xa5));
             if !reference.is_empty() {
                 // Too small by one byte: refused, whatever the layout.
                 let mut short = vec![0u8; reference.len() - 1];
