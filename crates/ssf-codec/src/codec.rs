@@ -164,7 +164,7 @@ pub fn frame_header(len: usize) -> [u8; HEADER_LEN] {
 
 /// Writes one whole frame of `span` (header, then the canonical encoding) at the start
 /// of `out`, in one pass, and returns its length, or `None` when `out` is too small. As
-/// with [`wire::encode_to_slice`], up to 10 bytes past the frame may be overwritten.
+/// with [`wire::encode_to_slice`], up to 10 bytes of `out` past the frame may be overwritten.
 /// The body is `HEADER_LEN` bytes shorter than the frame: compare it with the receiver's
 /// limit ([`MAX_FRAME_LENGTH`]) before sending.
 ///

@@ -243,7 +243,7 @@ impl SampleFields for SsfSample {
 
 /// Writes the canonical encoding of `span` (the bytes of [`encode`](crate::wire::encode))
 /// at the start of `out`, in one pass; returns its length, or `None` when `out` is too
-/// small (what was written into `out` is then unspecified). Up to 10 bytes past the
+/// small (what was written into `out` is then unspecified). Up to 10 bytes of `out` past the
 /// returned length may be overwritten too (integers are written a whole word at a time
 /// where there is room): encode into the end of what you keep, not into its middle.
 ///
