@@ -53,13 +53,43 @@ pub fn to_nanos(time: SystemTime) -> Result<i64, TimestampOutOfRange> {
 
 /// Nanoseconds since the Unix epoch of now, saturating at the ends of the range (the
 /// clock would have to be set before 1677 or after 2262 to saturate).
+#[inline]
 pub fn now_nanos() -> i64 {
-    to_nanos(SystemTime::now()).unwrap_or_else(|_| {
-        if SystemTime::now() > UNIX_EPOCH {
-            i64::MAX
-        } else {
-            i64::MIN
+    saturating_nanos(SystemTime::now())
+}
+
+/// [`to_nanos`], saturating at the ends of the range (`i64::MIN` before 1677, `i64::MAX`
+/// after 2262) instead of failing.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use ssf_proto::time::saturating_nanos;
+///
+/// assert_eq!(saturating_nanos(UNIX_EPOCH + Duration::new(2, 5)), 2_000_000_005);
+/// assert_eq!(saturating_nanos(UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400)), i64::MAX);
+/// assert_eq!(saturating_nanos(UNIX_EPOCH - Duration::from_secs(400 * 365 * 86_400)), i64::MIN);
+/// ```
+#[inline]
+pub fn saturating_nanos(time: SystemTime) -> i64 {
+    // The common case, a time after 1970 and before 2262, without `to_nanos`'s
+    // conversions through u128.
+    if let Ok(d) = time.duration_since(UNIX_EPOCH) {
+        if d.as_secs() < MAX_SECS {
+            return d.as_secs() as i64 * 1_000_000_000 + i64::from(d.subsec_nanos());
         }
+    }
+    saturating_nanos_slow(time)
+}
+
+/// Whole seconds since the epoch below which any time fits an `i64` of nanoseconds.
+const MAX_SECS: u64 = i64::MAX as u64 / 1_000_000_000;
+
+#[cold]
+fn saturating_nanos_slow(time: SystemTime) -> i64 {
+    to_nanos(time).unwrap_or(if time > UNIX_EPOCH {
+        i64::MAX
+    } else {
+        i64::MIN
     })
 }
 
@@ -100,6 +130,21 @@ pub fn from_nanos(nanos: i64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nanos_convert_and_saturate() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123);
+        assert_eq!(saturating_nanos(t), 1_700_000_000_000_000_123);
+        assert_eq!(saturating_nanos(UNIX_EPOCH - Duration::from_nanos(5)), -5);
+        assert_eq!(
+            saturating_nanos(UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400)),
+            i64::MAX
+        );
+        assert_eq!(
+            saturating_nanos(UNIX_EPOCH - Duration::from_secs(400 * 365 * 86_400)),
+            i64::MIN
+        );
+    }
 
     #[test]
     fn round_trips_extremes() {

@@ -28,7 +28,6 @@
 //! drifts from the system clock by more than one anchor's interval allows.
 
 use std::cell::Cell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How long an anchor serves before the system clock is read again (nanoseconds).
 const RESYNC: i64 = 100_000_000;
@@ -43,36 +42,10 @@ const MAX_CALIBRATION: i64 = 60_000_000_000;
 /// a clean read takes a tenth of that, and more means the thread was interrupted).
 const MAX_READ_TICKS: u64 = 2_000;
 
-/// Nanoseconds since the epoch, saturating at the ends of the SSF range (years 1677 and
-/// 2262) instead of wrapping.
-#[inline]
-pub(crate) fn nanos(time: SystemTime) -> i64 {
-    // The common case, a time after 1970 and before 2262, without the checked
-    // conversion of `to_nanos`.
-    if let Ok(d) = time.duration_since(UNIX_EPOCH) {
-        if d.as_secs() < MAX_SECS {
-            return d.as_secs() as i64 * 1_000_000_000 + i64::from(d.subsec_nanos());
-        }
-    }
-    nanos_slow(time)
-}
-
-/// Whole seconds below which any time since the epoch fits an `i64` of nanoseconds.
-const MAX_SECS: u64 = i64::MAX as u64 / 1_000_000_000;
-
-#[cold]
-fn nanos_slow(time: SystemTime) -> i64 {
-    ssf_proto::time::to_nanos(time).unwrap_or(if time > UNIX_EPOCH {
-        i64::MAX
-    } else {
-        i64::MIN
-    })
-}
-
 /// The system clock, in SSF nanoseconds.
 #[inline]
 fn system_now() -> i64 {
-    nanos(SystemTime::now())
+    ssf_proto::time::now_nanos()
 }
 
 /// A thread's anchor: the system clock and the counter read together, and the counter's
@@ -317,21 +290,5 @@ mod tests {
             a.ticks - 999_990,
         );
         assert_eq!(b.map(|b| b.nanos_per_tick), Some(0.0));
-    }
-
-    #[test]
-    fn nanos_convert_and_saturate() {
-        use std::time::Duration;
-        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123);
-        assert_eq!(nanos(t), 1_700_000_000_000_000_123);
-        assert_eq!(nanos(UNIX_EPOCH - Duration::from_nanos(5)), -5);
-        assert_eq!(
-            nanos(UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400)),
-            i64::MAX
-        );
-        assert_eq!(
-            nanos(UNIX_EPOCH - Duration::from_secs(400 * 365 * 86_400)),
-            i64::MIN
-        );
     }
 }

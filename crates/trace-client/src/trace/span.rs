@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use ssf_proto::SsfSpan;
+use ssf_proto::time::saturating_nanos;
 use ssf_proto::wire::SpanFields;
 
 use crate::client::Client;
@@ -13,7 +14,7 @@ use crate::encode::WithService;
 use crate::error::TryRecordError;
 use crate::future::Receipt;
 use crate::trace::baggage::{Baggage, BaggageError};
-use crate::trace::clock::{nanos, now};
+use crate::trace::clock::now;
 use crate::trace::context::{self, SpanContext, W3cTrace};
 use crate::trace::fields::{Resource, Samples, SpanSample, Str, Tags, forget_if_static};
 use crate::trace::id::new_id;
@@ -528,14 +529,14 @@ impl Span {
 
     /// Sets the start time.
     pub fn set_start(&mut self, start: SystemTime) -> &mut Self {
-        self.start = nanos(start);
+        self.start = saturating_nanos(start);
         self
     }
 
     /// Sets the end time; finishing keeps it instead of using the finishing time.
     #[inline]
     pub fn set_end(&mut self, end: SystemTime) -> &mut Self {
-        self.end = Some(nanos(end));
+        self.end = Some(saturating_nanos(end));
         self
     }
 
@@ -688,11 +689,17 @@ impl Span {
     /// Finishes the span and records it on `client`: a network client encodes it straight
     /// from the span into its queue (no `SsfSpan` is made); other clients get its SSF
     /// form.
+    /// The end time: the one set, or now (never before the start: read on another
+    /// thread than the start, the clock may be a little behind it).
+    #[inline]
+    fn end_now(&mut self) -> i64 {
+        let start = self.start;
+        *self.end.get_or_insert_with(|| now().max(start))
+    }
+
     #[inline]
     fn record_on(&mut self, client: &Client) -> Result<(), TryRecordError> {
-        let start = self.start;
-        // Read on another thread than the start, the clock may be a little behind it.
-        self.end.get_or_insert_with(|| now().max(start));
+        self.end_now();
         self.sent = true;
         // The client's service name comes before the process-wide one.
         let client_service = match (&self.service, client.service()) {
@@ -781,8 +788,7 @@ impl Span {
     /// Finishes the span (end time now unless set) and moves its SSF form out, marking it
     /// sent so that dropping it does nothing more.
     pub(crate) fn take_ssf(&mut self) -> SsfSpan {
-        let start = self.start;
-        let end = *self.end.get_or_insert_with(|| now().max(start));
+        let end = self.end_now();
         self.sent = true;
         let service = match self.service.take() {
             Some(own) => own.into_owned(),
@@ -1126,7 +1132,7 @@ mod tests {
 
     #[test]
     fn into_ssf_finishes_and_keeps_a_preset_end() {
-        let before = nanos(SystemTime::now());
+        let before = saturating_nanos(SystemTime::now());
         let mut span = Span::root("op");
         span.set_tag("k", "v");
         let ssf = span.into_ssf();
