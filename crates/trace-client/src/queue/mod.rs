@@ -32,6 +32,10 @@ use wake::Wake;
 /// Why a push failed; the message is handed back.
 pub(crate) type Refused = PushError<Message>;
 
+/// An encoded span's parts as [`Queue::try_push_frame`] hands them back: its heap frame
+/// (if any) and its receipt.
+pub(crate) type FrameParts = (Option<Box<[u8]>>, Option<ReceiptSender>);
+
 /// What [`Queue::pop_with`] did with a slot.
 enum Taken {
     /// Handed its message on while it was held: whether to go on.
@@ -86,17 +90,7 @@ impl Queue {
     #[inline]
     pub(crate) fn try_push_inline(&self, msg: Message, inline: &[u8]) -> Result<(), Refused> {
         let urgent = msg.is_urgent();
-        let pushed = self
-            .ring
-            .push_with(msg, |entry, msg| entry.fill(msg, inline));
-        if let Err(e) = pushed {
-            if matches!(e, PushError::Full(_)) {
-                self.wake.refused_full();
-            }
-            return Err(e);
-        }
-        self.wake.pushed(urgent, || self.ring.len());
-        Ok(())
+        self.push_waking(msg, urgent, |entry, msg| entry.fill(msg, inline))
     }
 
     /// [`try_push_inline`](Self::try_push_inline) for an encoded span: its frame is
@@ -109,20 +103,27 @@ impl Queue {
         heap: Option<Box<[u8]>>,
         receipt: Option<ReceiptSender>,
         inline: &[u8],
-    ) -> Result<(), PushError<()>> {
+    ) -> Result<(), PushError<FrameParts>> {
         let urgent = receipt.is_some();
-        let pushed = self
-            .ring
-            .push_with((heap, receipt), |entry, (heap, receipt)| {
-                entry.fill_frame(heap, receipt, inline)
-            });
-        if let Err(e) = pushed {
-            let full = matches!(e, PushError::Full(_));
-            if full {
+        self.push_waking((heap, receipt), urgent, |entry, (heap, receipt)| {
+            entry.fill_frame(heap, receipt, inline)
+        })
+    }
+
+    /// Pushes `value` with `fill`, then wakes a worker if one is needed (for an `urgent`
+    /// message at once); a refusal because the queue is full may wake a sleeping one.
+    #[inline]
+    fn push_waking<V>(
+        &self,
+        value: V,
+        urgent: bool,
+        fill: impl FnOnce(&mut Slot, V),
+    ) -> Result<(), PushError<V>> {
+        if let Err(e) = self.ring.push_with(value, fill) {
+            if matches!(e, PushError::Full(_)) {
                 self.wake.refused_full();
-                return Err(PushError::Full(()));
             }
-            return Err(PushError::Closed(()));
+            return Err(e);
         }
         self.wake.pushed(urgent, || self.ring.len());
         Ok(())
