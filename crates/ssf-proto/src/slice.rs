@@ -91,6 +91,53 @@ pub trait SpanFields {
     fn root_start_timestamp(&self) -> i64 {
         0
     }
+    /// Fields 10 and 11 written beforehand (see [`EncodedParts`]): when `Some`, the
+    /// encoder copies these bytes and reads neither [`samples`](SpanFields::samples) nor
+    /// [`tags`](SpanFields::tags).
+    fn encoded_parts(&self) -> Option<EncodedParts<'_>> {
+        None
+    }
+}
+
+/// A span's samples (field 10) and tags (field 11) encoded as they were added, by
+/// [`encode_span_sample`] and [`encode_span_tag`]: a span type that keeps them this way
+/// is encoded by copying two runs of bytes ([`SpanFields::encoded_parts`]).
+///
+/// ```
+/// use ssf_proto::wire::{self, EncodedParts, SpanFields};
+/// use ssf_proto::{sample, SsfSpan};
+///
+/// struct Prepared { tags: Vec<u8>, samples: Vec<u8> }
+/// impl SpanFields for Prepared {
+///     type Sample = ssf_proto::SsfSample;
+///     fn samples(&self) -> &[ssf_proto::SsfSample] { &[] }
+///     fn encoded_parts(&self) -> Option<EncodedParts<'_>> {
+///         Some(EncodedParts { samples: &self.samples, tags: &self.tags })
+///     }
+/// }
+///
+/// let mut span = Prepared { tags: vec![0; 64], samples: vec![0; 64] };
+/// let n = wire::encode_span_tag("k", "v", &mut span.tags).unwrap();
+/// span.tags.truncate(n);
+/// let n = wire::encode_span_sample(&sample::count("c", 1.0), &mut span.samples).unwrap();
+/// span.samples.truncate(n);
+///
+/// let mut out = [0u8; 64];
+/// let n = wire::encode_fields_to_slice(&span, &mut out).unwrap();
+/// let same = SsfSpan {
+///     tags: [("k".into(), "v".into())].into(),
+///     metrics: vec![sample::count("c", 1.0)],
+///     ..Default::default()
+/// };
+/// assert_eq!(&out[..n], &wire::encode_to_vec(&same)[..]);
+/// assert_eq!(wire::fields_encoded_len(&span), n);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodedParts<'a> {
+    /// Field 10: records written by [`encode_span_sample`], one after another.
+    pub samples: &'a [u8],
+    /// Field 11: entries written by [`encode_span_tag`], one after another, each key once.
+    pub tags: &'a [u8],
 }
 
 /// The fields of a sample, as the encoder reads them (see [`SpanFields`]).
@@ -283,30 +330,20 @@ pub fn encode_fields_to_slice<S: SpanFields + ?Sized>(span: &S, out: &mut [u8]) 
     w.int(6, span.end_timestamp());
     w.boolean(7, span.is_error());
     w.string(8, span.service());
-    for s in span.samples() {
-        w.key(10, LEN);
-        let prefix_at = w.pos;
-        w.byte(0);
-        let start = w.pos;
-        w.sample(s);
-        if !w.ok {
-            return None;
+    match span.encoded_parts() {
+        Some(parts) => {
+            w.bytes(parts.samples);
+            w.bytes(parts.tags);
         }
-        let len = w.pos - start;
-        if len < 0x80 {
-            w.out[prefix_at] = len as u8;
-        } else {
-            let extra = varint_len(len as u64) - 1;
-            if w.out.len() - w.pos < extra {
-                return None;
+        None => {
+            for s in span.samples() {
+                if !w.sample_field(s) {
+                    return None;
+                }
             }
-            w.out.copy_within(start..w.pos, start + extra);
-            w.pos = prefix_at;
-            w.varint(len as u64);
-            w.pos = start + extra + len;
+            w.map(11, span.tags());
         }
     }
-    w.map(11, span.tags());
     w.boolean(12, span.indicator());
     w.string(13, span.name());
     w.int(14, span.root_start_timestamp());
@@ -323,6 +360,138 @@ pub(crate) fn encode_sample_to_slice(s: &SsfSample, out: &mut [u8]) -> Option<us
     };
     w.sample(s);
     w.ok.then_some(w.pos)
+}
+
+/// Writes `sample` as one record of a span's field 10 (key, length, the sample) at the
+/// start of `out`, as [`encode_fields_to_slice`] writes it; returns its length, or `None`
+/// when `out` is too small. Up to 10 bytes past the returned length may be overwritten,
+/// as with [`encode_to_slice`]. See [`EncodedParts`].
+#[inline]
+pub fn encode_span_sample<S: SampleFields + ?Sized>(sample: &S, out: &mut [u8]) -> Option<usize> {
+    let mut w = Writer {
+        out,
+        pos: 0,
+        ok: true,
+    };
+    (w.sample_field(sample) && w.ok).then_some(w.pos)
+}
+
+/// Writes the tag `key` = `value` as one entry of a span's field 11 at the start of
+/// `out`, as [`encode_fields_to_slice`] writes it; returns its length
+/// ([`span_tag_len`]), or `None` when `out` is too small. Nothing past that length is
+/// written. See [`EncodedParts`].
+#[inline]
+pub fn encode_span_tag(key: &str, value: &str, out: &mut [u8]) -> Option<usize> {
+    let mut w = Writer {
+        out,
+        pos: 0,
+        ok: true,
+    };
+    w.map(11, std::iter::once((key, value)));
+    w.ok.then_some(w.pos)
+}
+
+/// The length [`encode_span_tag`] writes for `key` = `value`.
+#[inline]
+pub fn span_tag_len(key: &str, value: &str) -> usize {
+    let entry = entry_len_bytes(key.as_bytes(), value.as_bytes());
+    1 + varint_len(entry as u64) + entry
+}
+
+/// The tags written by [`encode_span_tag`] into `encoded`, in order, each with the range
+/// of bytes its entry takes. Reading stops at the first byte that is not such an entry
+/// (bytes from elsewhere are never a reason to panic).
+///
+/// ```
+/// use ssf_proto::wire;
+///
+/// let mut buf = vec![0u8; 32];
+/// let a = wire::encode_span_tag("k", "v", &mut buf).unwrap();
+/// let b = wire::encode_span_tag("env", "", &mut buf[a..]).unwrap();
+/// buf.truncate(a + b);
+/// let tags: Vec<_> = wire::span_tags(&buf).map(|(k, v, _)| (k, v)).collect();
+/// assert_eq!(tags, [("k", "v"), ("env", "")]);
+/// ```
+pub fn span_tags(encoded: &[u8]) -> SpanTags<'_> {
+    SpanTags {
+        buf: encoded,
+        pos: 0,
+    }
+}
+
+/// The iterator of [`span_tags`]: `(key, value, range of the entry)`.
+#[derive(Debug, Clone)]
+pub struct SpanTags<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> SpanTags<'a> {
+    /// The next entry's key and value as bytes, and where it ends.
+    fn next_raw(&self) -> Option<(&'a [u8], &'a [u8], usize)> {
+        let buf = self.buf;
+        let mut pos = self.pos;
+        if *buf.get(pos)? != (11 << 3) | LEN {
+            return None;
+        }
+        pos += 1;
+        let entry = read_varint(buf, &mut pos)?;
+        let end = pos.checked_add(entry)?;
+        let body = buf.get(pos..end)?;
+        let mut at = 0;
+        let key = read_field(body, &mut at, (1 << 3) | LEN)?;
+        let value = read_field(body, &mut at, (2 << 3) | LEN)?;
+        (at == body.len()).then_some((key, value, end))
+    }
+
+    /// The range of the entry whose key is `key`, comparing bytes only.
+    pub fn find(mut self, key: &str) -> Option<std::ops::Range<usize>> {
+        while let Some((k, _, end)) = self.next_raw() {
+            if k == key.as_bytes() {
+                return Some(self.pos..end);
+            }
+            self.pos = end;
+        }
+        None
+    }
+}
+
+impl<'a> Iterator for SpanTags<'a> {
+    type Item = (&'a str, &'a str, std::ops::Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (k, v, end) = self.next_raw()?;
+        let (k, v) = (std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?);
+        let range = self.pos..end;
+        self.pos = end;
+        Some((k, v, range))
+    }
+}
+
+/// Reads a varint of at most `usize` from `buf` at `pos`.
+fn read_varint(buf: &[u8], pos: &mut usize) -> Option<usize> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return usize::try_from(v).ok();
+        }
+    }
+    None
+}
+
+/// Reads a length-delimited field with key byte `key` from `buf` at `pos`.
+fn read_field<'a>(buf: &'a [u8], pos: &mut usize, key: u8) -> Option<&'a [u8]> {
+    if *buf.get(*pos)? != key {
+        return None;
+    }
+    *pos += 1;
+    let len = read_varint(buf, pos)?;
+    let bytes = buf.get(*pos..pos.checked_add(len)?)?;
+    *pos += len;
+    Some(bytes)
 }
 
 const VARINT: u8 = 0;
@@ -554,6 +723,34 @@ impl Writer<'_> {
         }
     }
 
+    /// Writes `s` as a record of field 10: the key, the length, the sample. `false` when
+    /// `out` is too small.
+    #[inline]
+    fn sample_field<S: SampleFields + ?Sized>(&mut self, s: &S) -> bool {
+        self.key(10, LEN);
+        let prefix_at = self.pos;
+        self.byte(0);
+        let start = self.pos;
+        self.sample(s);
+        if !self.ok {
+            return false;
+        }
+        let len = self.pos - start;
+        if len < 0x80 {
+            self.out[prefix_at] = len as u8;
+        } else {
+            let extra = varint_len(len as u64) - 1;
+            if self.out.len() - self.pos < extra {
+                return false;
+            }
+            self.out.copy_within(start..self.pos, start + extra);
+            self.pos = prefix_at;
+            self.varint(len as u64);
+            self.pos = start + extra + len;
+        }
+        true
+    }
+
     #[inline]
     fn sample<S: SampleFields + ?Sized>(&mut self, s: &S) {
         self.int(1, i64::from(s.metric()));
@@ -672,6 +869,133 @@ mod tests {
                 prop_assert_eq!(encode_to_slice(&span, &mut short), None);
             }
         }
+    }
+
+    /// A span whose samples and tags were encoded one by one as they were added.
+    struct Prepared<'a> {
+        span: &'a SsfSpan,
+        samples: Vec<u8>,
+        tags: Vec<u8>,
+    }
+
+    impl SpanFields for Prepared<'_> {
+        type Sample = SsfSample;
+        fn version(&self) -> i32 {
+            self.span.version
+        }
+        fn trace_id(&self) -> i64 {
+            self.span.trace_id
+        }
+        fn id(&self) -> i64 {
+            self.span.id
+        }
+        fn parent_id(&self) -> i64 {
+            self.span.parent_id
+        }
+        fn start_timestamp(&self) -> i64 {
+            self.span.start_timestamp
+        }
+        fn end_timestamp(&self) -> i64 {
+            self.span.end_timestamp
+        }
+        fn is_error(&self) -> bool {
+            self.span.error
+        }
+        fn service(&self) -> &str {
+            &self.span.service
+        }
+        fn samples(&self) -> &[SsfSample] {
+            &[]
+        }
+        fn indicator(&self) -> bool {
+            self.span.indicator
+        }
+        fn name(&self) -> &str {
+            &self.span.name
+        }
+        fn root_start_timestamp(&self) -> i64 {
+            self.span.root_start_timestamp
+        }
+        fn encoded_parts(&self) -> Option<EncodedParts<'_>> {
+            Some(EncodedParts {
+                samples: &self.samples,
+                tags: &self.tags,
+            })
+        }
+    }
+
+    fn prepare(span: &SsfSpan, slack: usize) -> Prepared<'_> {
+        let mut samples = Vec::new();
+        for s in &span.metrics {
+            let at = samples.len();
+            let len = crate::wire::span_sample_len(s);
+            samples.resize(at + len + slack, 0);
+            assert_eq!(encode_span_sample(s, &mut samples[at..]), Some(len));
+            samples.truncate(at + len);
+        }
+        let mut tags = Vec::new();
+        for (k, v) in &span.tags {
+            let at = tags.len();
+            let len = span_tag_len(k, v);
+            tags.resize(at + len, 0);
+            assert_eq!(encode_span_tag(k, v, &mut tags[at..]), Some(len));
+        }
+        Prepared {
+            span,
+            samples,
+            tags,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Samples and tags encoded one by one as they come, then copied: the same bytes
+        /// as the span encoded whole, the same length, and the tags read back.
+        #[test]
+        fn parts_encoded_beforehand_give_the_same_bytes(span in span(), slack in 0usize..12) {
+            let reference = crate::reference::encode_to_vec(&span);
+            let prepared = prepare(&span, slack);
+            prop_assert_eq!(crate::wire::fields_encoded_len(&prepared), reference.len());
+            let mut out = vec![0u8; reference.len() + slack];
+            prop_assert_eq!(encode_fields_to_slice(&prepared, &mut out), Some(reference.len()));
+            prop_assert_eq!(&out[..reference.len()], &reference[..]);
+            let read: Vec<_> = span_tags(&prepared.tags).map(|(k, v, _)| (k, v)).collect();
+            let want: Vec<_> = span.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            prop_assert_eq!(read, want);
+            for (k, v) in &span.tags {
+                let range = span_tags(&prepared.tags).find(k).unwrap_or_default();
+                prop_assert_eq!(range.len(), span_tag_len(k, v));
+            }
+            // Too small by one byte: refused.
+            for (k, v) in &span.tags {
+                let mut short = vec![0u8; span_tag_len(k, v) - 1];
+                prop_assert_eq!(encode_span_tag(k, v, &mut short), None);
+            }
+        }
+
+        /// Reading tags from bytes that are not what `encode_span_tag` wrote never panics
+        /// and yields only entries that lie within the input.
+        #[test]
+        fn reading_tags_from_any_bytes_is_safe(bytes in vec(any::<u8>(), 0..64), key in "[a-c]{0,2}") {
+            for (_, _, range) in span_tags(&bytes) {
+                prop_assert!(range.end <= bytes.len());
+            }
+            if let Some(range) = span_tags(&bytes).find(&key) {
+                prop_assert!(range.end <= bytes.len());
+            }
+        }
+    }
+
+    #[test]
+    fn tags_read_back_stop_at_a_foreign_byte() {
+        let mut buf = vec![0u8; 16];
+        let n = encode_span_tag("a", "b", &mut buf).unwrap_or(0);
+        buf.truncate(n);
+        buf.extend_from_slice(&[0x5a, 0x7f]);
+        assert_eq!(span_tags(&buf).count(), 1);
+        assert_eq!(span_tags(&buf).find("a"), Some(0..n));
+        assert_eq!(span_tags(&buf).find("b"), None);
     }
 
     #[test]

@@ -28,7 +28,10 @@ use prost::encoding::{encoded_len_varint, key_len};
 
 use crate::{SsfSample, SsfSpan};
 
-pub use crate::slice::{SampleFields, SpanFields, encode_fields_to_slice, encode_to_slice};
+pub use crate::slice::{
+    EncodedParts, SampleFields, SpanFields, SpanTags, encode_fields_to_slice, encode_span_sample,
+    encode_span_tag, encode_to_slice, span_tag_len, span_tags,
+};
 pub use prost::DecodeError;
 
 /// Decodes a span from its bare protobuf encoding (no normalisation; see
@@ -58,10 +61,15 @@ pub fn fields_encoded_len<S: SpanFields + ?Sized>(span: &S) -> usize {
     n += int64_len(6, span.end_timestamp());
     n += bool_len(7, span.is_error());
     n += str_len(8, span.service());
-    for s in span.samples() {
-        n += 1 + delimited_len(fields_sample_len(s));
+    match span.encoded_parts() {
+        Some(parts) => n += parts.samples.len() + parts.tags.len(),
+        None => {
+            for s in span.samples() {
+                n += 1 + delimited_len(fields_sample_len(s));
+            }
+            n += map_len(11, span.tags());
+        }
     }
-    n += map_len(11, span.tags());
     n += bool_len(12, span.indicator());
     n += str_len(13, span.name());
     n += int64_len(14, span.root_start_timestamp());
@@ -98,6 +106,12 @@ pub fn encode_to_vec(span: &SsfSpan) -> Vec<u8> {
 /// The length of the canonical encoding of a bare sample.
 pub fn sample_len(s: &SsfSample) -> usize {
     fields_sample_len(s)
+}
+
+/// The length [`encode_span_sample`] writes for `sample` (one record of a span's field
+/// 10).
+pub fn span_sample_len<S: SampleFields + ?Sized>(sample: &S) -> usize {
+    1 + delimited_len(fields_sample_len(sample))
 }
 
 fn fields_sample_len<S: SampleFields + ?Sized>(s: &S) -> usize {

@@ -198,6 +198,10 @@ impl<S: SpanFields + ?Sized> SpanFields for WithService<'_, S> {
         self.span.samples()
     }
     #[inline]
+    fn encoded_parts(&self) -> Option<wire::EncodedParts<'_>> {
+        self.span.encoded_parts()
+    }
+    #[inline]
     fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
         self.span.tags()
     }

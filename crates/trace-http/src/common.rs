@@ -6,7 +6,6 @@ use std::fmt;
 use http::StatusCode;
 use http::request::Parts;
 use trace_client::Span;
-use trace_client::Str;
 
 use crate::tags;
 
@@ -55,67 +54,17 @@ pub(crate) fn truncate(s: &str) -> &str {
     &s[..end]
 }
 
-/// A tag value for `method`: the standard methods cost no allocation.
-fn method_str(method: &http::Method) -> Str {
-    use http::Method;
-    let known = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::PATCH,
-        Method::CONNECT,
-        Method::TRACE,
-    ];
-    const NAMES: [&str; 9] = [
-        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
-    ];
-    match known.iter().position(|m| m == method) {
-        Some(i) => Str::Borrowed(NAMES[i]),
-        None => Str::Owned(truncate(method.as_str()).to_owned()),
-    }
-}
-
-/// A tag value for `status`: the common codes cost no allocation.
-fn status_str(status: StatusCode) -> Str {
-    const COMMON: [(u16, &str); 18] = [
-        (200, "200"),
-        (201, "201"),
-        (202, "202"),
-        (204, "204"),
-        (301, "301"),
-        (302, "302"),
-        (304, "304"),
-        (400, "400"),
-        (401, "401"),
-        (403, "403"),
-        (404, "404"),
-        (405, "405"),
-        (409, "409"),
-        (429, "429"),
-        (500, "500"),
-        (502, "502"),
-        (503, "503"),
-        (504, "504"),
-    ];
-    match COMMON.iter().find(|(code, _)| *code == status.as_u16()) {
-        Some((_, s)) => Str::Borrowed(s),
-        None => Str::Owned(status.as_str().to_owned()),
-    }
-}
-
 /// Sets the request tags: method, path and span kind.
 pub(crate) fn tag_request(span: &mut Span, parts: &Parts, kind: &'static str) {
-    span.set_tag(tags::HTTP_METHOD, method_str(&parts.method))
-        .set_tag(tags::HTTP_PATH, truncate(parts.uri.path()).to_owned())
+    // Tags are copied into the span when set: borrowing costs no allocation.
+    span.set_tag(tags::HTTP_METHOD, parts.method.as_str())
+        .set_tag(tags::HTTP_PATH, truncate(parts.uri.path()))
         .set_tag(tags::SPAN_KIND, kind);
 }
 
 /// Sets the status tag and marks a 5xx status as an error.
 pub(crate) fn tag_status(span: &mut Span, status: StatusCode) {
-    span.set_tag(tags::HTTP_STATUS_CODE, status_str(status));
+    span.set_tag(tags::HTTP_STATUS_CODE, status.as_str());
     if status.is_server_error() {
         span.error(&StatusError(status));
     }

@@ -134,6 +134,10 @@ impl Queue {
     /// would be refused.
     #[inline]
     pub(crate) fn refuses_full(&self) -> bool {
+        // Mostly answered by the tail's slot, which the push reads next anyway.
+        if self.ring.tail_is_free() {
+            return false;
+        }
         if self.ring.is_full() {
             self.wake.refused_full();
             true

@@ -266,6 +266,20 @@ impl<T> Ring<T> {
         tail & !self.mark_bit == head
     }
 
+    /// Whether the slot at the tail is empty for this lap, so that the ring is not full
+    /// now. It reads the two words a push reads first (the tail and its slot's stamp),
+    /// not the head, which every pop writes: a producer that asks before pushing pays
+    /// for no cache line the push would not fetch anyway.
+    #[inline]
+    pub(crate) fn tail_is_free(&self) -> bool {
+        let tail = self.tail.0.load(Ordering::Relaxed);
+        let index = tail & (self.mark_bit - 1);
+        // A closed tail carries the mark bit, which no stamp has: not free.
+        self.slots
+            .get(index)
+            .is_some_and(|slot| slot.stamp.load(Ordering::Relaxed) == tail)
+    }
+
     pub(crate) fn is_full(&self) -> bool {
         let tail = self.tail.0.load(Ordering::SeqCst);
         let head = self.head.0.load(Ordering::SeqCst);
@@ -306,6 +320,7 @@ mod tests {
         assert!(r.is_full());
         assert_eq!(r.len(), 3);
         assert!(matches!(push(&r, 9), Err(PushError::Full(9))));
+        assert!(!r.tail_is_free());
         assert_eq!(pop(&r), Ok(Some(0)));
         push(&r, 3).unwrap();
         assert!(r.close());
@@ -317,6 +332,7 @@ mod tests {
         );
         assert_eq!(pop(&r), Err(PopError::Closed));
         assert_eq!(r.len(), 0);
+        assert!(!r.tail_is_free(), "a closed ring has no room");
     }
 
     #[test]
@@ -325,6 +341,8 @@ mod tests {
             let r = Ring::<Option<u64>>::new(cap);
             let mut next_out = 0;
             for v in 0..10_000u64 {
+                // The tail's slot is free exactly when the ring is not full.
+                assert_eq!(r.tail_is_free(), !r.is_full(), "capacity {cap}, push {v}");
                 if push(&r, v).is_err() {
                     assert_eq!(pop(&r), Ok(Some(next_out)));
                     next_out += 1;

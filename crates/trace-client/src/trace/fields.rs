@@ -1,7 +1,9 @@
 //! How a [`Span`](super::span::Span) keeps its strings, tags and samples without touching
-//! the allocator in the common case: strings are [`Cow<'static, str>`] (a `&'static str`
-//! is borrowed, a `String` is moved in), tags and samples sit in small inline vectors,
-//! and the trace's resource is shared by every span of the trace.
+//! the allocator in the common case: its name and service are [`Cow<'static, str>`] (a
+//! `&'static str` is borrowed, a `String` is moved in); tags and samples are encoded as
+//! they are set, by `ssf_proto`'s encoder, into bytes held inline (then on the heap),
+//! which the span's encoding copies whole; the trace's resource is shared by every span
+//! of the trace. [`SpanSample`] builds a sample, which is freed once added.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -10,33 +12,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smallvec::SmallVec;
-use ssf_proto::wire::SampleFields;
+use ssf_proto::wire::{self, SampleFields};
 use ssf_proto::{Metric, SsfSample, Status};
 
 /// A string of a span: borrowed when `'static` (no allocation), owned otherwise.
 pub type Str = Cow<'static, str>;
 
-/// Tags held inline before a span spills them to the heap.
-const INLINE_TAGS: usize = 6;
+/// Bytes of encoded tags held inline before a span spills them to the heap: five
+/// typical tags (a 12-byte key and a 10-byte value take 28 bytes each) and the three
+/// of [`Span::error`](super::span::Span::error) with short messages.
+const INLINE_TAG_BYTES: usize = 184;
+
+/// Bytes of encoded samples held inline: two typical samples (a counter with a tag, a
+/// timing) take about 80.
+const INLINE_SAMPLE_BYTES: usize = 112;
 
 /// Whether `s` owns its text (a `String` moved in) rather than borrowing a static one.
 #[inline]
 fn is_owned(s: &Str) -> bool {
     matches!(s, Cow::Owned(_))
-}
-
-/// Empties `v` without running its elements' drops, when that frees nothing: it holds
-/// only borrowed strings (`holds_owned` false) and has not spilled to the heap. Dropping
-/// a span of static strings then costs no walk over its tags and samples.
-#[inline]
-#[expect(
-    clippy::mem_forget,
-    reason = "only inline storage and borrowed static strings are forgotten: nothing to free"
-)]
-pub(crate) fn forget_if_static<A: smallvec::Array>(v: &mut SmallVec<A>, holds_owned: bool) {
-    if !holds_owned && !v.spilled() {
-        std::mem::forget(std::mem::take(v));
-    }
 }
 
 /// Whether two strings are equal, trying the cheap answers first (lengths, then the
@@ -46,66 +40,159 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
 }
 
-/// A span's tags, each key once, in the order they were first set. That is the order
-/// they are encoded in: a protobuf map's order is free (every decoder accepts any
-/// order; veneur's Go client writes its map in random order), and keeping them in
-/// order as they come costs nothing. [`Tags::to_map`] gives them in key order.
+/// Bytes held in an inline array of `N` until they outgrow it, then on the heap: where a
+/// span keeps its encoded tags and samples. Bytes are written straight into the room
+/// left, with no zeroing or measuring first.
+#[derive(Clone)]
+struct Bytes<const N: usize> {
+    len: usize,
+    inline: [u8; N],
+    /// Every byte, once they outgrew `inline` (its capacity is then not 0).
+    heap: Vec<u8>,
+}
+
+impl<const N: usize> Default for Bytes<N> {
+    #[inline]
+    fn default() -> Self {
+        Bytes {
+            len: 0,
+            inline: [0; N],
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl<const N: usize> Bytes<N> {
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self.inline.get(..self.len) {
+            Some(bytes) if self.heap.capacity() == 0 => bytes,
+            _ => &self.heap,
+        }
+    }
+
+    /// Appends what `write` writes into the room it is given (returning its length, or
+    /// `None` when the room is too small); when the inline room is too small, `write` is
+    /// given `at_least` bytes on the heap.
+    #[inline(always)]
+    fn append(
+        &mut self,
+        at_least: impl FnOnce() -> usize,
+        write: impl Fn(&mut [u8]) -> Option<usize>,
+    ) {
+        if self.heap.capacity() == 0 {
+            if let Some(room) = self.inline.get_mut(self.len..) {
+                if let Some(n) = write(room) {
+                    self.len += n;
+                    return;
+                }
+            }
+        }
+        self.append_on_heap(at_least(), write);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn append_on_heap(&mut self, at_least: usize, write: impl Fn(&mut [u8]) -> Option<usize>) {
+        if self.heap.capacity() == 0 {
+            let mut heap = Vec::with_capacity((2 * N).max(self.len + at_least));
+            heap.extend_from_slice(self.as_slice());
+            self.heap = heap;
+        }
+        let at = self.heap.len();
+        self.heap.resize(at + at_least, 0);
+        let n = write(&mut self.heap[at..]);
+        debug_assert!(n.is_some(), "the room measured was too small");
+        self.heap.truncate(at + n.unwrap_or(0));
+    }
+
+    /// Replaces the bytes in `range` with `with`.
+    #[cold]
+    fn splice(&mut self, range: std::ops::Range<usize>, with: &[u8]) {
+        let mut all = self.as_slice().to_vec();
+        all.splice(range, with.iter().copied());
+        match self.inline.get_mut(..all.len()) {
+            Some(inline) if self.heap.capacity() == 0 => {
+                inline.copy_from_slice(&all);
+                self.len = all.len();
+            }
+            _ => self.heap = all,
+        }
+    }
+}
+
+/// A span's tags, each key once, in the order they were first set, kept as the bytes
+/// the span sends (SSF field 11): setting a tag copies its key and value into them, so
+/// a tag costs no allocation whatever the lifetime of its strings, and finishing a span
+/// copies them whole. A protobuf map's order is free (every decoder accepts any order;
+/// veneur's Go client writes its map in random order), and keeping them in order as
+/// they come costs nothing. [`Tags::to_map`] gives them in key order.
 #[derive(Clone, Default)]
 pub struct Tags {
-    list: SmallVec<[(Str, Str); INLINE_TAGS]>,
+    bytes: Bytes<INLINE_TAG_BYTES>,
     /// One bit per key length (modulo 64) among the keys: a key whose length's bit is
     /// clear is new, without comparing it to every key (a span's keys mostly differ in
     /// length).
     lengths: u64,
-    /// Whether a key or value set here was ever owned (see [`forget_if_static`]).
-    owned: bool,
+    len: u32,
 }
 
 impl Tags {
     /// Sets `key` to `value`, replacing an earlier value (in its place).
-    // Always inlined: with the strings' kinds known where it is called, the checks
-    // fold away (out of line it cost twice as much, callgrind).
+    // Always inlined: the check for a new key folds into the caller.
     #[inline(always)]
-    pub(crate) fn set(&mut self, key: Str, value: Str) {
-        self.owned |= is_owned(&key) | is_owned(&value);
+    pub(crate) fn set(&mut self, key: &str, value: &str) {
         let bit = 1u64 << (key.len() % 64);
         if self.lengths & bit != 0 {
-            if let Some(slot) = self.list.iter_mut().find(|(k, _)| same(k, &key)) {
-                slot.1 = value;
+            if let Some(range) = wire::span_tags(self.bytes.as_slice()).find(key) {
+                self.replace(range, key, value);
                 return;
             }
         }
         self.lengths |= bit;
-        self.list.push((key, value));
+        self.len += 1;
+        self.bytes.append(
+            || wire::span_tag_len(key, value),
+            |room| wire::encode_span_tag(key, value, room),
+        );
     }
 
-    /// Empties the tags without walking them when they hold only static strings.
+    /// Replaces the entry at `range` with `key` = `value`.
+    #[cold]
+    fn replace(&mut self, range: std::ops::Range<usize>, key: &str, value: &str) {
+        let mut entry = vec![0u8; wire::span_tag_len(key, value)];
+        let written = wire::encode_span_tag(key, value, &mut entry);
+        debug_assert_eq!(written, Some(entry.len()));
+        self.bytes.splice(range, &entry);
+    }
+
+    /// The encoded entries (SSF field 11).
     #[inline]
-    pub(crate) fn forget_if_static(&mut self) {
-        forget_if_static(&mut self.list, self.owned);
+    pub(crate) fn encoded(&self) -> &[u8] {
+        self.bytes.as_slice()
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.list
-            .iter()
-            .find(|(k, _)| same(k, key))
-            .map(|(_, v)| v.as_ref())
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     /// The tags, in the order they were first set.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.list.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+        Counted {
+            inner: wire::span_tags(self.bytes.as_slice()).map(|(k, v, _)| (k, v)),
+            left: self.len as usize,
+        }
     }
 
     /// How many tags there are.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.len as usize
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.len == 0
     }
 
     /// The tags as an SSF map.
@@ -114,20 +201,33 @@ impl Tags {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
     }
+}
 
-    /// The tags as an SSF map, moving the owned strings.
-    pub(crate) fn take_map(&mut self) -> BTreeMap<String, String> {
-        self.lengths = 0;
-        std::mem::take(&mut self.list)
-            .into_iter()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect()
+/// An iterator that knows how many items it has left.
+struct Counted<I> {
+    inner: I,
+    left: usize,
+}
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.inner.next()?;
+        self.left = self.left.saturating_sub(1);
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
     }
 }
 
+impl<I: Iterator> ExactSizeIterator for Counted<I> {}
+
 impl PartialEq for Tags {
     fn eq(&self, other: &Tags) -> bool {
-        self.list == other.list
+        self.bytes.as_slice() == other.bytes.as_slice()
     }
 }
 
@@ -164,6 +264,55 @@ impl PartialEq<BTreeMap<String, String>> for Tags {
     }
 }
 
+/// A span's samples, kept as the bytes the span sends (SSF field 10): adding a sample
+/// encodes it and frees it at once.
+#[derive(Clone, Default)]
+pub(crate) struct Samples {
+    bytes: Bytes<INLINE_SAMPLE_BYTES>,
+    len: u32,
+}
+
+impl Samples {
+    /// Appends `sample`'s record.
+    #[inline(never)]
+    pub(crate) fn add(&mut self, sample: &SpanSample) {
+        // Measured only when it does not fit; integers are written a word at a time,
+        // so the heap gets 10 bytes to spare.
+        self.bytes.append(
+            || wire::span_sample_len(sample) + 10,
+            |room| wire::encode_span_sample(sample, room),
+        );
+        self.len += 1;
+    }
+
+    /// The encoded records (SSF field 10).
+    #[inline]
+    pub(crate) fn encoded(&self) -> &[u8] {
+        self.bytes.as_slice()
+    }
+
+    /// How many samples there are.
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// The samples, decoded.
+    pub(crate) fn to_ssf(&self) -> Vec<SsfSample> {
+        let bytes = self.bytes.as_slice();
+        if bytes.is_empty() {
+            return Vec::new();
+        }
+        // The records are a valid span message made of field 10 alone.
+        ssf_proto::wire::decode(bytes).map_or_else(|_| Vec::new(), |s| s.metrics)
+    }
+}
+
+impl fmt::Debug for Samples {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.to_ssf()).finish()
+    }
+}
+
 /// A sample (metric) sent with a span, kept as compactly as the span itself: strings
 /// are [`Str`]s, so a sample with a static name costs no allocation.
 ///
@@ -192,7 +341,7 @@ pub struct SpanSample {
     tags: SmallVec<[(Str, Str); 1]>,
     unit: Str,
     scope: i32,
-    /// Whether any of its strings is owned (see [`forget_if_static`]).
+    /// Whether any of its strings is owned (see [`SpanSample::is_static`]).
     owned: bool,
 }
 
@@ -214,8 +363,8 @@ impl SpanSample {
         }
     }
 
-    /// Whether freeing the sample frees nothing: its strings are all static and its tags
-    /// inline.
+    /// Whether dropping the sample frees nothing: its strings are all static and its
+    /// tags inline.
     #[inline]
     pub(crate) fn is_static(&self) -> bool {
         !self.owned && !self.tags.spilled()
@@ -446,9 +595,6 @@ impl SampleFields for SpanSample {
     }
 }
 
-/// The samples of a span: two inline, more on the heap.
-pub(crate) type Samples = SmallVec<[SpanSample; 2]>;
-
 /// The resource of a trace, shared by its spans: a static string, or one allocation
 /// shared by every span of the trace.
 #[derive(Clone)]
@@ -489,49 +635,87 @@ mod tests {
     fn tags_keep_their_order_and_are_unique() {
         let mut t = Tags::default();
         for (k, v) in [("b", "1"), ("a", "2"), ("c", "3"), ("a", "4")] {
-            t.set(Str::Borrowed(k), Str::Borrowed(v));
+            t.set(k, v);
         }
-        // An owned key equal to a static one is the same key.
-        t.set(Str::Owned("c".to_owned()), Str::Borrowed("5"));
+        // A key from a string of another lifetime is the same key.
+        let c = String::from("c");
+        t.set(&c, "5");
         assert_eq!(
             t.iter().collect::<Vec<_>>(),
             [("b", "1"), ("a", "4"), ("c", "5")]
         );
+        assert_eq!(t.iter().len(), 3);
         assert_eq!((t.get("b"), t.get("z"), &t["c"]), (Some("1"), None, "5"));
         let map = t.to_map();
         assert_eq!(t, map);
-        assert_eq!(t.take_map(), map);
-        assert!(t.is_empty());
+        assert_eq!(format!("{t:?}"), r#"{"b": "1", "a": "4", "c": "5"}"#);
+    }
+
+    #[test]
+    fn tags_grow_past_their_inline_room() {
+        let mut t = Tags::default();
+        let long = "v".repeat(300);
+        for i in 0..20 {
+            t.set(&format!("key-{i}"), &long);
+        }
+        t.set("key-3", "short");
+        assert_eq!(t.len(), 20);
+        assert_eq!(t.get("key-3"), Some("short"));
+        assert_eq!(t.get("key-19"), Some(long.as_str()));
+        assert_eq!(t.iter().nth(3), Some(("key-3", "short")));
     }
 
     proptest::proptest! {
         /// Setting tags in any order, with keys of equal, different and 64-apart lengths,
-        /// static or owned, keeps each key once with its last value, in first-set order.
+        /// and values of every length class, keeps each key once with its last value, in
+        /// first-set order, and encodes them as the whole-span encoder would.
         #[test]
         fn tags_behave_as_an_ordered_map(
-            sets in proptest::collection::vec(
-                (0usize..8, 0usize..4, proptest::bool::ANY, proptest::bool::ANY),
-                0..24,
-            ),
+            sets in proptest::collection::vec((0usize..8, 0usize..5), 0..24),
         ) {
             const LONG: &str = "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
             const KEYS: [&str; 8] = ["a", "b", "ab", "abc", "x", "", "a123456789", LONG];
-            const VALUES: [&str; 4] = ["0", "1", "22", ""];
-            let str = |s: &'static str, owned: bool| {
-                if owned { Str::Owned(s.to_owned()) } else { Str::Borrowed(s) }
-            };
+            let long_value = "y".repeat(200);
+            let values = ["0", "1", "22", "", long_value.as_str()];
             let mut tags = Tags::default();
             let mut want: Vec<(&str, &str)> = Vec::new();
-            for (key, value, key_owned, value_owned) in sets {
-                let (key, value) = (KEYS[key], VALUES[value]);
+            for (key, value) in sets {
+                let (key, value) = (KEYS[key], values[value]);
                 match want.iter_mut().find(|(k, _)| *k == key) {
                     Some(slot) => slot.1 = value,
                     None => want.push((key, value)),
                 }
-                tags.set(str(key, key_owned), str(value, value_owned));
+                tags.set(key, value);
             }
-            proptest::prop_assert_eq!(tags.iter().collect::<Vec<_>>(), want);
+            proptest::prop_assert_eq!(tags.iter().collect::<Vec<_>>(), want.clone());
+            proptest::prop_assert_eq!(tags.len(), want.len());
+            let mut bytes = Vec::new();
+            for (k, v) in want {
+                let at = bytes.len();
+                bytes.resize(at + wire::span_tag_len(k, v), 0);
+                wire::encode_span_tag(k, v, &mut bytes[at..]);
+            }
+            proptest::prop_assert_eq!(tags.encoded(), &bytes[..]);
         }
+    }
+
+    #[test]
+    fn samples_are_kept_as_their_records() {
+        let mut samples = Samples::default();
+        let big = SpanSample::count("x".repeat(500), 1.0).with_tag("k", "v".repeat(200));
+        let all = [
+            SpanSample::count("c", 1.0).with_tag("currency", "eur"),
+            SpanSample::timing("t", Duration::from_micros(2500), Duration::from_millis(1)),
+            big,
+            SpanSample::gauge("g", -2.0),
+        ];
+        for s in &all {
+            samples.add(s);
+        }
+        assert_eq!(samples.len(), 4);
+        let want: Vec<SsfSample> = all.iter().map(SpanSample::to_ssf).collect();
+        assert_eq!(samples.to_ssf(), want);
+        assert_eq!(format!("{samples:?}"), format!("{want:?}"));
     }
 
     #[test]

@@ -4,9 +4,9 @@ use std::any::type_name;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use ssf_proto::SsfSpan;
 use ssf_proto::time::saturating_nanos;
-use ssf_proto::wire::SpanFields;
+use ssf_proto::wire::{EncodedParts, SpanFields};
+use ssf_proto::{SsfSample, SsfSpan};
 
 use crate::client::Client;
 use crate::default;
@@ -16,7 +16,7 @@ use crate::future::Receipt;
 use crate::trace::baggage::{Baggage, BaggageError};
 use crate::trace::clock::now;
 use crate::trace::context::{self, SpanContext, W3cTrace};
-use crate::trace::fields::{Resource, Samples, SpanSample, Str, Tags, forget_if_static};
+use crate::trace::fields::{Resource, Samples, SpanSample, Str, Tags};
 use crate::trace::id::new_id;
 
 static SERVICE: OnceLock<String> = OnceLock::new();
@@ -77,18 +77,20 @@ fn short_type_name(full: &str) -> &str {
 ///
 /// # Cost
 ///
-/// Building a span per request costs no allocation when its strings are `&'static str`:
-/// names, tag keys and values and sample names are [`Str`]s (`Cow<'static, str>`: a
-/// static string is borrowed, a `String` moved in, an owned value costs only its own
-/// allocation); tags (up to six) and samples (up to two, see [`SpanSample`]) are held
-/// inline; children share the trace's resource. A network client encodes a finished span
-/// straight from these fields into its queue ([`Client::try_record_fields`]); no
-/// [`SsfSpan`] is made. Tags are written in the order they were first set (a protobuf
-/// map's order is free; [`Span::to_ssf`] gives them as a map, in key order). Dropping
-/// a span of static strings does not walk its tags and samples. Its start and end are
-/// read, on x86_64 Linux where the kernel keeps time with the time-stamp counter, from
-/// that counter, scaled from the system clock read at most 100 ms earlier on the same
-/// thread (about a third of the system clock's cost); elsewhere from the system clock.
+/// Building a span per request costs no allocation when its name and service are
+/// `&'static str` (they are [`Str`]s, `Cow<'static, str>`: a static string is borrowed,
+/// a `String` moved in). Tags and samples are encoded into the span as they are set
+/// (SSF fields 11 and 10, held inline up to about five tags and two samples, then on the
+/// heap): a tag's key and value may be any string, borrowed for any lifetime or owned,
+/// and are copied at once, and a sample is freed as soon as it is added. Children share
+/// the trace's resource. A network client encodes a finished span straight from these
+/// fields into its queue ([`Client::try_record_fields`]), copying the encoded tags and
+/// samples whole; no [`SsfSpan`] is made. Tags are written in the order they were first
+/// set (a protobuf map's order is free; [`Span::to_ssf`] gives them as a map, in key
+/// order). Its start and end are read, on x86_64 Linux where the kernel keeps time with
+/// the time-stamp counter, from that counter, scaled from the system clock read at most
+/// 100 ms earlier on the same thread (about a third of the system clock's cost);
+/// elsewhere from the system clock.
 ///
 /// # Finishing
 ///
@@ -140,8 +142,6 @@ pub struct Span {
     tags: Tags,
     error: bool,
     samples: Samples,
-    /// Whether a sample added holds an owned string or spilled tags.
-    samples_owned: bool,
     indicator: bool,
     client: Option<Client>,
     finish_on_drop: bool,
@@ -189,8 +189,7 @@ impl Span {
             end: None,
             tags: Tags::default(),
             error: false,
-            samples: Samples::new(),
-            samples_owned: false,
+            samples: Samples::default(),
             indicator: false,
             client,
             finish_on_drop: true,
@@ -337,9 +336,15 @@ impl Span {
         self.error
     }
 
-    /// The samples to send with the span.
-    pub fn samples(&self) -> &[SpanSample] {
-        &self.samples
+    /// The samples to send with the span, as SSF (a span keeps them encoded: this
+    /// decodes them).
+    pub fn samples(&self) -> Vec<SsfSample> {
+        self.samples.to_ssf()
+    }
+
+    /// How many samples the span holds.
+    pub fn samples_len(&self) -> usize {
+        self.samples.len()
     }
 
     /// Whether the span is a service level indicator span.
@@ -437,9 +442,23 @@ impl Span {
 
     /// Sets tag `key` to `value`, replacing an earlier value. The SDK never adds tags of its
     /// own except the three of [`Span::error`].
+    ///
+    /// The key and value are copied into the span's encoding at once, so any string will
+    /// do, borrowed for any lifetime or owned, and none costs an allocation (an owned one
+    /// is freed here).
+    ///
+    /// ```
+    /// use trace_client::Span;
+    ///
+    /// let header = String::from("gzip");
+    /// let mut span = Span::root("request");
+    /// span.set_tag("accept-encoding", &header).set_tag("status", 200.to_string());
+    /// assert_eq!(&span.tags()["accept-encoding"], "gzip");
+    /// # span.set_finish_on_drop(false);
+    /// ```
     #[inline(always)]
-    pub fn set_tag(&mut self, key: impl Into<Str>, value: impl Into<Str>) -> &mut Self {
-        self.tags.set(key.into(), value.into());
+    pub fn set_tag(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> &mut Self {
+        self.tags.set(key.as_ref(), value.as_ref());
         self
     }
 
@@ -507,12 +526,17 @@ impl Span {
         self
     }
 
-    /// Adds a sample to send with the span.
-    #[inline]
+    /// Adds a sample to send with the span: it is encoded into the span at once, and
+    /// freed.
+    // Always inlined: the sample is encoded where it was built, not moved first.
+    #[inline(always)]
     pub fn add_sample(&mut self, sample: impl Into<SpanSample>) -> &mut Self {
-        let sample = sample.into();
-        self.samples_owned |= !sample.is_static();
-        self.samples.push(sample);
+        let sample = std::mem::ManuallyDrop::new(sample.into());
+        self.samples.add(&sample);
+        // Static strings free nothing: they are not walked.
+        if !sample.is_static() {
+            drop(std::mem::ManuallyDrop::into_inner(sample));
+        }
         self
     }
 
@@ -576,12 +600,9 @@ impl Span {
         self.error = true;
         let tags = &mut self.tags;
         // In key order, as the canonical encoding writes them.
-        tags.set(Str::Borrowed("error.msg"), Str::Owned(message.clone()));
-        tags.set(Str::Borrowed("error.stack"), Str::Owned(message));
-        tags.set(
-            Str::Borrowed("error.type"),
-            Str::Borrowed(short_type_name(type_name::<E>())),
-        );
+        tags.set("error.msg", &message);
+        tags.set("error.stack", &message);
+        tags.set("error.type", short_type_name(type_name::<E>()));
         self
     }
 
@@ -663,15 +684,15 @@ impl Span {
         tags: impl IntoIterator<Item = (K, V)>,
     ) -> Result<(), TryRecordError>
     where
-        K: Into<Str>,
-        V: Into<Str>,
+        K: AsRef<str>,
+        V: AsRef<str>,
     {
         let name = name.into();
         if !name.is_empty() {
             self.name = name;
         }
         for (k, v) in tags {
-            self.tags.set(k.into(), v.into());
+            self.tags.set(k.as_ref(), v.as_ref());
         }
         self.finish()
     }
@@ -770,7 +791,7 @@ impl Span {
             end_timestamp: self.end.unwrap_or(0),
             error: self.error,
             service: self.service_or_default().to_owned(),
-            metrics: self.samples.iter().map(SpanSample::to_ssf).collect(),
+            metrics: self.samples.to_ssf(),
             tags: self.tags.to_map(),
             indicator: self.indicator,
             name: self.name.to_string(),
@@ -802,11 +823,8 @@ impl Span {
             end_timestamp: end,
             error: self.error,
             service,
-            metrics: std::mem::take(&mut self.samples)
-                .into_iter()
-                .map(SpanSample::into_ssf)
-                .collect(),
-            tags: self.tags.take_map(),
+            metrics: self.samples.to_ssf(),
+            tags: self.tags.to_map(),
             indicator: self.indicator,
             name: std::mem::take(&mut self.name).into_owned(),
             ..Default::default()
@@ -835,16 +853,14 @@ impl Drop for Span {
                 },
             };
         }
-        // Static tags and samples free nothing: they are not walked.
-        self.tags.forget_if_static();
-        forget_if_static(&mut self.samples, self.samples_owned);
     }
 }
 
 /// The encoder reads a span's fields in place: a network client encodes a finished span
-/// straight into its queue slot.
+/// straight into its queue slot. Its samples and tags are already encoded
+/// ([`SpanFields::encoded_parts`]): [`SpanFields::samples`] is empty.
 impl SpanFields for Span {
-    type Sample = SpanSample;
+    type Sample = SsfSample;
 
     #[inline]
     fn trace_id(&self) -> i64 {
@@ -875,12 +891,15 @@ impl SpanFields for Span {
         self.service_or_default()
     }
     #[inline]
-    fn samples(&self) -> &[SpanSample] {
-        &self.samples
+    fn samples(&self) -> &[SsfSample] {
+        &[]
     }
     #[inline]
-    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.tags.iter()
+    fn encoded_parts(&self) -> Option<EncodedParts<'_>> {
+        Some(EncodedParts {
+            samples: self.samples.encoded(),
+            tags: self.tags.encoded(),
+        })
     }
     #[inline]
     fn indicator(&self) -> bool {
@@ -1094,7 +1113,7 @@ mod tests {
         assert_eq!(span.resource(), "res");
         assert_eq!(span.service(), Some("svc"));
         assert!(span.indicator());
-        assert_eq!(span.samples().len(), 2);
+        assert_eq!((span.samples_len(), span.samples().len()), (2, 2));
         assert_eq!(span.duration(), Some(Duration::from_millis(5)));
 
         let ssf = span.to_ssf();
