@@ -5,7 +5,9 @@
 //! * The ring: values arrive exactly once, in each producer's order; `Full` only when
 //!   it is full; closing refuses every later push and loses no earlier one; a panic
 //!   while a slot is filled or emptied leaves the ring working. Two producers with one
-//!   consumer (capacity 1 and 2) or two (capacity 2); a producer racing `close`.
+//!   consumer (capacity 1 and 2) or two (capacity 2); a producer racing `close`. A
+//!   producer's look at the tail's slot before it encodes (`Ring::tail_is_free`) never
+//!   sees room that its push then does not find.
 //! * The wake protocol, with the real [`Queue`] (its ring and its [`Wake`]) and without
 //!   the timed rechecks of a sleeping worker (`recheck == false`): every pushed value is
 //!   taken with no further push. A lost wake-up leaves a worker asleep on a queued value
@@ -250,6 +252,38 @@ fn producers_and_consumers(
 #[test]
 fn ring_two_producers_one_consumer_capacity_1() {
     producers_and_consumers(1, [2, 2], 0, 1, Some(2));
+}
+
+/// A producer looks at the tail's slot before it encodes (`Queue::refuses_full`): a
+/// slot seen free is room that a push then finds, when that producer is the only one
+/// (with others, one may take it first, and the push says full, as it should).
+#[test]
+fn ring_a_free_tail_is_room_for_its_one_producer() {
+    for capacity in [1, 2] {
+        model(Some(3), move || {
+            let ring = Arc::new(Values::new(capacity));
+            let consumer = {
+                let ring = ring.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while got.len() < 3 {
+                        match pop(&ring) {
+                            Ok(Some(v)) => got.push(v),
+                            _ => thread::yield_now(),
+                        }
+                    }
+                    got
+                })
+            };
+            for v in 0..3 {
+                while !ring.tail_is_free() {
+                    thread::yield_now();
+                }
+                push_ok(&ring, v);
+            }
+            assert_eq!(consumer.join().unwrap(), [0, 1, 2]);
+        });
+    }
 }
 
 #[test]
