@@ -445,7 +445,7 @@ impl<'a> SpanTags<'a> {
     }
 
     /// The range of the entry whose key is `key`, comparing bytes only.
-    pub fn find(mut self, key: &str) -> Option<std::ops::Range<usize>> {
+    pub fn range_of(mut self, key: &str) -> Option<std::ops::Range<usize>> {
         while let Some((k, _, end)) = self.next_raw() {
             if k == key.as_bytes() {
                 return Some(self.pos..end);
@@ -964,7 +964,7 @@ mod tests {
             let want: Vec<_> = span.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             prop_assert_eq!(read, want);
             for (k, v) in &span.tags {
-                let range = span_tags(&prepared.tags).find(k).unwrap_or_default();
+                let range = span_tags(&prepared.tags).range_of(k).unwrap_or_default();
                 prop_assert_eq!(range.len(), span_tag_len(k, v));
             }
             // Too small by one byte: refused.
@@ -981,7 +981,7 @@ mod tests {
             for (_, _, range) in span_tags(&bytes) {
                 prop_assert!(range.end <= bytes.len());
             }
-            if let Some(range) = span_tags(&bytes).find(&key) {
+            if let Some(range) = span_tags(&bytes).range_of(&key) {
                 prop_assert!(range.end <= bytes.len());
             }
         }
@@ -994,8 +994,8 @@ mod tests {
         buf.truncate(n);
         buf.extend_from_slice(&[0x5a, 0x7f]);
         assert_eq!(span_tags(&buf).count(), 1);
-        assert_eq!(span_tags(&buf).find("a"), Some(0..n));
-        assert_eq!(span_tags(&buf).find("b"), None);
+        assert_eq!(span_tags(&buf).range_of("a"), Some(0..n));
+        assert_eq!(span_tags(&buf).range_of("b"), None);
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl Tags {
     pub(crate) fn set(&mut self, key: &str, value: &str) {
         let bit = 1u64 << (key.len() % 64);
         if self.lengths & bit != 0 {
-            if let Some(range) = wire::span_tags(self.bytes.as_slice()).find(key) {
+            if let Some(range) = wire::span_tags(self.bytes.as_slice()).range_of(key) {
                 self.replace(range, key, value);
                 return;
             }

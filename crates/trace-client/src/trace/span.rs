@@ -783,6 +783,11 @@ impl Span {
     /// saturated to the SSF range; an unset end time is 0 (finishing sets it). The resource
     /// is not part of SSF and is left out, as are `version` and `root_start_timestamp`.
     pub fn to_ssf(&self) -> SsfSpan {
+        self.ssf_with(self.service_or_default().to_owned(), self.name.to_string())
+    }
+
+    /// The SSF form of the span with `service` and `name`.
+    fn ssf_with(&self, service: String, name: String) -> SsfSpan {
         SsfSpan {
             trace_id: self.trace_id,
             id: self.span_id,
@@ -790,11 +795,11 @@ impl Span {
             start_timestamp: self.start,
             end_timestamp: self.end.unwrap_or(0),
             error: self.error,
-            service: self.service_or_default().to_owned(),
+            service,
             metrics: self.samples.to_ssf(),
             tags: self.tags.to_map(),
             indicator: self.indicator,
-            name: self.name.to_string(),
+            name,
             ..Default::default()
         }
     }
@@ -806,29 +811,18 @@ impl Span {
         }
     }
 
-    /// Finishes the span (end time now unless set) and moves its SSF form out, marking it
-    /// sent so that dropping it does nothing more.
+    /// Finishes the span (end time now unless set) and moves its SSF form out (its owned
+    /// name and service moved, not copied), marking it sent so that dropping it does
+    /// nothing more.
     pub(crate) fn take_ssf(&mut self) -> SsfSpan {
-        let end = self.end_now();
+        self.end_now();
         self.sent = true;
         let service = match self.service.take() {
             Some(own) => own.into_owned(),
             None => service_name().to_owned(),
         };
-        SsfSpan {
-            trace_id: self.trace_id,
-            id: self.span_id,
-            parent_id: self.parent_id,
-            start_timestamp: self.start,
-            end_timestamp: end,
-            error: self.error,
-            service,
-            metrics: self.samples.to_ssf(),
-            tags: self.tags.to_map(),
-            indicator: self.indicator,
-            name: std::mem::take(&mut self.name).into_owned(),
-            ..Default::default()
-        }
+        let name = std::mem::take(&mut self.name).into_owned();
+        self.ssf_with(service, name)
     }
 
     /// Finishes the span without recording it and returns its SSF form, for sending it
