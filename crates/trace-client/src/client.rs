@@ -15,7 +15,7 @@ use crate::encode::{self, Framing, INLINE, WithService};
 use crate::error::{DeliveryError, DropReason, RecordError, TryRecordError};
 use crate::future::{FlushFuture, Receipt, RecordFuture, ShutdownFuture};
 use crate::message::{Message, ReceiptSender};
-use crate::queue::{PushError, Refused};
+use crate::queue::{PushError, Refused, Written};
 use crate::sampling::Sampler;
 use crate::shared::{Shared, Tx};
 use crate::stats::{ClientStats, Counters, StatsCounter, report_counters};
@@ -193,6 +193,38 @@ impl Client {
         }
     }
 
+    /// [`encode::encode_inline`] with the client's service name for a span without one.
+    #[inline]
+    fn encode_inline<S: SpanFields + ?Sized>(
+        &self,
+        span: &S,
+        framing: Framing,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        match &self.inner.service {
+            Some(service) if span.service().is_empty() => {
+                encode::encode_inline(&WithService { span, service }, framing, buf)
+            }
+            _ => encode::encode_inline(span, framing, buf),
+        }
+    }
+
+    /// [`encode::encode_large`] with the client's service name for a span without one.
+    #[cold]
+    fn encode_large<S: SpanFields + ?Sized>(
+        &self,
+        span: &S,
+        framing: Framing,
+        max: usize,
+    ) -> Result<Box<[u8]>, usize> {
+        match &self.inner.service {
+            Some(service) if span.service().is_empty() => {
+                encode::encode_large(&WithService { span, service }, framing, max)
+            }
+            _ => encode::encode_large(span, framing, max),
+        }
+    }
+
     fn normalize(&self, span: &mut SsfSpan) {
         if let Some(f) = &self.inner.normalizer {
             if span.metrics.is_empty() {
@@ -212,9 +244,9 @@ impl Client {
     /// Queues a span without waiting. Never blocks, and allocates nothing: the queue's
     /// slots are allocated when the client is built.
     ///
-    /// A network client encodes the span here, on the caller's task, copies the bytes
-    /// into a queue slot (a span whose encoding is over 360 bytes gets a heap buffer of
-    /// its own instead, the one allocation), and frees the span here; the backends only
+    /// A network client encodes the span here, on the caller's task, straight into a
+    /// queue slot (a span whose encoding is over 360 bytes gets a heap buffer of its own
+    /// instead, the one allocation), and frees the span here; the backends only
     /// copy bytes to their sockets. A span too large to send
     /// ([`max_datagram_size`](crate::ClientBuilder::max_datagram_size), or the frame limit) is
     /// accepted and counted as dropped ([`DropReason::Oversize`]). With
@@ -394,20 +426,31 @@ impl Client {
             return Err(TryRecordError::Full(()));
         }
         counters.pre_accept();
-        let mut buf = [0u8; INLINE];
-        let pushed = match self.encode(span, framing, max, &mut buf) {
-            Ok(encode::Encoded::Inline(len)) => {
-                shared.queue.try_push_frame(None, receipt, &buf[..len])
+        // Encoded straight into the slot the push claims: a span's encoding is mostly
+        // copies of bytes it holds encoded, so the slot is not held for long. A span too
+        // large for a slot is encoded on the heap there; one over `max` leaves the slot
+        // empty.
+        let mut oversized = 0;
+        let pushed = shared.queue.try_push_written(receipt, |frame| {
+            let len = match self.encode_inline(span, framing, frame) {
+                Some(n) if n - framing.header_len() <= max => return Written::Inline(n),
+                Some(n) => n - framing.header_len(),
+                None => match self.encode_large(span, framing, max) {
+                    Ok(heap) => return Written::Heap(heap),
+                    Err(len) => len,
+                },
+            };
+            oversized = len;
+            Written::Nothing
+        });
+        match pushed {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(receipt)) => {
+                oversize(counters, oversized, max, receipt);
+                Ok(())
             }
-            Ok(encode::Encoded::Heap(frame)) => {
-                shared.queue.try_push_frame(Some(frame), receipt, &[])
-            }
-            Err(len) => {
-                oversize(counters, len, max, receipt);
-                return Ok(());
-            }
-        };
-        pushed.map_err(|refused| refused_frame(counters, refused))
+            Err(refused) => Err(refused_frame(counters, refused)),
+        }
     }
 
     /// Queues a span and returns a [`Receipt`] that resolves once a backend wrote it (or

@@ -6,9 +6,11 @@
 //! sends: a stream frame (the codec's 5-byte header, then the canonical bytes) for a
 //! stream client, the bare bytes for a UDP client. It queues the bytes instead of the
 //! span: the span is freed where it was made, while it is still in that core's cache,
-//! and the backends only copy bytes to their sockets. An encoding of up to [`INLINE`]
-//! bytes is written into a buffer on the recording task's stack and copied into the
-//! queue's slot (and later out of it) once; a larger one is put on the heap.
+//! and the backends only copy bytes to their sockets. [`encode_inline`] writes an
+//! encoding of up to [`INLINE`] bytes straight into the queue slot the push claimed (a
+//! backend copies it out once); a larger one is put on the heap ([`encode_large`]).
+//! [`encode`] writes into a buffer the caller holds, for the record futures, which
+//! keep the frame until there is room.
 //!
 //! A client built with [`encode_in_backend`](crate::ClientBuilder::encode_in_backend)
 //! queues spans, and its backends [`append`] each to their write buffer.
@@ -49,42 +51,56 @@ pub(crate) fn encode<S: SpanFields + ?Sized>(
     buf: &mut [u8; INLINE],
 ) -> Result<Encoded, usize> {
     // Most spans fit in the slot: encoded in one pass, without measuring.
-    let (written, header) = match framing {
-        Framing::Stream => (ssf_codec::encode_frame_to_slice(span, buf), HEADER_LEN),
-        Framing::Datagram => (wire::encode_fields_to_slice(span, buf), 0),
-    };
-    match written {
-        Some(n) if n - header > max => Err(n - header),
+    match encode_inline(span, framing, buf) {
+        Some(n) if n - framing.header_len() > max => Err(n - framing.header_len()),
         Some(n) => Ok(Encoded::Inline(n)),
-        None => encode_large(span, framing, max),
+        None => encode_large(span, framing, max).map(Encoded::Heap),
     }
 }
 
-/// An encoding too large for a slot, into a heap buffer of its size.
+/// Encodes `span` as `framing` says into `buf` in one pass: the frame's length (header
+/// included), or `None` when it does not fit (`buf` then holds a part of it).
+#[inline]
+pub(crate) fn encode_inline<S: SpanFields + ?Sized>(
+    span: &S,
+    framing: Framing,
+    buf: &mut [u8],
+) -> Option<usize> {
+    match framing {
+        Framing::Stream => ssf_codec::encode_frame_to_slice(span, buf),
+        Framing::Datagram => wire::encode_fields_to_slice(span, buf),
+    }
+}
+
+impl Framing {
+    /// The length of the header before the canonical bytes.
+    #[inline]
+    pub(crate) fn header_len(self) -> usize {
+        match self {
+            Framing::Stream => HEADER_LEN,
+            Framing::Datagram => 0,
+        }
+    }
+}
+
+/// An encoding too large for a slot, into a heap buffer of its size; `Err(len)` when its
+/// canonical encoding is over `max` bytes.
 #[cold]
-fn encode_large<S: SpanFields + ?Sized>(
+pub(crate) fn encode_large<S: SpanFields + ?Sized>(
     span: &S,
     framing: Framing,
     max: usize,
-) -> Result<Encoded, usize> {
+) -> Result<Box<[u8]>, usize> {
     let len = wire::fields_encoded_len(span);
     if len > max {
         return Err(len);
     }
-    let header = match framing {
-        Framing::Stream => HEADER_LEN,
-        Framing::Datagram => 0,
-    };
-    let mut v = vec![0u8; header + len].into_boxed_slice();
-    let written = match framing {
-        Framing::Stream => ssf_codec::encode_frame_to_slice(span, &mut v),
-        Framing::Datagram => wire::encode_fields_to_slice(span, &mut v),
-    };
-    match written {
-        Some(n) if n == v.len() => Ok(Encoded::Heap(v)),
+    let mut v = vec![0u8; framing.header_len() + len].into_boxed_slice();
+    match encode_inline(span, framing, &mut v) {
+        Some(n) if n == v.len() => Ok(v),
         // The length and the encoder disagree: a bug, which must cost speed, not a
         // wrong frame.
-        _ => Ok(Encoded::Heap(grown(span, framing))),
+        _ => Ok(grown(span, framing)),
     }
 }
 
@@ -93,11 +109,7 @@ fn encode_large<S: SpanFields + ?Sized>(
 fn grown<S: SpanFields + ?Sized>(span: &S, framing: Framing) -> Box<[u8]> {
     let mut v = vec![0u8; 4 * INLINE];
     loop {
-        let written = match framing {
-            Framing::Stream => ssf_codec::encode_frame_to_slice(span, &mut v),
-            Framing::Datagram => wire::encode_fields_to_slice(span, &mut v),
-        };
-        if let Some(n) = written {
+        if let Some(n) = encode_inline(span, framing, &mut v) {
             v.truncate(n);
             return v.into_boxed_slice();
         }

@@ -64,7 +64,7 @@
 //! * **Recording**: a network client encodes the span on the caller's task, in one pass,
 //!   and frees it there, while it is still in that core's cache; a compare-and-swap then
 //!   claims a slot of a bounded lock-free queue whose slots were allocated when the
-//!   client was built (576 bytes each), and the frame is copied into it (a span whose
+//!   client was built (576 bytes each), and the span is encoded into it (a span whose
 //!   encoding is over 360 bytes gets a heap buffer instead). No lock, no allocation for a typical span, no system
 //!   call in the common case. [`try_record_ref`](Client::try_record_ref) encodes a span
 //!   the caller keeps, so recording the same span value again and again allocates

@@ -6,7 +6,7 @@
 //!   storage is allocated when the client is built, so recording allocates nothing.
 //!   Closing it is atomic with pushes: once closed, no push succeeds, and workers drain
 //!   what is in it.
-//! * [`slot`]: what a slot holds (for an encoded span, its frame is copied in; a
+//! * [`slot`]: what a slot holds (for an encoded span, its frame is encoded into it; a
 //!   backend copies it out into its write buffer).
 //! * [`wake`]: how idle workers doze and sleep, and when producers wake them.
 //! * this module: the [`Queue`] that puts them together, and the producers that wait for
@@ -19,6 +19,7 @@ mod wake;
 #[cfg(all(ssf_loom, test))]
 mod loom;
 
+use crate::encode::INLINE;
 use crate::message::{Message, ReceiptSender};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::waiters::WaitList;
@@ -26,15 +27,12 @@ use crate::waiters::WaitList;
 pub(crate) use ring::PushError;
 use ring::{PopError, Ring};
 use slot::Slot;
+pub(crate) use slot::Written;
 pub(crate) use wake::Searching;
 use wake::Wake;
 
 /// Why a push failed; the message is handed back.
 pub(crate) type Refused = PushError<Message>;
-
-/// An encoded span's parts as [`Queue::try_push_frame`] hands them back: its heap frame
-/// (if any) and its receipt.
-pub(crate) type FrameParts = (Option<Box<[u8]>>, Option<ReceiptSender>);
 
 /// What [`Queue::pop_with`] did with a slot.
 enum Taken {
@@ -93,21 +91,35 @@ impl Queue {
         self.push_waking(msg, urgent, |entry, msg| entry.fill(msg, inline))
     }
 
-    /// [`try_push_inline`](Self::try_push_inline) for an encoded span: its frame is
-    /// `inline` (at most [`INLINE`](crate::encode::INLINE) bytes) or `heap`. The parts
-    /// go into the slot as they are, without being moved as a [`Message`]; a refusal
-    /// hands them back.
+    /// Pushes an encoded span, with `receipt`, that `write` encodes straight into the
+    /// slot it claims, as [`Message::Frame`] is queued, without the message's moves. When `write` says
+    /// [`Written::Nothing`] (a span too large to send) the slot is left empty, which the
+    /// workers skip: `Ok(Err(receipt))`.
+    ///
+    /// `write` runs while the slot is claimed: it should only encode.
     #[inline]
-    pub(crate) fn try_push_frame(
+    pub(crate) fn try_push_written(
         &self,
-        heap: Option<Box<[u8]>>,
         receipt: Option<ReceiptSender>,
-        inline: &[u8],
-    ) -> Result<(), PushError<FrameParts>> {
+        write: impl FnOnce(&mut [u8; INLINE]) -> Written,
+    ) -> Result<Result<(), Option<ReceiptSender>>, PushError<Option<ReceiptSender>>> {
         let urgent = receipt.is_some();
-        self.push_waking((heap, receipt), urgent, |entry, (heap, receipt)| {
-            entry.fill_frame(heap, receipt, inline)
-        })
+        let written = self
+            .ring
+            .push_with(receipt, |entry, receipt| entry.write_frame(receipt, write));
+        match written {
+            Ok(Ok(())) => {
+                self.wake.pushed(urgent, || self.ring.len());
+                Ok(Ok(()))
+            }
+            Ok(Err(receipt)) => Ok(Err(receipt)),
+            Err(e) => {
+                if matches!(e, PushError::Full(_)) {
+                    self.wake.refused_full();
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Pushes `value` with `fill`, then wakes a worker if one is needed (for an `urgent`
@@ -549,6 +561,73 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(e.take().is_none(), "taken once");
+    }
+
+    #[test]
+    fn written_frames_come_out_as_written_and_a_slot_left_empty_is_skipped() {
+        let q = Queue::new(4);
+        let inline = |b: u8| {
+            move |frame: &mut [u8; INLINE]| {
+                frame[..3].fill(b);
+                Written::Inline(3)
+            }
+        };
+        assert!(matches!(q.try_push_written(None, inline(1)), Ok(Ok(()))));
+        // Not queued: the receipt comes back and the slot holds nothing.
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        match q.try_push_written(Some(tx), |_| Written::Nothing) {
+            Ok(Err(Some(_))) => {}
+            other => panic!("{other:?}"),
+        }
+        // A length over the slot is not taken as a frame either.
+        assert!(matches!(
+            q.try_push_written(None, |_| Written::Inline(INLINE + 1)),
+            Ok(Err(None))
+        ));
+        let heap: Box<[u8]> = vec![7; INLINE * 2].into();
+        assert!(matches!(
+            q.try_push_written(None, |_| Written::Heap(heap)),
+            Ok(Ok(()))
+        ));
+        // Full: four slots claimed, two of them left empty until a worker passes them.
+        assert!(matches!(
+            q.try_push_written(None, inline(9)),
+            Err(PushError::Full(None))
+        ));
+        let mut got = Vec::new();
+        let popped = q.pop_with(8, None, |m, inline| {
+            got.push((m, inline.to_vec()));
+            true
+        });
+        assert_eq!(popped, Popped::Some(2), "the empty slots are not messages");
+        assert_eq!(got[0].1, [1, 1, 1]);
+        assert!(matches!(
+            &got[0].0,
+            Message::Frame {
+                heap: None,
+                receipt: None
+            }
+        ));
+        match &got[1].0 {
+            Message::Frame { heap: Some(h), .. } => assert_eq!(h.len(), INLINE * 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(got[1].1.is_empty());
+        // The slots are reused, an inline frame after a heap one included.
+        for b in 2..6 {
+            assert!(matches!(q.try_push_written(None, inline(b)), Ok(Ok(()))));
+        }
+        got.clear();
+        assert_eq!(
+            q.pop_with(8, None, |m, inline| {
+                assert!(matches!(m, Message::Frame { heap: None, .. }));
+                got.push((m, inline.to_vec()));
+                true
+            }),
+            Popped::Some(4)
+        );
+        let firsts: Vec<u8> = got.iter().map(|(_, b)| b[0]).collect();
+        assert_eq!(firsts, [2, 3, 4, 5]);
     }
 
     #[tokio::test]

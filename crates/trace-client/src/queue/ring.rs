@@ -1,6 +1,6 @@
 //! The queue's ring: a bounded multi-producer, multi-consumer array queue whose slots
 //! stay initialised, so that a producer fills a slot in place and a consumer empties it
-//! in place. A span's encoded frame is copied into its slot once and out of it once,
+//! in place. A span is encoded into its slot and its frame copied out of it once,
 //! however large the slot's type is.
 //!
 //! The algorithm is Dmitry Vyukov's bounded MPMC queue with a close bit (as the
@@ -113,16 +113,16 @@ impl<T: Default> Ring<T> {
 }
 
 impl<T> Ring<T> {
-    /// Claims the slot at the tail and runs `fill` on its value with `value`; refused
-    /// (handing `value` back) when the ring is full or closed.
+    /// Claims the slot at the tail and runs `fill` on its value with `value`, returning
+    /// what `fill` returns; refused (handing `value` back) when the ring is full or closed.
     ///
     /// `fill` should be short: consumers that reach the slot meanwhile wait for it.
     #[inline]
-    pub(crate) fn push_with<V>(
+    pub(crate) fn push_with<V, R>(
         &self,
         value: V,
-        fill: impl FnOnce(&mut T, V),
-    ) -> Result<(), PushError<V>> {
+        fill: impl FnOnce(&mut T, V) -> R,
+    ) -> Result<R, PushError<V>> {
         let mut spins = 0;
         let mut tail = self.tail.0.load(Ordering::Relaxed);
         loop {
@@ -155,8 +155,7 @@ impl<T> Ring<T> {
                         // of the slot for this lap: consumers wait for the stamp published
                         // by `_publish`, and the consumer of the previous lap published
                         // its stamp (acquired above) after its last access.
-                        slot.value.with_mut(|v| fill(unsafe { &mut *v }, value));
-                        return Ok(());
+                        return Ok(slot.value.with_mut(|v| fill(unsafe { &mut *v }, value)));
                     }
                     Err(t) => tail = t,
                 }
