@@ -707,9 +707,6 @@ impl Span {
         self.record_on(client)
     }
 
-    /// Finishes the span and records it on `client`: a network client encodes it straight
-    /// from the span into its queue (no `SsfSpan` is made); other clients get its SSF
-    /// form.
     /// The end time: the one set, or now (never before the start: read on another
     /// thread than the start, the clock may be a little behind it).
     #[inline]
@@ -718,6 +715,9 @@ impl Span {
         *self.end.get_or_insert_with(|| now().max(start))
     }
 
+    /// Finishes the span and records it on `client`: a network client encodes it straight
+    /// from the span into its queue (no `SsfSpan` is made); other clients get its SSF
+    /// form.
     #[inline]
     fn record_on(&mut self, client: &Client) -> Result<(), TryRecordError> {
         self.end_now();
