@@ -426,6 +426,10 @@ impl Client {
             return Err(TryRecordError::Full(()));
         }
         counters.pre_accept();
+        // Counted as accepted before it is encoded, so that a backend can never count
+        // it sent first: should the span's `SpanFields` panic while it is encoded, it is
+        // counted as dropped (and the panic goes on; the slot is left empty).
+        let unwinding = DropOnUnwind::arm(counters);
         // Encoded straight into the slot the push claims: a span's encoding is mostly
         // copies of bytes it holds encoded, so the slot is not held for long. A span too
         // large for a slot is encoded on the heap there; one over `max` leaves the slot
@@ -443,6 +447,7 @@ impl Client {
             oversized = len;
             Written::Nothing
         });
+        unwinding.disarm();
         match pushed {
             Ok(Ok(())) => Ok(()),
             Ok(Err(receipt)) => {
@@ -873,6 +878,38 @@ fn refused_frame<T>(counters: &Counters, refused: PushError<T>) -> TryRecordErro
         TryRecordError::Full(())
     } else {
         TryRecordError::Closed(())
+    }
+}
+
+/// Armed once a span is counted as accepted, while code that may panic (its
+/// [`SpanFields`]) encodes it, then disarmed: dropped armed (by a panic), it counts the
+/// span as dropped ([`DropReason::Panicked`]).
+struct DropOnUnwind<'a> {
+    counters: &'a Counters,
+    armed: bool,
+}
+
+impl<'a> DropOnUnwind<'a> {
+    #[inline]
+    fn arm(counters: &'a Counters) -> Self {
+        DropOnUnwind {
+            counters,
+            armed: true,
+        }
+    }
+
+    #[inline]
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for DropOnUnwind<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.armed {
+            self.counters.dropped(DropReason::Panicked, 1);
+        }
     }
 }
 

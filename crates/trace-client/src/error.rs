@@ -165,7 +165,9 @@ pub enum DropReason {
     /// The span's encoding is larger than the datagram limit (UDP), the 16 MiB frame
     /// limit (streams) or the 4 MiB message limit (gRPC). Spans are never truncated.
     Oversize,
-    /// A user-supplied [`Backend`](crate::Backend) panicked while sending it.
+    /// A user-supplied [`Backend`](crate::Backend) panicked while sending it, or the
+    /// span's own [`SpanFields`](ssf_proto::wire::SpanFields) panicked while it was
+    /// encoded (the panic then reaches the caller).
     Panicked,
     /// The receiver took no bytes for the write timeout (it stopped reading): the
     /// connection is dropped, and the backend is down until its next connect attempt.
@@ -242,7 +244,7 @@ impl fmt::Display for DeliveryError {
             DropReason::WriteError => "span dropped: writing it failed",
             DropReason::ConnectTimeout => "span dropped: no connection within the connect timeout",
             DropReason::Oversize => "span dropped: its encoding is over the size limit",
-            DropReason::Panicked => "span dropped: the backend panicked",
+            DropReason::Panicked => "span dropped: user code panicked while it was sent or encoded",
             DropReason::WriteTimeout => {
                 "span dropped: the receiver took nothing within the write timeout"
             }

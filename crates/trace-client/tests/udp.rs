@@ -160,3 +160,52 @@ async fn a_batch_of_datagrams_with_an_oversize_span_in_the_middle() {
     assert_eq!((report.sent(), report.dropped().oversize()), (19, 1));
     assert_report_settled(&report);
 }
+
+/// A span type whose tags panic when they are read (user code run while encoding).
+struct PanicsWhenEncoded;
+
+impl ssf_proto::wire::SpanFields for PanicsWhenEncoded {
+    type Sample = ssf_proto::SsfSample;
+
+    fn trace_id(&self) -> i64 {
+        7
+    }
+    fn id(&self) -> i64 {
+        7
+    }
+    fn name(&self) -> &str {
+        "panics"
+    }
+    fn samples(&self) -> &[ssf_proto::SsfSample] {
+        &[]
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::once_with(|| -> (&str, &str) { panic!("tags read") })
+    }
+}
+
+#[tokio::test]
+async fn a_span_whose_fields_panic_while_encoded_is_counted_dropped_and_the_queue_goes_on() {
+    let mut receiver = Receiver::bind("udp://127.0.0.1:0").await.unwrap();
+    let client = Client::from_address(receiver.local_addr().clone())
+        .capacity(4)
+        .parallel_backends(1)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            client.try_record_fields(&PanicsWhenEncoded, |_| unreachable!("encoded in place"))
+        }));
+        assert!(panicked.is_err(), "the panic reaches the caller");
+    }
+    // The slots the panics left empty are passed by, and reused.
+    for id in 1..=4 {
+        record_retrying(&client, span(id)).await;
+    }
+    let got = receiver.collect(4, PATIENCE).await.unwrap();
+    assert_eq!(ids(&got), [1, 2, 3, 4]);
+    let report = client.shutdown(PATIENCE).await;
+    assert_report_settled(&report);
+    assert_eq!(report.accepted(), 7);
+    assert_eq!((report.sent(), report.dropped().panicked()), (4, 3));
+}
