@@ -400,3 +400,51 @@ async fn a_batch_is_written_together_and_an_oversize_span_in_it_is_left_out() {
     assert_eq!((stats.sent(), stats.dropped().oversize()), (29, 1));
     assert_settled(&stats);
 }
+
+#[tokio::test]
+async fn spans_around_the_slot_size_and_far_over_it_arrive_whole() {
+    // A span is encoded straight into its queue slot when its frame fits (360 bytes),
+    // else on the heap: frames of 352 to 368 bytes, and one of about 5 KB, each recorded
+    // in place (`try_record_ref`) and moved (`try_record`), arrive as they were.
+    let (_dir, path) = socket_path();
+    let listener = unix_listener(&path);
+    let client = Client::builder(unix_url(&path))
+        .capacity(128)
+        .parallel_backends(1)
+        .build()
+        .unwrap();
+    let frame_len = |s: &ssf_proto::SsfSpan| 5 + ssf_proto::wire::encoded_len(s);
+    let mut sent = Vec::new();
+    for extra in (0..400).chain([5000]) {
+        let mut s = big_span(1, extra);
+        if (352..=368).contains(&frame_len(&s)) || extra == 5000 {
+            // Ids under 128 take one byte, as 1 does.
+            s.id = sent.len() as i64 + 1;
+            sent.push(s);
+        }
+    }
+    assert!(sent.iter().any(|s| frame_len(s) == 360));
+    assert!(sent.iter().any(|s| frame_len(s) == 361));
+    let n = sent.len();
+    for s in &sent {
+        client.try_record_ref(s).unwrap();
+    }
+    for s in &sent {
+        let mut moved = s.clone();
+        moved.id += 100;
+        client.try_record(moved).unwrap();
+    }
+    client.flush().await.expect("flush");
+    let (conn, _) = listener.accept().await.unwrap();
+    let mut frames = FramedRead::new(conn, SsfCodec::new());
+    let got = read_spans(&mut frames, 2 * n).await;
+    for (i, s) in sent.iter().enumerate() {
+        assert_eq!(&got[i], s, "in place, frame of {} bytes", frame_len(s));
+        let mut moved = s.clone();
+        moved.id += 100;
+        assert_eq!(got[n + i], moved, "moved, frame of {} bytes", frame_len(s));
+    }
+    let stats = client.stats();
+    assert_eq!((stats.sent(), stats.dropped_total()), (2 * n as u64, 0));
+    assert_settled(&stats);
+}
