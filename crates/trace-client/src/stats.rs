@@ -1,7 +1,8 @@
 //! Delivery accounting: [`ClientStats`], [`DropCounts`] and veneur's statistics report.
 
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::DropReason;
 use crate::padded::Padded;
@@ -11,8 +12,11 @@ use crate::padded::Padded;
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     /// Incremented by producers before queueing (and taken back when the queue refuses),
-    /// so that `accepted >= sent + dropped` in every snapshot.
-    accepted: Padded<AtomicU64>,
+    /// so that `accepted >= sent + dropped` in every snapshot. Spread over shards, a
+    /// cache line each, one per producer thread (taken in turn: threads share one only
+    /// past eight), so that producers on several cores do not pass one line back and
+    /// forth at every span. The count is the sum of the shards.
+    accepted: [Padded<AtomicU64>; ACCEPTED_SHARDS],
     refused: Padded<[AtomicU64; 2]>,
     sent: Padded<AtomicU64>,
     dropped: [AtomicU64; DROP_REASONS],
@@ -30,6 +34,8 @@ pub(crate) struct Counters {
 }
 
 const DROP_REASONS: usize = 9;
+/// How many shards the `accepted` count is spread over (a power of two).
+const ACCEPTED_SHARDS: usize = 8;
 const REFUSED_FULL: usize = 0;
 const REFUSED_CLOSED: usize = 1;
 const REPORT_FLUSHES_FAILED: usize = 0;
@@ -51,11 +57,48 @@ fn drop_index(reason: DropReason) -> usize {
     }
 }
 
+/// This thread's shard of [`Counters::accepted`] (the same for every client): threads
+/// take the shards in turn, the first time they record.
+#[inline]
+fn accepted_shard() -> usize {
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    let shard = SHARD
+        .try_with(|s| match s.get() {
+            usize::MAX => {
+                let next = next_shard();
+                s.set(next);
+                next
+            }
+            shard => shard,
+        })
+        // A thread-local destructor recording a span while its thread ends: any shard
+        // keeps the sum right.
+        .unwrap_or(0);
+    shard & (ACCEPTED_SHARDS - 1)
+}
+
+#[cold]
+fn next_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) % ACCEPTED_SHARDS
+}
+
 impl Counters {
     /// Called before a span is handed to the queue.
     #[inline]
     pub(crate) fn pre_accept(&self) {
-        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.accepted[accepted_shard()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The accepted count: the sum of its shards (wrapping, so that a span taken back
+    /// on another shard than the one that counted it still leaves the sum right; every
+    /// caller takes back on the thread that counted).
+    fn accepted(&self, order: Ordering) -> u64 {
+        self.accepted
+            .iter()
+            .fold(0u64, |sum, shard| sum.wrapping_add(shard.load(order)))
     }
 
     /// The queue refused a span after [`pre_accept`](Self::pre_accept).
@@ -69,7 +112,7 @@ impl Counters {
     /// tries again).
     #[inline]
     pub(crate) fn take_back(&self) {
-        self.accepted.fetch_sub(1, Ordering::Relaxed);
+        self.accepted[accepted_shard()].fetch_sub(1, Ordering::Relaxed);
     }
 
     #[inline]
@@ -152,7 +195,7 @@ impl Counters {
         };
         // Spans discarded while disabled or unsampled were never queued: counted once, in
         // both.
-        let accepted = self.accepted.load(Ordering::Acquire) + dropped.disabled + dropped.unsampled;
+        let accepted = self.accepted(Ordering::Acquire) + dropped.disabled + dropped.unsampled;
         ClientStats {
             accepted,
             refused_full: self.refused[REFUSED_FULL].load(Ordering::Relaxed),
@@ -173,7 +216,7 @@ impl Counters {
         match i {
             REPORT_RECORDS_FAILED | REPORT_RECORDS_OK => {
                 let now = if i == REPORT_RECORDS_OK {
-                    self.accepted.load(Ordering::Relaxed)
+                    self.accepted(Ordering::Relaxed)
                         + self.dropped[drop_index(DropReason::Disabled)].load(Ordering::Relaxed)
                         + self.dropped[drop_index(DropReason::Unsampled)].load(Ordering::Relaxed)
                 } else {
@@ -517,6 +560,51 @@ mod tests {
         assert_eq!(s.queued(), 2);
         assert_eq!(s.accepted(), s.sent() + s.dropped_total() + s.queued());
         assert_eq!(s.dropped().get(DropReason::WriteError), 1);
+    }
+
+    #[test]
+    fn threads_counting_on_their_shards_keep_the_invariant_and_the_sum() {
+        const THREADS: u64 = 4;
+        const SPANS: u64 = 20_000;
+        let c = Counters::default();
+        let running = AtomicUsize::new(THREADS as usize);
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                scope.spawn(|| {
+                    let shard = accepted_shard();
+                    for i in 0..SPANS {
+                        c.pre_accept();
+                        if i % 5 == 0 {
+                            c.unaccept(true);
+                        } else {
+                            c.sent(1);
+                        }
+                    }
+                    assert_eq!(accepted_shard(), shard, "a thread keeps its shard");
+                    running.fetch_sub(1, Ordering::Release);
+                });
+            }
+            // Snapshots taken meanwhile never count a span sent before it was accepted.
+            while running.load(Ordering::Acquire) > 0 {
+                let s = c.snapshot();
+                assert!(s.accepted() >= s.sent() + s.dropped_total(), "{s:?}");
+            }
+        });
+        let s = c.snapshot();
+        assert_eq!(s.accepted(), THREADS * SPANS * 4 / 5);
+        assert_eq!((s.sent(), s.queued()), (s.accepted(), 0));
+        assert_eq!(s.refused_full(), THREADS * SPANS / 5);
+    }
+
+    #[test]
+    fn a_span_taken_back_on_another_shard_leaves_the_sum_right() {
+        let c = Counters::default();
+        c.pre_accept();
+        c.pre_accept();
+        // As if the second were taken back on another thread's shard.
+        let other = (accepted_shard() + 1) % ACCEPTED_SHARDS;
+        c.accepted[other].fetch_sub(1, Ordering::Relaxed);
+        assert_eq!(c.snapshot().accepted(), 1);
     }
 
     #[test]
