@@ -57,7 +57,7 @@ pub(crate) fn truncate(s: &str) -> &str {
 /// Sets the request tags: method, path and span kind.
 pub(crate) fn tag_request(span: &mut Span, parts: &Parts, kind: &'static str) {
     // Tags are copied into the span when set: borrowing costs no allocation.
-    span.set_tag(tags::HTTP_METHOD, parts.method.as_str())
+    span.set_tag(tags::HTTP_METHOD, truncate(parts.method.as_str()))
         .set_tag(tags::HTTP_PATH, truncate(parts.uri.path()))
         .set_tag(tags::SPAN_KIND, kind);
 }
@@ -175,6 +175,18 @@ mod tests {
         assert_eq!(truncate("short"), "short");
         let ascii = "a".repeat(MAX_TAG_LEN + 10);
         assert_eq!(truncate(&ascii).len(), MAX_TAG_LEN);
+    }
+
+    #[test]
+    fn request_tags_are_cut_like_the_name() {
+        let method = "M".repeat(MAX_TAG_LEN + 10);
+        let path = format!("/{}", "p".repeat(MAX_TAG_LEN));
+        let mut span = Span::root("x");
+        span.set_finish_on_drop(false);
+        tag_request(&mut span, &parts(&method, &path), "server");
+        assert_eq!(span.tags()[tags::HTTP_METHOD].len(), MAX_TAG_LEN);
+        assert_eq!(span.tags()[tags::HTTP_PATH].len(), MAX_TAG_LEN);
+        assert_eq!(&span.tags()[tags::SPAN_KIND], "server");
     }
 
     #[test]
