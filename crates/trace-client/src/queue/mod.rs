@@ -92,9 +92,9 @@ impl Queue {
     }
 
     /// Pushes an encoded span, with `receipt`, that `write` encodes straight into the
-    /// slot it claims, as [`Message::Frame`] is queued, without the message's moves. When `write` says
-    /// [`Written::Nothing`] (a span too large to send) the slot is left empty, which the
-    /// workers skip: `Ok(Err(receipt))`.
+    /// slot it claims, as [`Message::Frame`] is queued, without the message's moves.
+    /// When `write` says [`Written::Nothing`] (a span too large to send) the slot is left
+    /// empty, which the workers skip: `Ok(Err(receipt))`.
     ///
     /// `write` runs while the slot is claimed: it should only encode.
     #[inline]
@@ -104,15 +104,26 @@ impl Queue {
         write: impl FnOnce(&mut [u8; INLINE]) -> Written,
     ) -> Result<Result<(), Option<ReceiptSender>>, PushError<Option<ReceiptSender>>> {
         let urgent = receipt.is_some();
-        let written = self
-            .ring
-            .push_with(receipt, |entry, receipt| entry.write_frame(receipt, write));
-        match written {
-            Ok(Ok(())) => {
+        self.push_waking(receipt, urgent, |entry, receipt| {
+            entry.write_frame(receipt, write)
+        })
+    }
+
+    /// Pushes `value` with `fill`, returning what `fill` returns, then wakes a worker if
+    /// one is needed (for an `urgent` message at once); a refusal because the queue is
+    /// full may wake a sleeping one.
+    #[inline]
+    fn push_waking<V, R>(
+        &self,
+        value: V,
+        urgent: bool,
+        fill: impl FnOnce(&mut Slot, V) -> R,
+    ) -> Result<R, PushError<V>> {
+        match self.ring.push_with(value, fill) {
+            Ok(r) => {
                 self.wake.pushed(urgent, || self.ring.len());
-                Ok(Ok(()))
+                Ok(r)
             }
-            Ok(Err(receipt)) => Ok(Err(receipt)),
             Err(e) => {
                 if matches!(e, PushError::Full(_)) {
                     self.wake.refused_full();
@@ -120,25 +131,6 @@ impl Queue {
                 Err(e)
             }
         }
-    }
-
-    /// Pushes `value` with `fill`, then wakes a worker if one is needed (for an `urgent`
-    /// message at once); a refusal because the queue is full may wake a sleeping one.
-    #[inline]
-    fn push_waking<V>(
-        &self,
-        value: V,
-        urgent: bool,
-        fill: impl FnOnce(&mut Slot, V),
-    ) -> Result<(), PushError<V>> {
-        if let Err(e) = self.ring.push_with(value, fill) {
-            if matches!(e, PushError::Full(_)) {
-                self.wake.refused_full();
-            }
-            return Err(e);
-        }
-        self.wake.pushed(urgent, || self.ring.len());
-        Ok(())
     }
 
     /// Whether the queue is full, so that a push now would be refused (counted as
