@@ -132,21 +132,13 @@ pub(crate) fn append(
         return Err(len);
     }
     let start = buf.len();
-    let (header, total) = match framing {
-        Framing::Stream => (HEADER_LEN, HEADER_LEN + len),
-        Framing::Datagram => (0, len),
-    };
+    let total = framing.header_len() + len;
     buf.resize(start + total, 0);
-    let out = &mut buf[start..];
-    let written = match framing {
-        Framing::Stream => ssf_codec::encode_frame_to_slice(span, out),
-        Framing::Datagram => wire::encode_to_slice(span, out),
-    };
-    if written != Some(total) {
+    if encode_inline(span, framing, &mut buf[start..]) != Some(total) {
         // `encoded_len` and the encoder disagree: a bug, which must cost speed, not a
         // wrong frame.
         buf.truncate(start);
-        if header != 0 {
+        if framing == Framing::Stream {
             buf.extend_from_slice(&ssf_codec::frame_header(len));
         }
         buf.extend_from_slice(&wire::encode_to_vec(span));
