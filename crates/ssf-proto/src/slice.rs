@@ -693,34 +693,42 @@ impl Writer<'_> {
         for (k, v) in m {
             let (k, v) = (k.as_bytes(), v.as_bytes());
             let entry = 4 + k.len() + v.len();
-            // The common case, an entry under 128 bytes: one bounds check.
+            // The common case, an entry under 128 bytes: one bounds check for the
+            // whole entry, then fixed-size heads (no check per byte).
             if entry < 0x80 {
-                match self.out.get_mut(self.pos..self.pos + 2 + entry) {
-                    Some(dst) => {
-                        dst[0] = (tag << 3) | LEN;
-                        dst[1] = entry as u8;
-                        dst[2] = (1 << 3) | LEN;
-                        dst[3] = k.len() as u8;
-                        let (kd, rest) = dst[4..].split_at_mut(k.len());
-                        copy_short(kd, k);
-                        rest[0] = (2 << 3) | LEN;
-                        rest[1] = v.len() as u8;
-                        copy_short(&mut rest[2..], v);
-                        self.pos += 2 + entry;
-                    }
+                let end = self.pos + 2 + entry;
+                let written = self.out.get_mut(self.pos..end).and_then(|dst| {
+                    let (head, rest) = dst.split_first_chunk_mut::<4>()?;
+                    *head = [(tag << 3) | LEN, entry as u8, (1 << 3) | LEN, k.len() as u8];
+                    let (kd, rest) = rest.split_at_mut_checked(k.len())?;
+                    copy_short(kd, k);
+                    let (vhead, vd) = rest.split_first_chunk_mut::<2>()?;
+                    *vhead = [(2 << 3) | LEN, v.len() as u8];
+                    copy_short(vd, v);
+                    Some(())
+                });
+                match written {
+                    Some(()) => self.pos = end,
                     None => self.ok = false,
                 }
                 continue;
             }
-            self.key(tag, LEN);
-            self.varint(entry_len_bytes(k, v) as u64);
-            self.key(1, LEN);
-            self.varint(k.len() as u64);
-            self.bytes(k);
-            self.key(2, LEN);
-            self.varint(v.len() as u64);
-            self.bytes(v);
+            self.map_entry_long(tag, k, v);
         }
+    }
+
+    /// A map entry of 128 bytes or more (length prefixes of more than one byte).
+    #[cold]
+    #[inline(never)]
+    fn map_entry_long(&mut self, tag: u8, k: &[u8], v: &[u8]) {
+        self.key(tag, LEN);
+        self.varint(entry_len_bytes(k, v) as u64);
+        self.key(1, LEN);
+        self.varint(k.len() as u64);
+        self.bytes(k);
+        self.key(2, LEN);
+        self.varint(v.len() as u64);
+        self.bytes(v);
     }
 
     /// Writes `s` as a record of field 10: the key, the length, the sample. `false` when
