@@ -116,7 +116,7 @@ impl<T: Transport> Worker<T> {
                 match popped {
                     Popped::Closed => break 'main false,
                     Popped::Empty => continue 'main,
-                    Popped::Some(_) => {
+                    Popped::Some(n) => {
                         transport.send_staged().await;
                         if shared.aborting.is_set() {
                             // A flush marker taken with this batch is answered (as shut
@@ -136,6 +136,11 @@ impl<T: Transport> Worker<T> {
                             if !flush_own(index, &mut transport, &shared, &round).await {
                                 break 'main true;
                             }
+                        }
+                        // Less than a batch was there: wait for the next one (see
+                        // `queue::wake`) rather than take what trickled in meanwhile.
+                        if n < limit {
+                            continue 'main;
                         }
                     }
                 }

@@ -528,7 +528,13 @@ fn worker(
     let mut out = Vec::new();
     loom::future::block_on(async {
         loop {
-            let mut searching = Some(q.wake.wait_for_work(first, false, || q.has_work()).await);
+            let has_work = || q.has_work();
+            let has_batch = || q.has_batch();
+            let searching = q
+                .wake
+                .wait_for_work(first, false, has_work, has_batch)
+                .await;
+            let mut searching = Some(searching);
             loop {
                 match q.pop_batch(&mut out, batch, searching.take()) {
                     Popped::Some(n) => {
@@ -536,6 +542,10 @@ fn worker(
                         let all = taken.fetch_add(n, std::sync::atomic::Ordering::SeqCst) + n;
                         if all == total && close == Close::AllTaken {
                             q.close();
+                        }
+                        // Less than a batch: the worker waits for work again.
+                        if n < batch {
+                            break;
                         }
                     }
                     Popped::Empty => break,
@@ -607,6 +617,9 @@ fn wake_one_worker_takes_every_value_without_the_recheck() {
 fn wake_two_workers_take_every_value_without_the_recheck() {
     // Batches of 1: a worker that leaves a value behind wakes the other.
     wake_model(8, true, 2, 1, Close::AllTaken, Some(1));
+    // Without an urgent value: a worker that finds one value (less than a batch, two
+    // here) while the other dozes sleeps and leaves it to the dozer.
+    wake_model(8, false, 2, 1, Close::AllTaken, Some(1));
 }
 
 #[test]

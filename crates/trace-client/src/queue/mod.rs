@@ -263,12 +263,17 @@ impl Queue {
     /// returned guard marks this worker as searching until it is dropped.
     pub(crate) async fn wait_for_work(&self, first: bool) -> Searching<'_> {
         self.wake
-            .wait_for_work(first, true, || self.has_work())
+            .wait_for_work(first, true, || self.has_work(), || self.has_batch())
             .await
     }
 
     fn has_work(&self) -> bool {
         !self.ring.is_empty() || self.ring.is_closed()
+    }
+
+    /// Whether a worker that need not take less has a batch to take (see [`wake`]).
+    fn has_batch(&self) -> bool {
+        self.wake.take_urgent() || self.ring.len() >= self.wake.batch_min() || self.ring.is_closed()
     }
 
     /// Refuses every later push; wakes the workers (to drain and stop) and the producers

@@ -5,9 +5,16 @@
 //! thread is parked, and on a busy machine the woken thread may take the producer's CPU
 //! for a while), so producers avoid it:
 //!
-//! * a worker that found the queue empty yields to the runtime and looks once more, then
-//!   *dozes*: it looks again every millisecond, a few times, before it sleeps. One
-//!   worker at a time dozes; a steady stream of spans finds it coming back by itself;
+//! * a worker that found less than a batch waiting ([`BATCH_MIN`] messages, or a quarter
+//!   of the capacity when that is less), and no message someone waits for, yields to
+//!   the runtime and looks once more, then
+//!   *dozes*: it looks again every millisecond, a few times, before it sleeps, and then
+//!   takes whatever is there. One worker at a time dozes; a steady stream of spans finds
+//!   it coming back by itself to a batch. Another worker that finds less than a batch
+//!   while one dozes leaves it to the dozer and sleeps. (Taking a few spans whenever
+//!   there were any, the backends kept up with a fast producer a handful of spans at a
+//!   time, each handful costing a look at the queue's shared words, and often a
+//!   wake-up: measured end to end, a span cost 15 % more CPU);
 //! * a producer wakes a dozing worker only when the queue holds a quarter of its
 //!   capacity, or for a message someone waits for (a flush, a span with a receipt); it
 //!   wakes a sleeping worker only when no worker is awake or dozing, and no wake-up is
@@ -45,6 +52,9 @@ pub(super) const DOZES: u32 = 4;
 /// steps to interleave).
 #[cfg(ssf_loom)]
 pub(super) const DOZES: u32 = 2;
+/// The least a worker takes at once when it need not (see the module docs): a
+/// datagram backend's `sendmmsg` sends 64 at once.
+const BATCH_MIN: usize = 64;
 /// How often the first worker, asleep, looks at the queue even without a wake-up.
 const RECHECK: Duration = Duration::from_millis(100);
 /// How often the other workers, asleep, do (the first one finds anything they would).
@@ -70,6 +80,9 @@ pub(crate) struct Wake {
     doze_limit: usize,
     /// A wake-up was sent and its worker has not started searching yet.
     pending: AtomicBool,
+    /// An urgent message was pushed since a worker last looked for one: a worker
+    /// takes it without waiting for a batch.
+    urgent: AtomicBool,
     work: Notify,
 }
 
@@ -80,14 +93,31 @@ impl Wake {
             workers: Padded(AtomicU64::new(0)),
             doze_limit: (capacity / 4).max(1),
             pending: AtomicBool::new(false),
+            urgent: AtomicBool::new(false),
             work: Notify::new(),
         }
+    }
+
+    /// Whether an urgent message was pushed since a worker last asked (which clears
+    /// it): a worker takes it without waiting for a batch.
+    pub(crate) fn take_urgent(&self) -> bool {
+        self.urgent.load(Ordering::SeqCst) && self.urgent.swap(false, Ordering::SeqCst)
+    }
+
+    /// What a worker waits for, dozing, before it takes a batch (see the module docs).
+    pub(crate) fn batch_min(&self) -> usize {
+        self.doze_limit.min(BATCH_MIN)
     }
 
     /// Called by a producer after each successful push (`urgent`: someone waits for the
     /// message); `len` tells how much the queue holds.
     #[inline]
     pub(crate) fn pushed(&self, urgent: bool, len: impl FnOnce() -> usize) {
+        if urgent {
+            // Before the workers' state is read: a worker that starts dozing after that
+            // read sees it (sequentially consistent, both).
+            self.urgent.store(true, Ordering::SeqCst);
+        }
         // Sequentially consistent, after the push's compare-and-swap: see the module docs.
         let w = self.workers.load(Ordering::SeqCst);
         if w < SEARCHER && w != 0 {
@@ -142,7 +172,7 @@ impl Wake {
     }
 
     /// Resolves when there may be work (`has_work`, which also says true once the queue
-    /// is closed). The returned guard marks this worker as searching until it is dropped,
+    /// is closed; a worker that may doze waits for `has_batch` first). The returned guard marks this worker as searching until it is dropped,
     /// which the worker does once it took its batch: meanwhile producers leave the other
     /// workers asleep. `recheck` (false only in the models) keeps the timed looks of a
     /// sleeping worker.
@@ -151,6 +181,7 @@ impl Wake {
         first: bool,
         recheck: bool,
         has_work: impl Fn() -> bool,
+        has_batch: impl Fn() -> bool,
     ) -> Searching<'_> {
         // Wake-ups are only ever received in here (awaited, or taken by `enable` from a
         // stored permit). Leaving, however that happens, clears `pending`: a wake-up
@@ -158,7 +189,7 @@ impl Wake {
         // still on its way to another worker may be doubled: harmless.)
         let _clear = ClearPending(self);
         let mut searching = Searching::new(self);
-        if has_work() {
+        if has_batch() {
             return searching;
         }
         // Look once more after letting the runtime run other tasks (the producers, on a
@@ -168,15 +199,15 @@ impl Wake {
         // cores, for no more throughput.)
         if self.workers.load(Ordering::Relaxed) < 2 * SEARCHER {
             yield_now().await;
-            if has_work() {
+            if has_batch() {
                 return searching;
             }
             if self.workers.load(Ordering::Relaxed) & DOZERS == 0 {
                 searching.set(DOZER);
-                for _ in 0..DOZES {
+                for doze in 0..DOZES {
                     let mut notified = pin!(self.work.notified());
                     notified.as_mut().enable();
-                    if has_work() {
+                    if if doze == 0 { has_batch() } else { has_work() } {
                         break;
                     }
                     let woken = tokio::select! {
@@ -206,7 +237,11 @@ impl Wake {
         let mut notified = pin!(self.work.notified());
         notified.as_mut().enable();
         searching.set(SLEEPER);
-        if !has_work() {
+        // Less than a batch is left to a dozer: whichever way a dozer stops dozing, it
+        // looks at the queue after it (a sequentially consistent change of state, then
+        // loads), so it finds what this worker saw.
+        let dozer = self.workers.load(Ordering::SeqCst) & DOZERS != 0;
+        if !(if dozer { has_batch() } else { has_work() }) {
             if recheck {
                 // Every look costs a thread wake-up: the first worker looks ten times a
                 // second, the others once.
