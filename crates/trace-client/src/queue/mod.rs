@@ -542,6 +542,51 @@ mod tests {
         worker.await.unwrap();
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_waits_for_a_batch_unless_someone_waits_for_a_message() {
+        // A worker that finds less than a batch (64 here) dozes before it takes it; a
+        // batch, or a message someone waits for, is taken at once.
+        async fn took_at_once(q: &Arc<Queue>, want: u64) -> bool {
+            let taken = Arc::new(AtomicU64::new(0));
+            let worker = tokio::spawn(worker_loop(q.clone(), taken.clone(), true, 512));
+            // Yielding lets the worker run without the (paused) clock moving.
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            let at_once = taken.load(Ordering::Relaxed) == want;
+            tokio::time::sleep(DOZE * 2).await;
+            assert_eq!(taken.load(Ordering::Relaxed), want, "taken after a doze");
+            q.close();
+            worker.await.unwrap();
+            at_once
+        }
+        let q = Arc::new(Queue::new(1024));
+        assert_eq!(q.wake.batch_min(), 64);
+        for i in 0..3 {
+            q.try_push(span(i)).unwrap();
+        }
+        assert!(!took_at_once(&q, 3).await, "three spans wait for the doze");
+
+        let q = Arc::new(Queue::new(1024));
+        for i in 0..64 {
+            q.try_push(span(i)).unwrap();
+        }
+        assert!(took_at_once(&q, 64).await, "a batch is taken at once");
+
+        let q = Arc::new(Queue::new(1024));
+        q.try_push(span(1)).unwrap();
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let urgent = Message::Span {
+            span: SsfSpan::default(),
+            receipt: Some(tx),
+        };
+        q.try_push(urgent).unwrap();
+        assert!(
+            took_at_once(&q, 2).await,
+            "a span with a receipt is taken at once"
+        );
+    }
+
     #[test]
     fn an_inline_frame_too_large_for_the_slot_moves_to_the_heap() {
         let mut e = Slot::default();
