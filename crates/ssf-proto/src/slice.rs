@@ -322,7 +322,7 @@ pub fn encode_fields_to_slice<S: SpanFields + ?Sized>(span: &S, out: &mut [u8]) 
         pos: 0,
         ok: true,
     };
-    w.int(1, i64::from(span.version()));
+    w.small_int(1, span.version());
     w.int(2, span.trace_id());
     w.int(3, span.id());
     w.int(4, span.parent_id());
@@ -382,6 +382,20 @@ pub fn encode_span_sample<S: SampleFields + ?Sized>(sample: &S, out: &mut [u8]) 
 /// written. See [`EncodedParts`].
 #[inline]
 pub fn encode_span_tag(key: &str, value: &str, out: &mut [u8]) -> Option<usize> {
+    let (k, v) = (key.as_bytes(), value.as_bytes());
+    let entry = 4 + k.len() + v.len();
+    if entry < 0x80 {
+        // The common case, written here rather than through a `Writer`: a span sets
+        // its tags one by one, each a call of this.
+        short_entry(out.get_mut(..2 + entry)?, 11, k, v)?;
+        return Some(2 + entry);
+    }
+    encode_long_span_tag(key, value, out)
+}
+
+#[cold]
+#[inline(never)]
+fn encode_long_span_tag(key: &str, value: &str, out: &mut [u8]) -> Option<usize> {
     let mut w = Writer {
         out,
         pos: 0,
@@ -389,6 +403,32 @@ pub fn encode_span_tag(key: &str, value: &str, out: &mut [u8]) -> Option<usize> 
     };
     w.map(11, std::iter::once((key, value)));
     w.ok.then_some(w.pos)
+}
+
+/// Writes the map entry `k` = `v` of field `tag` into `dst`, which is exactly as long as
+/// the entry (under 128 bytes: one-byte lengths); `None` only if it is not.
+#[inline(always)]
+fn short_entry(dst: &mut [u8], tag: u8, k: &[u8], v: &[u8]) -> Option<()> {
+    let (head, rest) = dst.split_first_chunk_mut::<4>()?;
+    *head = [
+        (tag << 3) | LEN,
+        (dst_len_of(k, v)) as u8,
+        (1 << 3) | LEN,
+        k.len() as u8,
+    ];
+    let (kd, rest) = rest.split_at_mut_checked(k.len())?;
+    copy_short(kd, k);
+    let (vhead, vd) = rest.split_first_chunk_mut::<2>()?;
+    *vhead = [(2 << 3) | LEN, v.len() as u8];
+    copy_short(vd, v);
+    Some(())
+}
+
+/// The length of a short map entry's message (key and value with their keys and
+/// one-byte lengths).
+#[inline(always)]
+fn dst_len_of(k: &[u8], v: &[u8]) -> usize {
+    4 + k.len() + v.len()
 }
 
 /// The length [`encode_span_tag`] writes for `key` = `value`.
@@ -512,20 +552,26 @@ fn entry_len_bytes(k: &[u8], v: &[u8]) -> usize {
 
 /// The varint of `v` (`n` bytes long, as [`varint_len`] says) as little-endian words:
 /// its first eight bytes, then the last two (bytes past the varint's end are zero).
-/// Each group of seven bits is moved to a byte of its own by halving the spread three
-/// times (28 | 28 bits, then 14 | 14, then 7 | 7), without a loop.
 #[inline(always)]
 fn varint_words(v: u64, n: usize) -> (u64, u16) {
-    let mut x = v & 0x00ff_ffff_ffff_ffff;
-    x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x00ff_ffff_f000_0000) << 4);
-    x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x0fff_c000_0fff_c000) << 2);
-    x = (x & 0x007f_007f_007f_007f) | ((x & 0x3f80_3f80_3f80_3f80) << 1);
+    let x = spread7(v);
     // Every byte but the last carries the continuation bit.
     let continued = (n - 1).min(8) * 8;
     let mask = ((1u128 << continued) - 1) as u64 & 0x8080_8080_8080_8080;
     let b8 = ((v >> 56) as u16 & 0x7f) | if n > 9 { 0x80 } else { 0 };
     let b9 = (v >> 63) as u16;
     (x | mask, b8 | (b9 << 8))
+}
+
+/// The low 56 bits of `v`, seven to a byte in eight bytes (a varint's first eight bytes
+/// without their continuation bits): the spread is halved three times (28 | 28 bits,
+/// then 14 | 14, then 7 | 7), without a loop.
+#[inline(always)]
+fn spread7(v: u64) -> u64 {
+    let mut x = v & 0x00ff_ffff_ffff_ffff;
+    x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x00ff_ffff_f000_0000) << 4);
+    x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x0fff_c000_0fff_c000) << 2);
+    (x & 0x007f_007f_007f_007f) | ((x & 0x3f80_3f80_3f80_3f80) << 1)
 }
 
 /// Writes the varint of `v` into `buf` from `at`; returns where it ends. `buf` has room:
@@ -612,6 +658,23 @@ impl Writer<'_> {
         self.byte((tag << 3) | wire_type);
     }
 
+    /// An enum or a version: mostly 0 (not written) or a one-byte varint.
+    #[inline(always)]
+    fn small_int(&mut self, tag: u8, v: i32) {
+        match u8::try_from(v) {
+            Ok(0) => {}
+            Ok(b) if b < 0x80 => match self.out.get_mut(self.pos..self.pos + 2) {
+                Some(dst) => {
+                    dst[0] = (tag << 3) | VARINT;
+                    dst[1] = b;
+                    self.pos += 2;
+                }
+                None => self.ok = false,
+            },
+            _ => self.int(tag, i64::from(v)),
+        }
+    }
+
     // Always inlined, with the rare case (near the end of `out`) out of line: a span's
     // IDs and timestamps are nine-byte varints, written here without a loop.
     #[inline(always)]
@@ -625,12 +688,21 @@ impl Writer<'_> {
         // end of the encoding.
         match self.out.get_mut(self.pos..self.pos + 11) {
             Some(dst) => {
-                let n = varint_len(v);
-                let (lo, hi) = varint_words(v, n);
                 dst[0] = (tag << 3) | VARINT;
-                dst[1..9].copy_from_slice(&lo.to_le_bytes());
-                dst[9..11].copy_from_slice(&hi.to_le_bytes());
-                self.pos += 1 + n;
+                if matches!(v >> 56, 1..=0x7f) {
+                    // Nine bytes, as a random ID or a time in nanoseconds mostly takes:
+                    // eight continued bytes, then the top seven bits.
+                    let lo = spread7(v) | 0x8080_8080_8080_8080;
+                    dst[1..9].copy_from_slice(&lo.to_le_bytes());
+                    dst[9] = (v >> 56) as u8;
+                    self.pos += 10;
+                } else {
+                    let n = varint_len(v);
+                    let (lo, hi) = varint_words(v, n);
+                    dst[1..9].copy_from_slice(&lo.to_le_bytes());
+                    dst[9..11].copy_from_slice(&hi.to_le_bytes());
+                    self.pos += 1 + n;
+                }
             }
             None => self.int_near_end(tag, v),
         }
@@ -662,7 +734,9 @@ impl Writer<'_> {
         }
     }
 
-    #[inline]
+    // Always inlined: a span's encoding writes a dozen strings, most of them empty or
+    // short, and the call cost as much as the write.
+    #[inline(always)]
     fn string(&mut self, tag: u8, v: &str) {
         let v = v.as_bytes();
         if v.is_empty() {
@@ -697,16 +771,10 @@ impl Writer<'_> {
             // whole entry, then fixed-size heads (no check per byte).
             if entry < 0x80 {
                 let end = self.pos + 2 + entry;
-                let written = self.out.get_mut(self.pos..end).and_then(|dst| {
-                    let (head, rest) = dst.split_first_chunk_mut::<4>()?;
-                    *head = [(tag << 3) | LEN, entry as u8, (1 << 3) | LEN, k.len() as u8];
-                    let (kd, rest) = rest.split_at_mut_checked(k.len())?;
-                    copy_short(kd, k);
-                    let (vhead, vd) = rest.split_first_chunk_mut::<2>()?;
-                    *vhead = [(2 << 3) | LEN, v.len() as u8];
-                    copy_short(vd, v);
-                    Some(())
-                });
+                let written = self
+                    .out
+                    .get_mut(self.pos..end)
+                    .and_then(|dst| short_entry(dst, tag, k, v));
                 match written {
                     Some(()) => self.pos = end,
                     None => self.ok = false,
@@ -761,16 +829,16 @@ impl Writer<'_> {
 
     #[inline]
     fn sample<S: SampleFields + ?Sized>(&mut self, s: &S) {
-        self.int(1, i64::from(s.metric()));
+        self.small_int(1, s.metric());
         self.string(2, s.name());
         self.float(3, s.value());
         self.int(4, s.timestamp());
         self.string(5, s.message());
-        self.int(6, i64::from(s.status()));
+        self.small_int(6, s.status());
         self.float(7, s.sample_rate());
         self.map(8, s.tags());
         self.string(9, s.unit());
-        self.int(10, i64::from(s.scope()));
+        self.small_int(10, s.scope());
     }
 }
 
