@@ -137,7 +137,7 @@ impl Client {
     pub(crate) fn without_workers(kind: Kind) -> Self {
         Self::from_parts(
             kind,
-            Arc::new(Shared::new(1, Vec::new(), Duration::MAX)),
+            Arc::new(Shared::new(1, false, Vec::new(), Duration::MAX)),
             None,
             Encoding::None,
             None,

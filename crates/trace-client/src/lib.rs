@@ -75,9 +75,11 @@
 //!   and the backend encodes and frees it.
 //! * **Sending**: each backend takes what is queued in batches (up to 512 spans),
 //!   copying each frame straight from the queue into one buffer, and writes it. A
-//!   backend that finds less than 64 spans waiting (or a quarter of a smaller queue), and
-//!   nothing someone waits for, naps as on an empty queue (below) before it takes them:
-//!   under a steady stream the backends take spans by the batch, not a few at a time.
+//!   stream backend (unix, TCP) that finds less than 64 spans waiting (or a quarter of
+//!   a smaller queue), and nothing someone waits for, naps as on an empty queue (below)
+//!   before it takes them: under a steady stream it takes spans by the batch, not a few
+//!   at a time. UDP and gRPC backends, which send each span on its own, take what is
+//!   there, several at once.
 //! * **Idle**: a backend that finds the queue empty looks again once after letting other
 //!   tasks run, then every millisecond a few times (one backend at a time), then sleeps
 //!   until a span comes. An idle client, connected or not, uses next to no CPU (the

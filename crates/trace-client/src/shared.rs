@@ -110,8 +110,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `batches`: the workers wait for a batch when they need not take less (see
+    /// `queue::wake`).
     pub(crate) fn new(
         capacity: usize,
+        batches: bool,
         controls: Vec<mpsc::UnboundedSender<Arc<FlushRound>>>,
         flush_timeout: Duration,
     ) -> Self {
@@ -123,7 +126,11 @@ impl Shared {
             aborting: Signal::default(),
             peer_down: AtomicBool::new(false),
             flush_timeout,
-            queue: Queue::new(capacity),
+            queue: if batches {
+                Queue::batching(capacity)
+            } else {
+                Queue::new(capacity)
+            },
             live_workers: AtomicUsize::new(controls.len()),
             controls,
             workers_done: WaitList::default(),

@@ -74,7 +74,17 @@ pub(super) fn start(
         controls.push(c_tx);
         control_rxs.push(c_rx);
     }
-    let shared = Arc::new(Shared::new(config.capacity, controls, config.flush_timeout));
+    // Stream backends copy spans into one buffer and write many at once: they wait for
+    // a batch rather than take a few spans at a time. A datagram or a gRPC call costs
+    // each span a send, and there several backends sending at once is what counts:
+    // they take what is there.
+    let batches = matches!(dest, Destination::Stream(_));
+    let shared = Arc::new(Shared::new(
+        config.capacity,
+        batches,
+        controls,
+        config.flush_timeout,
+    ));
     let tx = Tx::new(shared.clone());
     let batch = config.batch;
     match dest {

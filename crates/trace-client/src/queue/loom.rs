@@ -562,6 +562,7 @@ fn worker(
 /// value is taken once and every worker stops once the queue is closed.
 fn wake_model(
     capacity: usize,
+    batches: bool,
     urgent: bool,
     workers: usize,
     batch: usize,
@@ -570,7 +571,11 @@ fn wake_model(
 ) {
     const PRODUCERS: usize = 2;
     model(preemptions, move || {
-        let q = Arc::new(Queue::new(capacity));
+        let q = Arc::new(if batches {
+            Queue::batching(capacity)
+        } else {
+            Queue::new(capacity)
+        });
         let taken = Arc::new(StdAtomicUsize::new(0));
         let pushed = Arc::new(StdAtomicUsize::new(0));
         let workers: Vec<_> = (0..workers)
@@ -607,22 +612,24 @@ fn wake_model(
 #[test]
 fn wake_one_worker_takes_every_value_without_the_recheck() {
     // Capacity 8: a dozing worker is woken at 2 queued values, or for an urgent one.
-    wake_model(8, false, 1, 1, Close::AllTaken, Some(2));
-    wake_model(8, true, 1, 1, Close::AllTaken, Some(2));
+    wake_model(8, false, false, 1, 1, Close::AllTaken, Some(2));
+    wake_model(8, false, true, 1, 1, Close::AllTaken, Some(2));
     // Capacity 4: every push wakes a dozing worker.
-    wake_model(4, false, 1, 1, Close::AllTaken, Some(2));
+    wake_model(4, false, false, 1, 1, Close::AllTaken, Some(2));
+    // Waiting for batches of 2: one value is left for the doze.
+    wake_model(8, true, false, 1, 1, Close::AllTaken, Some(2));
 }
 
 #[test]
 fn wake_two_workers_take_every_value_without_the_recheck() {
     // Batches of 1: a worker that leaves a value behind wakes the other.
-    wake_model(8, true, 2, 1, Close::AllTaken, Some(1));
-    // Without an urgent value: a worker that finds one value (less than a batch, two
-    // here) while the other dozes sleeps and leaves it to the dozer.
-    wake_model(8, false, 2, 1, Close::AllTaken, Some(1));
+    wake_model(8, false, true, 2, 1, Close::AllTaken, Some(1));
+    // Waiting for batches of 2, without an urgent value: a worker that finds one value
+    // while the other dozes sleeps and leaves it to the dozer.
+    wake_model(8, true, false, 2, 1, Close::AllTaken, Some(1));
 }
 
 #[test]
 fn wake_the_worker_drains_and_stops_when_the_last_producer_closes() {
-    wake_model(8, false, 1, 1, Close::LastPush, Some(2));
+    wake_model(8, false, false, 1, 1, Close::LastPush, Some(2));
 }

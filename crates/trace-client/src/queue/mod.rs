@@ -67,11 +67,22 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// A queue of `capacity` (at least 1) messages; its storage is allocated here.
+    /// A queue of `capacity` (at least 1) messages whose workers take what is there;
+    /// its storage is allocated here.
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::with(capacity, false)
+    }
+
+    /// A queue of `capacity` messages whose workers wait for a batch when they need
+    /// not take less (see [`wake`]): for backends that write many spans at once.
+    pub(crate) fn batching(capacity: usize) -> Self {
+        Self::with(capacity, true)
+    }
+
+    fn with(capacity: usize, batches: bool) -> Self {
         Queue {
             ring: Ring::new(capacity),
-            wake: Wake::new(capacity),
+            wake: Wake::new(capacity, batches),
             room: WaitList::default(),
             senders: AtomicUsize::new(0),
         }
@@ -392,10 +403,20 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_push_is_ever_left_unseen() {
+        no_push_left_unseen(Queue::new(64)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_push_is_ever_left_unseen_by_workers_waiting_for_batches() {
+        // A worker that finds less than a batch while the other dozes sleeps.
+        no_push_left_unseen(Queue::batching(64)).await;
+    }
+
+    async fn no_push_left_unseen(q: Queue) {
         // Two workers sleep and wake around a producer on another thread; every span is
         // taken, none waits forever.
         const N: i64 = 50_000;
-        let q = Arc::new(Queue::new(64));
+        let q = Arc::new(q);
         let taken = Arc::new(AtomicU64::new(0));
         let mut workers = Vec::new();
         for _ in 0..2 {
@@ -442,6 +463,17 @@ mod tests {
 
     #[test]
     fn bursts_and_pauses_never_leave_a_worker_asleep_on_a_queued_span() {
+        // A small queue: nearly every push during a doze wakes the dozer.
+        bursts_and_pauses(Queue::new(16));
+    }
+
+    #[test]
+    fn bursts_and_pauses_never_leave_a_worker_waiting_for_batches_asleep_on_a_span() {
+        // Batches of 4: most bursts leave less than a batch behind.
+        bursts_and_pauses(Queue::batching(16));
+    }
+
+    fn bursts_and_pauses(q: Queue) {
         // Producers on their own threads push in bursts with pauses, short ones (the
         // worker dozes) and now and then long ones (it sleeps for good), with
         // some urgent messages. After each long pause every span pushed so far must be
@@ -452,8 +484,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        // A small queue: nearly every push during a doze wakes the dozer.
-        let q = Arc::new(Queue::new(16));
+        let q = Arc::new(q);
         let taken = Arc::new(AtomicU64::new(0));
         let worker = {
             let (q, taken) = (q.clone(), taken.clone());
@@ -560,20 +591,25 @@ mod tests {
             worker.await.unwrap();
             at_once
         }
-        let q = Arc::new(Queue::new(1024));
+        assert_eq!(
+            Queue::new(1024).wake.batch_min(),
+            1,
+            "datagrams: no waiting"
+        );
+        let q = Arc::new(Queue::batching(1024));
         assert_eq!(q.wake.batch_min(), 64);
         for i in 0..3 {
             q.try_push(span(i)).unwrap();
         }
         assert!(!took_at_once(&q, 3).await, "three spans wait for the doze");
 
-        let q = Arc::new(Queue::new(1024));
+        let q = Arc::new(Queue::batching(1024));
         for i in 0..64 {
             q.try_push(span(i)).unwrap();
         }
         assert!(took_at_once(&q, 64).await, "a batch is taken at once");
 
-        let q = Arc::new(Queue::new(1024));
+        let q = Arc::new(Queue::batching(1024));
         q.try_push(span(1)).unwrap();
         let (tx, _rx) = tokio::sync::oneshot::channel();
         let urgent = Message::Span {

@@ -5,16 +5,21 @@
 //! thread is parked, and on a busy machine the woken thread may take the producer's CPU
 //! for a while), so producers avoid it:
 //!
-//! * a worker that found less than a batch waiting ([`BATCH_MIN`] messages, or a quarter
-//!   of the capacity when that is less), and no message someone waits for, yields to
-//!   the runtime and looks once more, then
+//! * a worker that found the queue empty yields to the runtime and looks once more, then
 //!   *dozes*: it looks again every millisecond, a few times, before it sleeps, and then
 //!   takes whatever is there. One worker at a time dozes; a steady stream of spans finds
-//!   it coming back by itself to a batch. Another worker that finds less than a batch
-//!   while one dozes leaves it to the dozer and sleeps. (Taking a few spans whenever
-//!   there were any, the backends kept up with a fast producer a handful of spans at a
-//!   time, each handful costing a look at the queue's shared words, and often a
-//!   wake-up: measured end to end, a span cost 15 % more CPU);
+//!   it coming back by itself;
+//! * where the workers wait for batches (a queue made with
+//!   [`Queue::batching`](super::Queue::batching), for stream backends, which copy spans
+//!   into one buffer and write many at once), "empty" above means less than a batch
+//!   waiting ([`BATCH_MIN`] messages, or a quarter of the capacity when that is less)
+//!   and no message someone waits for, and a worker that finds less than a batch while
+//!   another dozes leaves it to the dozer and sleeps. (Taking a few spans whenever there
+//!   were any, stream backends kept up with a fast producer a handful of spans at a
+//!   time, each handful costing a look at the queue's shared words and often a wake-up:
+//!   a span cost a fifth more CPU end to end. Datagram and gRPC backends pay a send for
+//!   each span, and several of them sending at once is what counts there: waiting for
+//!   batches cost a third of the UDP throughput);
 //! * a producer wakes a dozing worker only when the queue holds a quarter of its
 //!   capacity, or for a message someone waits for (a flush, a span with a receipt); it
 //!   wakes a sleeping worker only when no worker is awake or dozing, and no wake-up is
@@ -78,6 +83,8 @@ pub(crate) struct Wake {
     pub(super) workers: Padded<AtomicU64>,
     /// The backlog at which a producer wakes a dozing worker.
     doze_limit: usize,
+    /// What a worker that need not take less waits for (1: whatever is there).
+    batch_min: usize,
     /// A wake-up was sent and its worker has not started searching yet.
     pending: AtomicBool,
     /// An urgent message was pushed since a worker last looked for one: a worker
@@ -87,11 +94,18 @@ pub(crate) struct Wake {
 }
 
 impl Wake {
-    /// For a queue of `capacity` messages.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// For a queue of `capacity` messages whose workers take what is there (see the
+    /// module docs), or wait for a batch (`batches`).
+    pub(crate) fn new(capacity: usize, batches: bool) -> Self {
+        let doze_limit = (capacity / 4).max(1);
         Wake {
             workers: Padded(AtomicU64::new(0)),
-            doze_limit: (capacity / 4).max(1),
+            doze_limit,
+            batch_min: if batches {
+                doze_limit.min(BATCH_MIN)
+            } else {
+                1
+            },
             pending: AtomicBool::new(false),
             urgent: AtomicBool::new(false),
             work: Notify::new(),
@@ -106,7 +120,7 @@ impl Wake {
 
     /// What a worker waits for, dozing, before it takes a batch (see the module docs).
     pub(crate) fn batch_min(&self) -> usize {
-        self.doze_limit.min(BATCH_MIN)
+        self.batch_min
     }
 
     /// Called by a producer after each successful push (`urgent`: someone waits for the
@@ -208,7 +222,11 @@ impl Wake {
                     let mut notified = pin!(self.work.notified());
                     notified.as_mut().enable();
                     if if doze == 0 { has_batch() } else { has_work() } {
-                        break;
+                        // Leave for the work at once: a wake-up `enable` took is then
+                        // not lost (`has_batch` may say yes for an urgent message
+                        // already taken; looking again and sleeping would drop it).
+                        searching.set(SEARCHER);
+                        return searching;
                     }
                     let woken = tokio::select! {
                         biased;

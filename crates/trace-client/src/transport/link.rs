@@ -280,7 +280,7 @@ mod tests {
     }
 
     fn shared() -> Arc<Shared> {
-        Arc::new(Shared::new(1, Vec::new(), Duration::from_secs(15)))
+        Arc::new(Shared::new(1, false, Vec::new(), Duration::from_secs(15)))
     }
 
     #[tokio::test(start_paused = true)]
