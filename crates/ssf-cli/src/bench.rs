@@ -27,7 +27,7 @@ use ssf_proto::SsfSpan;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use trace_client::{Client, DropCounts, DropReason, Span, SpanSample, TryRecordError};
+use trace_client::{Client, DropCounts, DropReason, Span, TryRecordError};
 
 use crate::emit::chain;
 use crate::{Failure, args, usage};
@@ -267,34 +267,8 @@ fn request_span() -> Span {
 /// builds one per request: a child of `parent`, the service, five tags (owned `String`
 /// values with `owned`), a counter with a tag and a timing sample.
 #[inline]
-#[expect(
-    clippy::unnecessary_to_owned,
-    reason = "a service that hands the span `String`s is what --owned-tags measures"
-)]
 fn api_span(parent: &Span, owned: bool) -> Span {
-    let mut span = parent.child("POST /v1/charges");
-    span.set_service("checkout-service");
-    let tags: [(&'static str, &'static str); 5] = [
-        ("http.method", "POST"),
-        ("http.path", "/v1/charges"),
-        ("http.status_code", "200"),
-        ("region", "eu-west-1"),
-        ("host", "web-17"),
-    ];
-    for (k, v) in tags {
-        if owned {
-            span.set_tag(k, v.to_owned());
-        } else {
-            span.set_tag(k, v);
-        }
-    }
-    span.add_sample(SpanSample::count("charges.created", 1.0).with_tag("currency", "eur"))
-        .add_sample(SpanSample::timing(
-            "charges.latency",
-            Duration::from_micros(2_500),
-            Duration::from_millis(1),
-        ));
-    span
+    trace_client::testing::typical_request_span(parent, owned)
 }
 
 /// Runs `ssf bench`.

@@ -67,17 +67,13 @@ fn spans(c: &mut Criterion) {
     group.finish();
 }
 
-/// The span a service builds per request, through the public API: a child of the
-/// request's span, five tags, a counter with a tag and a timing sample, finished on a
-/// network client (encoded straight into the queue; the backends drain it between
-/// measured stretches). Static tag values, then owned (`String`) ones.
-#[expect(
-    clippy::unnecessary_to_owned,
-    reason = "a service that hands the span `String`s is what the owned-tags run measures"
-)]
+/// The span a service builds per request, through the public API
+/// (`testing::typical_request_span`: a child of the request's span, five tags, a counter
+/// with a tag and a timing sample), finished on a network client (encoded straight into
+/// the queue; the backends drain it between measured stretches). Static tag values,
+/// then owned (`String`) ones.
 fn request_span(c: &mut Criterion) {
     use std::time::Duration;
-    use trace_client::SpanSample;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -113,30 +109,7 @@ fn request_span(c: &mut Criterion) {
                     let n = left.min(2048);
                     let start = std::time::Instant::now();
                     for _ in 0..n {
-                        let mut span = parent.child(black_box("POST /v1/charges"));
-                        span.set_service("checkout-service");
-                        let tags = [
-                            ("http.method", "POST"),
-                            ("http.path", "/v1/charges"),
-                            ("http.status_code", "200"),
-                            ("region", "eu-west-1"),
-                            ("host", "web-17"),
-                        ];
-                        for (k, v) in tags {
-                            if owned {
-                                span.set_tag(k, v.to_owned());
-                            } else {
-                                span.set_tag(k, v);
-                            }
-                        }
-                        span.add_sample(
-                            SpanSample::count("charges.created", 1.0).with_tag("currency", "eur"),
-                        )
-                        .add_sample(SpanSample::timing(
-                            "charges.latency",
-                            Duration::from_micros(2_500),
-                            Duration::from_millis(1),
-                        ));
+                        let span = trace_client::testing::typical_request_span(&parent, owned);
                         black_box(span.finish_with(client).is_ok());
                     }
                     timed += start.elapsed();

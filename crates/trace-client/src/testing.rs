@@ -2,7 +2,9 @@
 //!
 //! * [`ChannelBackend`] delivers every span into a channel, waiting while it is full.
 //! * [`FlushingBackend`] collects spans and delivers them as one batch on each flush.
-//! * [`typical_span`] is the span the project's benchmarks and load tests send.
+//! * [`typical_span`] is the span the project's benchmarks and load tests send;
+//!   [`typical_request_span`] is the same span made through the [`Span`] API, as a
+//!   service makes one per request.
 //!
 //! Both can be told to fail chosen spans or flushes. Neither blocks while holding a lock,
 //! and both are cancel-safe (a shutdown deadline can interrupt them).
@@ -32,6 +34,8 @@ use ssf_proto::SsfSpan;
 use ssf_proto::sample::{self, SampleExt};
 use tokio::sync::mpsc;
 
+use crate::trace::fields::SpanSample;
+use crate::trace::span::Span;
 use crate::transport::Backend;
 
 /// A typical span of a service: a name, a service, five tags, a counter with a tag and a
@@ -67,6 +71,53 @@ pub fn typical_span(id: i64) -> SsfSpan {
         ],
         ..Default::default()
     }
+}
+
+/// The span a service makes per request, through the public [`Span`] API: a child of
+/// `parent` named `POST /v1/charges`, the service `checkout-service`, five `set_tag`
+/// (static strings, or `String`s made here when `owned_tags`), a counter with a tag and
+/// a timing sample; [`typical_span`]'s fields. The benchmarks of the Span API path
+/// (criterion's `span/typical_request`, `ssf bench --span-api`,
+/// `scripts/instructions.sh`) all make this span, then finish it.
+///
+/// ```
+/// use trace_client::Span;
+///
+/// let mut parent = Span::root("request");
+/// parent.set_finish_on_drop(false);
+/// let mut span = trace_client::testing::typical_request_span(&parent, false);
+/// span.set_finish_on_drop(false);
+/// assert_eq!((span.parent_id(), span.tags().len()), (parent.span_id(), 5));
+/// ```
+#[inline]
+#[expect(
+    clippy::unnecessary_to_owned,
+    reason = "a service that hands the span `String`s is what `owned_tags` measures"
+)]
+pub fn typical_request_span(parent: &Span, owned_tags: bool) -> Span {
+    let mut span = parent.child(std::hint::black_box("POST /v1/charges"));
+    span.set_service("checkout-service");
+    let tags = [
+        ("http.method", "POST"),
+        ("http.path", "/v1/charges"),
+        ("http.status_code", "200"),
+        ("region", "eu-west-1"),
+        ("host", "web-17"),
+    ];
+    for (k, v) in tags {
+        if owned_tags {
+            span.set_tag(k, v.to_owned());
+        } else {
+            span.set_tag(k, v);
+        }
+    }
+    span.add_sample(SpanSample::count("charges.created", 1.0).with_tag("currency", "eur"))
+        .add_sample(SpanSample::timing(
+            "charges.latency",
+            Duration::from_micros(2_500),
+            Duration::from_millis(1),
+        ));
+    span
 }
 
 type SendErrors = Arc<dyn Fn(&SsfSpan) -> Option<io::Error> + Send + Sync>;
