@@ -193,38 +193,6 @@ impl Client {
         }
     }
 
-    /// [`encode::encode_inline`] with the client's service name for a span without one.
-    #[inline]
-    fn encode_inline<S: SpanFields + ?Sized>(
-        &self,
-        span: &S,
-        framing: Framing,
-        buf: &mut [u8],
-    ) -> Option<usize> {
-        match &self.inner.service {
-            Some(service) if span.service().is_empty() => {
-                encode::encode_inline(&WithService { span, service }, framing, buf)
-            }
-            _ => encode::encode_inline(span, framing, buf),
-        }
-    }
-
-    /// [`encode::encode_large`] with the client's service name for a span without one.
-    #[cold]
-    fn encode_large<S: SpanFields + ?Sized>(
-        &self,
-        span: &S,
-        framing: Framing,
-        max: usize,
-    ) -> Result<Box<[u8]>, usize> {
-        match &self.inner.service {
-            Some(service) if span.service().is_empty() => {
-                encode::encode_large(&WithService { span, service }, framing, max)
-            }
-            _ => encode::encode_large(span, framing, max),
-        }
-    }
-
     fn normalize(&self, span: &mut SsfSpan) {
         if let Some(f) = &self.inner.normalizer {
             if span.metrics.is_empty() {
@@ -436,16 +404,14 @@ impl Client {
         // empty.
         let mut oversized = 0;
         let pushed = shared.queue.try_push_written(receipt, |frame| {
-            let len = match self.encode_inline(span, framing, frame) {
-                Some(n) if n - framing.header_len() <= max => return Written::Inline(n),
-                Some(n) => n - framing.header_len(),
-                None => match self.encode_large(span, framing, max) {
-                    Ok(heap) => return Written::Heap(heap),
-                    Err(len) => len,
-                },
-            };
-            oversized = len;
-            Written::Nothing
+            match self.encode(span, framing, max, frame) {
+                Ok(encode::Encoded::Inline(n)) => Written::Inline(n),
+                Ok(encode::Encoded::Heap(heap)) => Written::Heap(heap),
+                Err(len) => {
+                    oversized = len;
+                    Written::Nothing
+                }
+            }
         });
         unwinding.disarm();
         match pushed {

@@ -6,11 +6,10 @@
 //! sends: a stream frame (the codec's 5-byte header, then the canonical bytes) for a
 //! stream client, the bare bytes for a UDP client. It queues the bytes instead of the
 //! span: the span is freed where it was made, while it is still in that core's cache,
-//! and the backends only copy bytes to their sockets. [`encode_inline`] writes an
-//! encoding of up to [`INLINE`] bytes straight into the queue slot the push claimed (a
-//! backend copies it out once); a larger one is put on the heap ([`encode_large`]).
-//! [`encode`] writes into a buffer the caller holds, for the record futures, which
-//! keep the frame until there is room.
+//! and the backends only copy bytes to their sockets. [`encode`] writes an encoding of
+//! up to [`INLINE`] bytes into the buffer it is given (the queue slot the push claimed,
+//! or for the record futures, which keep the frame until there is room, a buffer of
+//! their own); a larger one is put on the heap ([`encode_large`]).
 //!
 //! A client built with [`encode_in_backend`](crate::ClientBuilder::encode_in_backend)
 //! queues spans, and its backends [`append`] each to their write buffer.
@@ -61,7 +60,7 @@ pub(crate) fn encode<S: SpanFields + ?Sized>(
 /// Encodes `span` as `framing` says into `buf` in one pass: the frame's length (header
 /// included), or `None` when it does not fit (`buf` then holds a part of it).
 #[inline]
-pub(crate) fn encode_inline<S: SpanFields + ?Sized>(
+fn encode_inline<S: SpanFields + ?Sized>(
     span: &S,
     framing: Framing,
     buf: &mut [u8],
@@ -75,7 +74,7 @@ pub(crate) fn encode_inline<S: SpanFields + ?Sized>(
 impl Framing {
     /// The length of the header before the canonical bytes.
     #[inline]
-    pub(crate) fn header_len(self) -> usize {
+    fn header_len(self) -> usize {
         match self {
             Framing::Stream => HEADER_LEN,
             Framing::Datagram => 0,
@@ -86,7 +85,7 @@ impl Framing {
 /// An encoding too large for a slot, into a heap buffer of its size; `Err(len)` when its
 /// canonical encoding is over `max` bytes.
 #[cold]
-pub(crate) fn encode_large<S: SpanFields + ?Sized>(
+fn encode_large<S: SpanFields + ?Sized>(
     span: &S,
     framing: Framing,
     max: usize,
