@@ -387,7 +387,7 @@ pub fn encode_span_tag(key: &str, value: &str, out: &mut [u8]) -> Option<usize> 
     if entry < 0x80 {
         // The common case, written here rather than through a `Writer`: a span sets
         // its tags one by one, each a call of this.
-        short_entry(out.get_mut(..2 + entry)?, 11, k, v)?;
+        short_entry(out.get_mut(..2 + entry)?, 11, entry, k, v)?;
         return Some(2 + entry);
     }
     encode_long_span_tag(key, value, out)
@@ -405,30 +405,19 @@ fn encode_long_span_tag(key: &str, value: &str, out: &mut [u8]) -> Option<usize>
     w.ok.then_some(w.pos)
 }
 
-/// Writes the map entry `k` = `v` of field `tag` into `dst`, which is exactly as long as
-/// the entry (under 128 bytes: one-byte lengths); `None` only if it is not.
+/// Writes the map entry `k` = `v` of field `tag` into `dst`: `entry` (under 128) is the
+/// length of the entry's message, `4 + k.len() + v.len()`, and `dst` is exactly
+/// `2 + entry` bytes long; `None` only if it is not.
 #[inline(always)]
-fn short_entry(dst: &mut [u8], tag: u8, k: &[u8], v: &[u8]) -> Option<()> {
+fn short_entry(dst: &mut [u8], tag: u8, entry: usize, k: &[u8], v: &[u8]) -> Option<()> {
     let (head, rest) = dst.split_first_chunk_mut::<4>()?;
-    *head = [
-        (tag << 3) | LEN,
-        (dst_len_of(k, v)) as u8,
-        (1 << 3) | LEN,
-        k.len() as u8,
-    ];
+    *head = [(tag << 3) | LEN, entry as u8, (1 << 3) | LEN, k.len() as u8];
     let (kd, rest) = rest.split_at_mut_checked(k.len())?;
     copy_short(kd, k);
     let (vhead, vd) = rest.split_first_chunk_mut::<2>()?;
     *vhead = [(2 << 3) | LEN, v.len() as u8];
     copy_short(vd, v);
     Some(())
-}
-
-/// The length of a short map entry's message (key and value with their keys and
-/// one-byte lengths).
-#[inline(always)]
-fn dst_len_of(k: &[u8], v: &[u8]) -> usize {
-    4 + k.len() + v.len()
 }
 
 /// The length [`encode_span_tag`] writes for `key` = `value`.
@@ -774,7 +763,7 @@ impl Writer<'_> {
                 let written = self
                     .out
                     .get_mut(self.pos..end)
-                    .and_then(|dst| short_entry(dst, tag, k, v));
+                    .and_then(|dst| short_entry(dst, tag, entry, k, v));
                 match written {
                     Some(()) => self.pos = end,
                     None => self.ok = false,
