@@ -284,7 +284,10 @@ impl Queue {
 
     /// Whether a worker that need not take less has a batch to take (see [`wake`]).
     fn has_batch(&self) -> bool {
-        self.wake.take_urgent() || self.ring.len() >= self.wake.batch_min() || self.ring.is_closed()
+        match self.wake.batch_min() {
+            1 => self.has_work(),
+            batch => self.wake.take_urgent() || self.ring.len() >= batch || self.ring.is_closed(),
+        }
     }
 
     /// Refuses every later push; wakes the workers (to drain and stop) and the producers

@@ -127,9 +127,10 @@ impl Wake {
     /// message); `len` tells how much the queue holds.
     #[inline]
     pub(crate) fn pushed(&self, urgent: bool, len: impl FnOnce() -> usize) {
-        if urgent {
-            // Before the workers' state is read: a worker that starts dozing after that
-            // read sees it (sequentially consistent, both).
+        if urgent && self.batch_min > 1 {
+            // Only workers that wait for batches ask for it. Before the workers' state
+            // is read: a worker that starts dozing after that read sees it (sequentially
+            // consistent, both).
             self.urgent.store(true, Ordering::SeqCst);
         }
         // Sequentially consistent, after the push's compare-and-swap: see the module docs.
